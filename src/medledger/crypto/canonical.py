@@ -1,0 +1,85 @@
+"""Canonical JSON: the only byte form in which MedLedger signs and hashes structured data.
+
+Rules (a strict subset of RFC 8785, JCS): UTF-8, no insignificant whitespace, object keys sorted,
+no floating-point numbers at all (amounts, doses and times are integers or strings), integers within
+the I-JSON safe range ±(2**53 - 1), strings escaped as ECMAScript ``JSON.stringify`` does.
+Keys are sorted by Unicode code point; RFC 8785 sorts by UTF-16 code unit, which differs only when
+one key has a character above U+FFFF and another one in U+E000..U+FFFF at the same position
+(ADR 0002).
+
+``decode`` accepts bytes only when re-encoding them gives the very same bytes, so there is exactly
+one valid encoding of every value, and hashes over bytes are hashes over values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from medledger.errors import Code, MedLedgerError
+
+MAX_SAFE_INT = 2**53 - 1
+JSON = Any  # dict[str, JSON] | list[JSON] | str | int | bool | None
+
+
+class CanonicalError(MedLedgerError):
+    """Value or bytes that are not canonical JSON."""
+
+
+def _check(value: JSON, depth: int = 0) -> None:
+    if depth > 32:
+        raise CanonicalError(Code.BAD_ENVELOPE, "nesting deeper than 32 levels")
+    t = type(value)
+    if t is str or t is bool or value is None:
+        return
+    if t is int:
+        if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+            raise CanonicalError(Code.NON_CANONICAL, f"integer {value} outside ±(2**53-1)")
+        return
+    if t is dict:
+        for k, v in value.items():
+            if type(k) is not str:
+                raise CanonicalError(Code.NON_CANONICAL, f"object key {k!r} is not a string")
+            _check(v, depth + 1)
+        return
+    if t is list:
+        for v in value:
+            _check(v, depth + 1)
+        return
+    if t is float:
+        raise CanonicalError(Code.FLOAT_NOT_ALLOWED, f"got float {value!r}, want int or string")
+    raise CanonicalError(Code.NON_CANONICAL, f"type {t.__name__} is not JSON")
+
+
+def encode(value: JSON) -> bytes:
+    """Return the canonical bytes of ``value``; raises CanonicalError for floats and non-JSON."""
+    _check(value)
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def decode(data: bytes) -> JSON:
+    """Parse ``data`` and require it to be canonical.
+
+    Raises CanonicalError with ``malformed_json`` (not JSON, bad UTF-8), ``float_not_allowed``
+    or ``non_canonical`` (whitespace, key order, duplicate keys, escapes, number forms).
+    """
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise CanonicalError(Code.MALFORMED_JSON, f"not JSON: {exc}") from None
+    again = encode(value)
+    if again != data:
+        raise CanonicalError(
+            Code.NON_CANONICAL,
+            f"got {len(data)} bytes, canonical form has {len(again)} bytes "
+            f"(first difference at byte {_first_difference(data, again)})",
+        )
+    return value
+
+
+def _first_difference(a: bytes, b: bytes) -> int:
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return i
+    return min(len(a), len(b))

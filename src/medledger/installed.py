@@ -1,0 +1,17 @@
+"""The contracts a MedLedger node runs, assembled from the domain packages.
+
+Adding a contract: write it in its domain package, then add one line here.
+"""
+
+from __future__ import annotations
+
+from medledger.consortium.contract import Consortium
+from medledger.contracts.base import Registry
+from medledger.records.registry import RecordRegistry
+
+
+def default_registry() -> Registry:
+    registry = Registry()
+    registry.add(Consortium())
+    registry.add(RecordRegistry())
+    return registry

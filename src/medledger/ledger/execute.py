@@ -1,0 +1,174 @@
+"""Deterministic execution of one block: authenticate, authorise, validate, run, collect writes.
+
+The same function runs in the node (building blocks) and in ``verify`` (replaying them), so a
+peer that replays a chain gets byte-identical results, writes and roots. Inputs are the committed
+state, the ordered transactions, the block's height and time, and a signature oracle; nothing
+else. An invalid transaction yields a result with its reason code and no writes.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from medledger.consortium.model import active_key, key_status
+from medledger.contracts.base import Registry
+from medledger.contracts.context import Caller, Context
+from medledger.crypto import canonical
+from medledger.errors import Code, MedLedgerError
+from medledger.ledger.block import result_doc
+from medledger.ledger.state import BlockState, StateReader
+from medledger.ledger.tx import Signature, Transaction
+
+SigOracle = Callable[[Transaction, Signature, bytes], bool]
+SYSTEM = Caller("_system/block", "_system", "system", "system")
+
+
+@dataclass
+class Executed:
+    results: list[dict[str, Any]]
+    writes: dict[str, bytes | None]
+
+
+class _Invalid(Exception):
+    def __init__(self, code: Code, message: str) -> None:
+        self.code, self.message = code, message
+
+
+def nonce_key(signer: str, nonce: int) -> str:
+    return f"_nonce/{signer}/{nonce}"
+
+
+class Executor:
+    """Runs blocks against a contract registry for one chain."""
+
+    def __init__(self, registry: Registry, chain_id: str) -> None:
+        self.registry = registry
+        self.chain_id = chain_id
+
+    def execute_block(
+        self,
+        base: StateReader,
+        txs: Sequence[Transaction],
+        height: int,
+        time: int,
+        sig_ok: SigOracle,
+    ) -> Executed:
+        state = BlockState(base)
+        for contract in self.registry.contracts.values():
+            tx_state = state.tx()
+            contract.begin_block(Context(tx_state, contract.name, height, time, "", SYSTEM))
+            tx_state.commit()
+        policies = orjson.loads(state.get("consortium/config") or b"{}").get("policies", {})
+        results = [self._run(state, tx, height, time, sig_ok, policies) for tx in txs]
+        return Executed(results, state.writes)
+
+    def _run(
+        self,
+        state: BlockState,
+        tx: Transaction,
+        height: int,
+        time: int,
+        sig_ok: SigOracle,
+        policies: dict[str, Any],
+    ) -> dict[str, Any]:
+        tx_state = state.tx()
+        try:
+            self._check_envelope(state, tx, time, policies)
+            callers = [self._authenticate(state, tx, s, time, sig_ok) for s in tx.sigs]
+            by_id = {c.id: c for c in callers}
+            caller = by_id[tx.signer]
+            cosigners = tuple(by_id[c] for c in tx.cosigners)
+            contract, spec = self.registry.resolve(tx.contract, tx.method)
+            if not spec.access.allows(caller.org_kind, caller.role):
+                raise _Invalid(
+                    Code.FORBIDDEN,
+                    f"{tx.contract}.{tx.method}: caller {caller.id} is {caller.org_kind}/"
+                    f"{caller.role}, not allowed",
+                )
+            try:
+                args = spec.args_model.model_validate(tx.args)
+            except ValidationError as exc:
+                raise _Invalid(Code.BAD_ARGS, _describe(exc)) from None
+            if spec.cosign is not None:
+                _check_cosign(spec.cosign(args), cosigners)
+            ctx = Context(tx_state, contract.name, height, time, tx.tx_id.hex(), caller, cosigners)
+            value = spec.fn(contract, ctx, args)
+            canonical.encode(value)
+        except _Invalid as exc:
+            return result_doc(exc.code, exc.message)
+        except MedLedgerError as exc:
+            return result_doc(exc.code, exc.message)
+        tx_state.put(nonce_key(tx.signer, tx.nonce), str(height).encode())
+        tx_state.commit()
+        events = [{"data": e.data, "name": e.name} for e in ctx.events]
+        return result_doc("ok", "", value, events)
+
+    def _check_envelope(
+        self, state: BlockState, tx: Transaction, time: int, policies: dict[str, Any]
+    ) -> None:
+        if tx.chain != self.chain_id:
+            raise _Invalid(Code.WRONG_CHAIN, f"got chain {tx.chain!r}, want {self.chain_id!r}")
+        max_age, max_future = policies["tx_max_age_ms"], policies["tx_max_future_ms"]
+        if not time - max_age <= tx.time <= time + max_future:
+            raise _Invalid(
+                Code.STALE_TIME,
+                f"tx time {tx.time} outside [{time - max_age}, {time + max_future}]",
+            )
+        if state.get(nonce_key(tx.signer, tx.nonce)) is not None:
+            raise _Invalid(Code.REPLAYED_NONCE, f"{tx.signer} already used nonce {tx.nonce}")
+
+    def _authenticate(
+        self, state: BlockState, tx: Transaction, sig: Signature, time: int, sig_ok: SigOracle
+    ) -> Caller:
+        raw = state.get(f"consortium/member/{sig.by}")
+        if raw is None:
+            raise _Invalid(Code.UNKNOWN_SIGNER, f"no enrolled member {sig.by}")
+        member = orjson.loads(raw)
+        if member["status"] == "revoked" and member["revoked_at"] <= time:
+            raise _Invalid(Code.MEMBER_REVOKED, f"member {sig.by} revoked")
+        if time < member["not_before"] or (
+            member["not_after"] is not None and time >= member["not_after"]
+        ):
+            raise _Invalid(Code.MEMBER_EXPIRED, f"member {sig.by} not valid at {time}")
+        org_raw = state.get(f"consortium/org/{member['org']}")
+        org = orjson.loads(org_raw) if org_raw else None
+        if org is None or org["status"] != "active":
+            raise _Invalid(Code.ORG_INACTIVE, f"organisation {member['org']} is not active")
+        key = active_key(member, sig.kid, time)
+        if key is None:
+            known = [k for k in member["keys"] if k["kid"] == sig.kid]
+            if not known:
+                raise _Invalid(Code.UNKNOWN_SIGNER, f"member {sig.by} has no key {sig.kid}")
+            status = key_status(known[0], time)
+            code = Code.KEY_REVOKED if status == "revoked" else Code.KEY_EXPIRED
+            raise _Invalid(code, f"key {sig.kid} of {sig.by} is {status} at {time}")
+        if not sig_ok(tx, sig, _pub(key)):
+            raise _Invalid(Code.BAD_SIGNATURE, f"signature by {sig.by} (key {sig.kid}) is invalid")
+        return Caller(sig.by, member["org"], member["role"], org["kind"])
+
+
+def _pub(key: dict[str, Any]) -> bytes:
+    return base64.b64decode(key["pub"])
+
+
+def _check_cosign(rules: Sequence[Any], cosigners: Sequence[Caller]) -> None:
+    free = list(cosigners)
+    for rule in rules:
+        match = next((c for c in free if rule.satisfied_by(c.id, c.org, c.role)), None)
+        if match is None:
+            raise _Invalid(Code.MISSING_COSIGNATURE, f"needs a co-signature by {rule.describe()}")
+        free.remove(match)
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False)[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "args"
+        parts.append(f"{loc}: {err['type']}")
+    return "; ".join(parts)

@@ -1,0 +1,96 @@
+"""World state: a key → canonical-JSON-bytes map, layered per block and per transaction.
+
+Writes of one block are committed together. Their commitment is
+
+* ``writes_root``: the RFC 9162 Merkle root over the block's final writes sorted by key, each leaf
+  ``encode_write(key, value)`` (a deletion is a write of ``None``);
+* ``state_root(h) = SHA-256("medledger/state/v1" ‖ state_root(h-1) ‖ writes_root(h))``.
+
+So the state root commits to the whole history of state, and "key K had value V from height h"
+is provable with the block header and a Merkle proof into that block's writes (ADR 0003).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from typing import Protocol
+
+from medledger.ledger import merkle
+
+ZERO = bytes(32)
+
+
+class StateReader(Protocol):
+    def get_state(self, key: str) -> bytes | None: ...
+
+
+def encode_write(key: str, value: bytes | None) -> bytes:
+    """Leaf bytes of one write: len(key) as 2 bytes, key, then 0x01+value or 0x00 (deleted)."""
+    k = key.encode("utf-8")
+    if value is None:
+        return len(k).to_bytes(2, "big") + k + b"\x00"
+    return len(k).to_bytes(2, "big") + k + b"\x01" + value
+
+
+def writes_root(writes: Mapping[str, bytes | None]) -> bytes:
+    tree = merkle.CompactRange()
+    for key in sorted(writes):
+        tree.append(merkle.leaf_hash(encode_write(key, writes[key])))
+    return tree.root()
+
+
+def next_state_root(prev: bytes, root_of_writes: bytes) -> bytes:
+    return hashlib.sha256(b"medledger/state/v1" + prev + root_of_writes).digest()
+
+
+class BlockState:
+    """A block's pending writes over committed state. Reads see the newest layer first."""
+
+    def __init__(self, base: StateReader) -> None:
+        self.base = base
+        self.writes: dict[str, bytes | None] = {}
+
+    def get(self, key: str) -> bytes | None:
+        if key in self.writes:
+            return self.writes[key]
+        return self.base.get_state(key)
+
+    def tx(self) -> TxState:
+        return TxState(self)
+
+
+class TxState:
+    """One transaction's writes; ``commit`` folds them into the block, else they vanish."""
+
+    def __init__(self, block: BlockState) -> None:
+        self.block = block
+        self.writes: dict[str, bytes | None] = {}
+
+    def get(self, key: str) -> bytes | None:
+        if key in self.writes:
+            return self.writes[key]
+        return self.block.get(key)
+
+    def put(self, key: str, value: bytes | None) -> None:
+        self.writes[key] = value
+
+    def commit(self) -> None:
+        self.block.writes.update(self.writes)
+
+
+class MemoryState:
+    """A plain dict state (the verifier's replay, tests)."""
+
+    def __init__(self, items: Iterable[tuple[str, bytes]] = ()) -> None:
+        self.data: dict[str, bytes] = dict(items)
+
+    def get_state(self, key: str) -> bytes | None:
+        return self.data.get(key)
+
+    def apply(self, writes: Mapping[str, bytes | None]) -> None:
+        for k, v in writes.items():
+            if v is None:
+                self.data.pop(k, None)
+            else:
+                self.data[k] = v

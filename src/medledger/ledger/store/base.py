@@ -1,0 +1,129 @@
+"""The store interface every backend implements (SQLite now, PostgreSQL for the cluster).
+
+A store keeps the genesis document, block headers, transactions with their results, the Merkle
+log's perfect-subtree nodes, the full history of state writes, and signed checkpoints. ``commit``
+writes one block and everything it changes atomically: after a crash a store holds either the
+whole block or none of it. The behaviour is pinned by ``tests/contract/test_store_contract.py``,
+which every backend must pass.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from medledger.errors import MedLedgerError
+
+
+class StoreError(MedLedgerError):
+    """A store that cannot do what was asked (missing data, wrong chain, bad commit)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TxRecord:
+    index: int  # position in the transaction log (0-based)
+    tx_id: bytes
+    height: int
+    raw: bytes  # canonical wire bytes
+    result: bytes  # canonical result document
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlock:
+    height: int
+    hash: bytes
+    header: bytes  # canonical header bytes
+    first_index: int
+    tx_count: int
+
+
+@dataclass(frozen=True)
+class BlockCommit:
+    """Everything one block changes, committed in one atomic step."""
+
+    block: StoredBlock
+    txs: Sequence[TxRecord]
+    writes: dict[str, bytes | None]
+    nodes: Sequence[tuple[int, bytes]]  # new perfect Merkle nodes (node id, hash)
+    compact: tuple[int, Sequence[bytes]]  # compact range after the block
+    checkpoint: tuple[int, int, bytes] | None = None  # (log size, height, signed note)
+
+
+class Store(ABC):
+    """Abstract ledger store. Reads are safe from any thread; ``commit`` from one writer."""
+
+    @abstractmethod
+    def genesis(self) -> bytes | None:
+        """The canonical genesis bytes, or None for an empty store."""
+
+    @abstractmethod
+    def init(self, genesis: bytes, block0: BlockCommit) -> None:
+        """Write genesis and block 0; raises StoreError if the store is not empty."""
+
+    @abstractmethod
+    def commit(self, bc: BlockCommit) -> None:
+        """Append the next block atomically; raises StoreError unless height == head + 1."""
+
+    @abstractmethod
+    def add_checkpoint(self, size: int, height: int, note: bytes) -> None:
+        """Store a signed checkpoint note for log ``size`` (replacing one of the same size)."""
+
+    @abstractmethod
+    def head(self) -> StoredBlock | None: ...
+
+    @abstractmethod
+    def block(self, height: int) -> StoredBlock | None: ...
+
+    @abstractmethod
+    def blocks(self, start: int, stop: int) -> list[StoredBlock]:
+        """Blocks with start <= height < stop, in order."""
+
+    @abstractmethod
+    def txs_range(self, start: int, stop: int) -> list[TxRecord]:
+        """Transactions with log index start <= index < stop, in order."""
+
+    @abstractmethod
+    def tx(self, tx_id: bytes) -> TxRecord | None: ...
+
+    @abstractmethod
+    def known_txs(self, tx_ids: Sequence[bytes]) -> set[bytes]:
+        """The subset of ``tx_ids`` already committed."""
+
+    @abstractmethod
+    def get_state(self, key: str) -> bytes | None:
+        """The current value of ``key`` (None if absent or deleted)."""
+
+    @abstractmethod
+    def state_at(self, key: str, height: int) -> tuple[int, bytes | None] | None:
+        """(height written, value) of the newest write to ``key`` at or below ``height``."""
+
+    @abstractmethod
+    def scan_state(self, prefix: str, limit: int = 1000) -> list[tuple[str, bytes]]:
+        """Current (key, value) pairs whose key starts with ``prefix``, in key order."""
+
+    @abstractmethod
+    def state_rows(self) -> Iterator[tuple[str, int, bytes | None]]:
+        """Every stored state write (key, height, value) — for the verifier."""
+
+    @abstractmethod
+    def get_nodes(self, ids: Sequence[int]) -> list[bytes]:
+        """Merkle node hashes by id (``merkle.node_id``); KeyError if one is missing."""
+
+    @abstractmethod
+    def node_rows(self) -> Iterator[tuple[int, bytes]]:
+        """Every stored Merkle node (id, hash) — for the verifier."""
+
+    @abstractmethod
+    def compact(self) -> tuple[int, list[bytes]]:
+        """The log's compact range (size, perfect-subtree roots) after the head block."""
+
+    @abstractmethod
+    def checkpoint(self, size: int | None = None) -> tuple[int, int, bytes] | None:
+        """(size, height, note) of the checkpoint at ``size``, or the newest one."""
+
+    @abstractmethod
+    def checkpoints(self) -> list[tuple[int, int, bytes]]: ...
+
+    @abstractmethod
+    def close(self) -> None: ...

@@ -1,0 +1,239 @@
+"""SQLite store: WAL journal, ``synchronous=FULL``, one transaction per block (group commit).
+
+Readers use one connection per thread and see the last committed block; the single writer uses
+its own. A bounded LRU cache fronts current-state reads and is updated on commit, so a node's
+memory does not grow with the chain.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from medledger.errors import Code
+from medledger.ledger.store.base import BlockCommit, Store, StoredBlock, StoreError, TxRecord
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (
+    height INTEGER PRIMARY KEY, hash BLOB NOT NULL, header BLOB NOT NULL,
+    first_index INTEGER NOT NULL, tx_count INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS txs (
+    idx INTEGER PRIMARY KEY, tx_id BLOB NOT NULL UNIQUE, height INTEGER NOT NULL,
+    raw BLOB NOT NULL, result BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS log_nodes (id INTEGER PRIMARY KEY, hash BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS state (
+    key TEXT NOT NULL, height INTEGER NOT NULL, value BLOB,
+    PRIMARY KEY (key, height)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    size INTEGER PRIMARY KEY, height INTEGER NOT NULL, note BLOB NOT NULL);
+"""
+CACHE_ENTRIES = 65_536
+_memory_ids = itertools.count()
+
+
+class SQLiteStore(Store):
+    """A ledger store in one SQLite file (``":memory:"`` for a private in-memory database)."""
+
+    def __init__(self, path: str | Path) -> None:
+        if str(path) == ":memory:":
+            self._uri = f"file:medledger-mem-{next(_memory_ids)}?mode=memory&cache=shared"
+        else:
+            self._uri = Path(path).resolve().as_uri()
+        self._local = threading.local()
+        self._writer = self._connect()  # also keeps a shared in-memory database alive
+        self._writer.executescript(SCHEMA)
+        self._cache: OrderedDict[str, bytes | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._uri, uri=True, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=10000")
+        return conn
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
+
+    # -- writes ------------------------------------------------------------------------
+
+    def init(self, genesis: bytes, block0: BlockCommit) -> None:
+        if self.genesis() is not None:
+            raise StoreError(Code.CONFLICT, "store already holds a chain")
+        self._write(block0, genesis)
+
+    def commit(self, bc: BlockCommit) -> None:
+        head = self.head()
+        want = 0 if head is None else head.height + 1
+        if bc.block.height != want:
+            raise StoreError(Code.CONFLICT, f"got block {bc.block.height}, want {want}")
+        self._write(bc, None)
+
+    def _write(self, bc: BlockCommit, genesis: bytes | None) -> None:
+        db, b = self._writer, bc.block
+        h = b.height
+        with self._lock:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if genesis is not None:
+                    db.execute("INSERT INTO meta VALUES ('genesis', ?)", (genesis,))
+                db.execute(
+                    "INSERT INTO blocks VALUES (?,?,?,?,?)",
+                    (h, b.hash, b.header, b.first_index, b.tx_count),
+                )
+                db.executemany(
+                    "INSERT INTO txs VALUES (?,?,?,?,?)",
+                    [(t.index, t.tx_id, t.height, t.raw, t.result) for t in bc.txs],
+                )
+                db.executemany("INSERT INTO log_nodes VALUES (?,?)", bc.nodes)
+                db.executemany(
+                    "INSERT INTO state VALUES (?,?,?)", [(k, h, v) for k, v in bc.writes.items()]
+                )
+                size, hashes = bc.compact
+                db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('compact', ?)",
+                    (size.to_bytes(8, "big") + b"".join(hashes),),
+                )
+                if bc.checkpoint is not None:
+                    db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?,?,?)", bc.checkpoint)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                self._cache.clear()
+                raise
+            for k, v in bc.writes.items():
+                if k in self._cache:
+                    self._cache[k] = v
+
+    def add_checkpoint(self, size: int, height: int, note: bytes) -> None:
+        with self._lock:
+            self._writer.execute("INSERT OR REPLACE INTO checkpoints VALUES (?,?,?)",
+                                 (size, height, note))
+
+    # -- reads -------------------------------------------------------------------------
+
+    def genesis(self) -> bytes | None:
+        row = self._db.execute("SELECT v FROM meta WHERE k='genesis'").fetchone()
+        return None if row is None else bytes(row[0])
+
+    def head(self) -> StoredBlock | None:
+        row = self._db.execute("SELECT * FROM blocks ORDER BY height DESC LIMIT 1").fetchone()
+        return None if row is None else StoredBlock(*row)
+
+    def block(self, height: int) -> StoredBlock | None:
+        row = self._db.execute("SELECT * FROM blocks WHERE height=?", (height,)).fetchone()
+        return None if row is None else StoredBlock(*row)
+
+    def blocks(self, start: int, stop: int) -> list[StoredBlock]:
+        rows = self._db.execute(
+            "SELECT * FROM blocks WHERE height>=? AND height<? ORDER BY height", (start, stop)
+        )
+        return [StoredBlock(*r) for r in rows]
+
+    def txs_range(self, start: int, stop: int) -> list[TxRecord]:
+        rows = self._db.execute(
+            "SELECT * FROM txs WHERE idx>=? AND idx<? ORDER BY idx", (start, stop)
+        )
+        return [TxRecord(*r) for r in rows]
+
+    def tx(self, tx_id: bytes) -> TxRecord | None:
+        row = self._db.execute("SELECT * FROM txs WHERE tx_id=?", (tx_id,)).fetchone()
+        return None if row is None else TxRecord(*row)
+
+    def known_txs(self, tx_ids: Sequence[bytes]) -> set[bytes]:
+        found: set[bytes] = set()
+        for i in range(0, len(tx_ids), 500):
+            chunk = list(tx_ids[i : i + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(f"SELECT tx_id FROM txs WHERE tx_id IN ({marks})", chunk)
+            found.update(bytes(r[0]) for r in rows)
+        return found
+
+    def get_state(self, key: str) -> bytes | None:
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                return self._cache[key]
+            row = self._db.execute(
+                "SELECT value FROM state WHERE key=? ORDER BY height DESC LIMIT 1", (key,)
+            ).fetchone()
+            value = None if row is None or row[0] is None else bytes(row[0])
+            self._cache[key] = value
+            if len(self._cache) > CACHE_ENTRIES:
+                self._cache.popitem(last=False)
+            return value
+
+    def state_at(self, key: str, height: int) -> tuple[int, bytes | None] | None:
+        row = self._db.execute(
+            "SELECT height, value FROM state WHERE key=? AND height<=? "
+            "ORDER BY height DESC LIMIT 1",
+            (key, height),
+        ).fetchone()
+        if row is None:
+            return None
+        return int(row[0]), None if row[1] is None else bytes(row[1])
+
+    def scan_state(self, prefix: str, limit: int = 1000) -> list[tuple[str, bytes]]:
+        rows = self._db.execute(
+            "SELECT key, value FROM state s WHERE key >= ? AND key < ? AND height = "
+            "(SELECT MAX(height) FROM state t WHERE t.key = s.key) AND value IS NOT NULL "
+            "ORDER BY key LIMIT ?",
+            (prefix, prefix + "\U0010ffff", limit),
+        )
+        return [(k, bytes(v)) for k, v in rows]
+
+    def state_rows(self) -> Iterator[tuple[str, int, bytes | None]]:
+        for k, h, v in self._connect().execute("SELECT key, height, value FROM state"):
+            yield k, h, None if v is None else bytes(v)
+
+    def get_nodes(self, ids: Sequence[int]) -> list[bytes]:
+        if not ids:
+            return []
+        unique = list(dict.fromkeys(ids))
+        marks = ",".join("?" * len(unique))
+        rows = dict(self._db.execute(f"SELECT id, hash FROM log_nodes WHERE id IN ({marks})",
+                                     unique))
+        return [bytes(rows[i]) for i in ids]
+
+    def node_rows(self) -> Iterator[tuple[int, bytes]]:
+        for i, h in self._connect().execute("SELECT id, hash FROM log_nodes"):
+            yield i, bytes(h)
+
+    def compact(self) -> tuple[int, list[bytes]]:
+        row = self._db.execute("SELECT v FROM meta WHERE k='compact'").fetchone()
+        if row is None:
+            return 0, []
+        raw = bytes(row[0])
+        size = int.from_bytes(raw[:8], "big")
+        return size, [raw[i : i + 32] for i in range(8, len(raw), 32)]
+
+    def checkpoint(self, size: int | None = None) -> tuple[int, int, bytes] | None:
+        if size is None:
+            row = self._db.execute(
+                "SELECT size, height, note FROM checkpoints ORDER BY size DESC LIMIT 1"
+            ).fetchone()
+        else:
+            row = self._db.execute(
+                "SELECT size, height, note FROM checkpoints WHERE size=?", (size,)
+            ).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]), bytes(row[2]))
+
+    def checkpoints(self) -> list[tuple[int, int, bytes]]:
+        rows = self._db.execute("SELECT size, height, note FROM checkpoints ORDER BY size")
+        return [(int(s), int(h), bytes(n)) for s, h, n in rows]
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+        self._writer.close()

@@ -1,0 +1,204 @@
+"""Transaction envelopes: building, signing, and strict decoding.
+
+Wire form (canonical JSON, see ``medledger.crypto.canonical``)::
+
+    {"body": {"args": {...}, "chain": "...", "contract": "...", "cosigners": [...],
+              "method": "...", "nonce": 7, "signer": "hosp-a/dr-li", "time": 1764259200000},
+     "sigs": [{"by": "hosp-a/dr-li", "kid": "…16 hex…", "sig": "base64 64 bytes"}, ...]}
+
+* Every signature covers ``SIG_DOMAIN + canonical(body)``.
+* ``sigs`` holds exactly one signature by the signer and one by each co-signer, sorted by ``by``.
+* ``time`` is Unix milliseconds; ``nonce`` a non-negative integer unique per signer.
+* The transaction id is SHA-256 over the whole canonical wire bytes. Ed25519 signatures are
+  deterministic and libsodium rejects malleated ones, so one body signed by the same keys always
+  gives the same id (a client's retry is idempotent).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from medledger.crypto import canonical
+from medledger.crypto.keys import BadKeyError, SigningKey, b64, unb64
+from medledger.errors import Code, RejectedError
+
+SIG_DOMAIN = b"medledger/tx/v1\n"
+MAX_TX_BYTES = 64 * 1024
+BODY_FIELDS = frozenset(
+    {"args", "chain", "contract", "cosigners", "method", "nonce", "signer", "time"}
+)
+MEMBER_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}/[a-z0-9][a-z0-9._-]{0,62}$")
+NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+KID = re.compile(r"^[0-9a-f]{16}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    by: str
+    kid: str
+    sig: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """A decoded, canonically encoded, structurally valid transaction (signatures unchecked)."""
+
+    raw: bytes
+    tx_id: bytes
+    body: dict[str, Any]
+    signed: bytes  # SIG_DOMAIN + canonical(body)
+    sigs: tuple[Signature, ...]
+
+    @property
+    def chain(self) -> str:
+        return str(self.body["chain"])
+
+    @property
+    def contract(self) -> str:
+        return str(self.body["contract"])
+
+    @property
+    def method(self) -> str:
+        return str(self.body["method"])
+
+    @property
+    def args(self) -> dict[str, Any]:
+        args: dict[str, Any] = self.body["args"]
+        return args
+
+    @property
+    def signer(self) -> str:
+        return str(self.body["signer"])
+
+    @property
+    def cosigners(self) -> list[str]:
+        cos: list[str] = self.body["cosigners"]
+        return cos
+
+    @property
+    def nonce(self) -> int:
+        return int(self.body["nonce"])
+
+    @property
+    def time(self) -> int:
+        return int(self.body["time"])
+
+
+def make_body(
+    *,
+    chain: str,
+    contract: str,
+    method: str,
+    args: dict[str, Any],
+    signer: str,
+    nonce: int,
+    time: int,
+    cosigners: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The unsigned body of a transaction."""
+    return {
+        "args": args,
+        "chain": chain,
+        "contract": contract,
+        "cosigners": sorted(cosigners),
+        "method": method,
+        "nonce": nonce,
+        "signer": signer,
+        "time": time,
+    }
+
+
+def sign_body(body: dict[str, Any], member_id: str, key: SigningKey) -> Signature:
+    """One member's signature over ``body``."""
+    return Signature(member_id, key.kid, key.sign(SIG_DOMAIN + canonical.encode(body)))
+
+
+def assemble(body: dict[str, Any], sigs: Sequence[Signature]) -> bytes:
+    """Canonical wire bytes of a signed transaction."""
+    ordered = sorted(sigs, key=lambda s: s.by)
+    return canonical.encode(
+        {"body": body, "sigs": [{"by": s.by, "kid": s.kid, "sig": b64(s.sig)} for s in ordered]}
+    )
+
+
+def build(body: dict[str, Any], keys: dict[str, SigningKey]) -> bytes:
+    """Sign ``body`` with every key in ``keys`` (member id → key) and return the wire bytes."""
+    return assemble(body, [sign_body(body, mid, k) for mid, k in keys.items()])
+
+
+def tx_id(raw: bytes) -> bytes:
+    return hashlib.sha256(raw).digest()
+
+
+def decode(raw: bytes, *, max_bytes: int = MAX_TX_BYTES) -> Transaction:
+    """Decode wire bytes strictly; raises RejectedError with a reason code.
+
+    Checks size, canonical encoding, envelope shape and field types. It does not check the chain
+    id, signatures, membership or replay: those need ledger state (see ``medledger.node.admit``).
+    """
+    if len(raw) > max_bytes:
+        raise RejectedError(Code.TOO_LARGE, f"got {len(raw)} bytes, cap is {max_bytes}")
+    try:
+        doc = canonical.decode(raw)
+    except canonical.CanonicalError as exc:
+        raise RejectedError(exc.code, exc.message) from None
+    if type(doc) is not dict or set(doc) != {"body", "sigs"}:
+        raise RejectedError(Code.BAD_ENVELOPE, "want an object with exactly 'body' and 'sigs'")
+    body, sig_docs = doc["body"], doc["sigs"]
+    _check_body(body)
+    sigs = _parse_sigs(sig_docs)
+    want = sorted({body["signer"], *body["cosigners"]})
+    got = [s.by for s in sigs]
+    if got != want:
+        missing = sorted(set(want) - set(got))
+        if missing:
+            raise RejectedError(Code.MISSING_SIGNATURE, f"no signature by {', '.join(missing)}")
+        raise RejectedError(Code.BAD_ENVELOPE, f"got signatures by {got}, want exactly {want}")
+    signed = SIG_DOMAIN + canonical.encode(body)
+    return Transaction(raw, tx_id(raw), body, signed, sigs)
+
+
+def _check_body(body: Any) -> None:
+    if type(body) is not dict or set(body) != BODY_FIELDS:
+        got = sorted(body) if type(body) is dict else type(body).__name__
+        raise RejectedError(Code.BAD_ENVELOPE, f"body fields: got {got}, want {sorted(BODY_FIELDS)}")
+    for field in ("chain", "contract", "method", "signer"):
+        if type(body[field]) is not str:
+            raise RejectedError(Code.BAD_ENVELOPE, f"body.{field} must be a string")
+    if not NAME.match(body["contract"]) or not NAME.match(body["method"]):
+        raise RejectedError(Code.BAD_ENVELOPE, "contract and method must match [a-z][a-z0-9_]*")
+    if not MEMBER_ID.match(body["signer"]):
+        raise RejectedError(Code.BAD_ENVELOPE, f"signer {body['signer']!r} is not 'org/member'")
+    for field in ("nonce", "time"):
+        if type(body[field]) is not int or body[field] < 0:
+            raise RejectedError(Code.BAD_ENVELOPE, f"body.{field} must be a non-negative integer")
+    if type(body["args"]) is not dict:
+        raise RejectedError(Code.BAD_ENVELOPE, "body.args must be an object")
+    cos = body["cosigners"]
+    if type(cos) is not list or any(type(c) is not str or not MEMBER_ID.match(c) for c in cos):
+        raise RejectedError(Code.BAD_ENVELOPE, "body.cosigners must be a list of member ids")
+    if cos != sorted(set(cos)) or body["signer"] in cos:
+        raise RejectedError(Code.BAD_ENVELOPE, "cosigners must be sorted, unique, not the signer")
+
+
+def _parse_sigs(docs: Any) -> tuple[Signature, ...]:
+    if type(docs) is not list or not docs:
+        raise RejectedError(Code.MISSING_SIGNATURE, "sigs must be a non-empty list")
+    out = []
+    for d in docs:
+        if type(d) is not dict or set(d) != {"by", "kid", "sig"}:
+            raise RejectedError(Code.BAD_ENVELOPE, "each signature has exactly by, kid, sig")
+        if type(d["by"]) is not str or type(d["kid"]) is not str or type(d["sig"]) is not str:
+            raise RejectedError(Code.BAD_ENVELOPE, "signature fields must be strings")
+        if not KID.match(d["kid"]):
+            raise RejectedError(Code.BAD_ENVELOPE, f"kid {d['kid']!r} is not 16 hex digits")
+        try:
+            sig = unb64(d["sig"], length=64)
+        except BadKeyError as exc:
+            raise RejectedError(Code.BAD_SIGNATURE, exc.message) from None
+        out.append(Signature(d["by"], d["kid"], sig))
+    return tuple(out)

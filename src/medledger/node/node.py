@@ -1,0 +1,321 @@
+"""The embedded node: admit → order → execute → commit → sign checkpoint.
+
+* ``submit``/``submit_many`` run the ingress checks (size, canonical bytes, envelope, chain id,
+  known signer with a valid key, signatures, replayed nonce, duplicate) on a thread pool —
+  libsodium releases the GIL, so signatures verify on every core — and refuse bad input with a
+  ``RejectedError`` before it can reach a block.
+* One commit thread takes batches from the orderer, executes them deterministically, seals and
+  commits each block atomically, signs a checkpoint for it, then resolves the receipts. A
+  receipt is only handed out after its block is durably committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from medledger.consortium.genesis import Genesis, genesis_writes
+from medledger.consortium.model import active_key, key_status
+from medledger.contracts.base import Registry
+from medledger.crypto.keys import SigningKey, unb64, verify
+from medledger.errors import Code, MedLedgerError, RejectedError
+from medledger.ledger import merkle
+from medledger.ledger.block import BlockHeader
+from medledger.ledger.chain import seal
+from medledger.ledger.checkpoint import Checkpoint, sign_checkpoint
+from medledger.ledger.execute import Executed, Executor, nonce_key
+from medledger.ledger.store.base import Store, StoreError
+from medledger.ledger.tx import Signature, Transaction, decode
+from medledger.ordering.solo import SoloOrderer, wall_ms
+
+log = logging.getLogger("medledger.node")
+
+
+@dataclass(frozen=True)
+class Receipt:
+    tx_id: bytes
+    height: int
+    index: int
+    code: str
+    message: str
+    value: Any
+    events: list[dict[str, Any]]
+
+    @property
+    def ok(self) -> bool:
+        return self.code == "ok"
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"tx_id": self.tx_id.hex(), "height": self.height, "index": self.index,
+                "code": self.code, "message": self.message, "value": self.value,
+                "events": self.events}
+
+
+@dataclass(frozen=True)
+class _Admitted:
+    tx: Transaction
+    keys: tuple[bytes, ...]  # public keys the signatures were verified with, in sigs order
+
+
+def checkpoint_origin(chain_id: str) -> str:
+    return f"medledger/{chain_id}"
+
+
+class Node:
+    """One peer's ledger on one store, with solo ordering."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        *,
+        signer: tuple[str, SigningKey] | None = None,
+        max_block_txs: int = 2000,
+        max_wait: float = 0.02,
+        verify_threads: int = 2,
+    ) -> None:
+        raw = store.genesis()
+        if raw is None:
+            raise StoreError(Code.NOT_FOUND, "store holds no chain; use Node.create")
+        self.store, self.registry = store, registry
+        self.genesis = Genesis.load(raw)
+        self.chain_id = self.genesis.chain_id
+        self.executor = Executor(registry, self.chain_id)
+        self.signer = signer
+        self.orderer: SoloOrderer[_Admitted] = SoloOrderer(max_txs=max_block_txs, max_wait=max_wait)
+        self._pool = ThreadPoolExecutor(verify_threads, thread_name_prefix="admit")
+        self._pending: dict[bytes, Future[Receipt]] = {}
+        self._lock = threading.Lock()
+        size, hashes = store.compact()
+        self._log = merkle.CompactRange.from_hashes(size, hashes)
+        head = store.head()
+        assert head is not None
+        self._head = BlockHeader.decode(head.header)
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
+
+    @classmethod
+    def create(cls, store: Store, genesis: Genesis, registry: Registry, **kw: Any) -> Node:
+        """Initialise an empty store with ``genesis`` (block 0), or open it if it matches."""
+        existing = store.genesis()
+        if existing is None:
+            log_ = merkle.CompactRange()
+            sealed = seal(
+                chain=genesis.chain_id, height=0, time=genesis.time, prev_hash=genesis.hash,
+                prev_state_root=bytes(32), log=log_, tx_ids=[], raws=[],
+                executed=Executed([], genesis_writes(genesis)),
+            )
+            store.init(genesis.bytes, sealed.commit)
+        elif existing != genesis.bytes:
+            raise StoreError(Code.CONFLICT, "store holds a different chain's genesis")
+        return cls(store, registry, **kw)
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> Node:
+        if self._thread is None:
+            if self.signer and self.store.checkpoint() is None:
+                self._sign_checkpoint(self._head)
+            self._thread = threading.Thread(target=self._commit_loop, name="commit", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Commit what is queued, then stop."""
+        self.orderer.close()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> Node:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def height(self) -> int:
+        return self._head.height
+
+    @property
+    def head(self) -> BlockHeader:
+        return self._head
+
+    # -- ingress -----------------------------------------------------------------------
+
+    def submit(self, raw: bytes) -> Future[Receipt]:
+        return self.submit_many([raw])[0]
+
+    def submit_many(self, raws: Sequence[bytes]) -> list[Future[Receipt]]:
+        """Admit and enqueue; each future yields a Receipt or raises RejectedError."""
+        if self._failure is not None:
+            raise RejectedError(Code.NODE_UNAVAILABLE, f"commit loop failed: {self._failure}")
+        if self.orderer.free() < len(raws):
+            raise RejectedError(Code.NODE_UNAVAILABLE, "ingress queue is full; retry later")
+        chunk = 256
+        parts = [raws[i : i + chunk] for i in range(0, len(raws), chunk)]
+        admitted: list[_Admitted | MedLedgerError] = []
+        for part in self._pool.map(self._admit_chunk, parts):
+            admitted.extend(part)
+        return self._enqueue(admitted)
+
+    def _admit_chunk(self, raws: Sequence[bytes]) -> list[_Admitted | MedLedgerError]:
+        out: list[_Admitted | MedLedgerError] = []
+        for raw in raws:
+            try:
+                out.append(self._admit(raw))
+            except MedLedgerError as exc:
+                out.append(exc)
+        return out
+
+    def _admit(self, raw: bytes) -> _Admitted:
+        tx = decode(raw)
+        if tx.chain != self.chain_id:
+            raise RejectedError(Code.WRONG_CHAIN, f"got {tx.chain!r}, want {self.chain_id!r}")
+        now = wall_ms()
+        keys = tuple(self._check_sig(tx, s, now) for s in tx.sigs)
+        if self.store.get_state(nonce_key(tx.signer, tx.nonce)) is not None:
+            if self.store.tx(tx.tx_id) is None:
+                raise RejectedError(Code.REPLAYED_NONCE, f"{tx.signer} already used {tx.nonce}")
+        return _Admitted(tx, keys)
+
+    def _check_sig(self, tx: Transaction, sig: Signature, now: int) -> bytes:
+        raw = self.store.get_state(f"consortium/member/{sig.by}")
+        if raw is None:
+            raise RejectedError(Code.UNKNOWN_SIGNER, f"no enrolled member {sig.by}")
+        member = orjson.loads(raw)
+        if member["status"] == "revoked":
+            raise RejectedError(Code.MEMBER_REVOKED, f"member {sig.by} was revoked")
+        key = active_key(member, sig.kid, now)
+        if key is None:
+            known = [k for k in member["keys"] if k["kid"] == sig.kid]
+            if not known:
+                raise RejectedError(Code.UNKNOWN_SIGNER, f"{sig.by} has no key {sig.kid}")
+            status = key_status(known[0], now)
+            code = Code.KEY_REVOKED if status == "revoked" else Code.KEY_EXPIRED
+            raise RejectedError(code, f"key {sig.kid} of {sig.by} is {status}")
+        pub = unb64(key["pub"], length=32)
+        if not verify(pub, tx.signed, sig.sig):
+            raise RejectedError(Code.BAD_SIGNATURE, f"signature by {sig.by} does not verify")
+        return pub
+
+    def _enqueue(self, admitted: list[_Admitted | MedLedgerError]) -> list[Future[Receipt]]:
+        futures: list[Future[Receipt]] = []
+        fresh: list[_Admitted] = []
+        ids = [a.tx.tx_id for a in admitted if isinstance(a, _Admitted)]
+        committed = self.store.known_txs(ids)
+        with self._lock:
+            for a in admitted:
+                fut: Future[Receipt] = Future()
+                if isinstance(a, MedLedgerError):
+                    fut.set_exception(a)
+                elif a.tx.tx_id in committed:
+                    receipt = self.receipt(a.tx.tx_id)
+                    assert receipt is not None
+                    fut.set_result(receipt)
+                elif a.tx.tx_id in self._pending:
+                    fut = self._pending[a.tx.tx_id]
+                else:
+                    self._pending[a.tx.tx_id] = fut
+                    fresh.append(a)
+                futures.append(fut)
+            self.orderer.put(fresh)
+        return futures
+
+    # -- ordering and commit -------------------------------------------------------------
+
+    def _commit_loop(self) -> None:
+        try:
+            while (batch := self.orderer.next_batch()) is not None:
+                self._commit_batch(batch.items, batch.time)
+        except BaseException as exc:  # a store failure: stop, fail every waiter
+            self._failure = exc
+            log.exception("commit loop stopped")
+            with self._lock:
+                for fut in self._pending.values():
+                    fut.set_exception(RejectedError(Code.NODE_UNAVAILABLE, str(exc)))
+                self._pending.clear()
+
+    def _commit_batch(self, items: list[_Admitted], block_time: int) -> None:
+        seen: set[bytes] = set()
+        unique = []
+        for a in items:  # the orderer may carry a retried tx twice: keep the first
+            if a.tx.tx_id not in seen:
+                seen.add(a.tx.tx_id)
+                unique.append(a)
+        verified = {(a.tx.tx_id, s.by, k) for a in unique for s, k in zip(a.tx.sigs, a.keys,
+                                                                           strict=True)}
+
+        def sig_ok(tx: Transaction, sig: Signature, pub: bytes) -> bool:
+            return (tx.tx_id, sig.by, pub) in verified or verify(pub, tx.signed, sig.sig)
+
+        height = self._head.height + 1
+        time = max(block_time, self._head.time)
+        txs = [a.tx for a in unique]
+        executed = self.executor.execute_block(self.store, txs, height, time, sig_ok)
+        sealed = seal(
+            chain=self.chain_id, height=height, time=time, prev_hash=self._head.hash,
+            prev_state_root=self._head.state_root, log=self._log,
+            tx_ids=[t.tx_id for t in txs], raws=[t.raw for t in txs], executed=executed,
+        )
+        commit = sealed.commit
+        if self.signer is not None:
+            note = self._checkpoint_note(sealed.header)
+            commit = type(commit)(commit.block, commit.txs, commit.writes, commit.nodes,
+                                  commit.compact, (sealed.header.log_size, height, note))
+        try:
+            self.store.commit(commit)
+        except BaseException:
+            size, hashes = self.store.compact()
+            self._log = merkle.CompactRange.from_hashes(size, hashes)
+            raise
+        self._head = sealed.header
+        with self._lock:
+            for rec, result in zip(commit.txs, executed.results, strict=True):
+                fut = self._pending.pop(rec.tx_id, None)
+                if fut is not None:
+                    fut.set_result(Receipt(rec.tx_id, height, rec.index, result["code"],
+                                           result["message"], result["value"], result["events"]))
+
+    def _checkpoint_note(self, header: BlockHeader) -> bytes:
+        assert self.signer is not None
+        name, key = self.signer
+        cp = Checkpoint(
+            checkpoint_origin(self.chain_id), header.log_size, header.log_root,
+            (f"medledger-block {header.height} {header.hash.hex()}",),
+        )
+        return sign_checkpoint(cp, name, key.nacl_key())
+
+    def _sign_checkpoint(self, header: BlockHeader) -> None:
+        self.store.add_checkpoint(header.log_size, header.height, self._checkpoint_note(header))
+
+    # -- reads -------------------------------------------------------------------------
+
+    def receipt(self, tx_id: bytes) -> Receipt | None:
+        rec = self.store.tx(tx_id)
+        if rec is None:
+            return None
+        r = orjson.loads(rec.result)
+        return Receipt(rec.tx_id, rec.height, rec.index, r["code"], r["message"], r["value"],
+                       r["events"])
+
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        size = self._head.log_size if size is None else size
+        if not 0 <= index < size <= self._head.log_size:
+            raise MedLedgerError(Code.BAD_PROOF_REQUEST,
+                                 f"need 0 <= index {index} < size {size} <= {self._head.log_size}")
+        return merkle.inclusion_proof(index, size, self.store)
+
+    def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]:
+        new = self._head.log_size if new is None else new
+        if not 0 <= old <= new <= self._head.log_size:
+            raise MedLedgerError(Code.BAD_PROOF_REQUEST,
+                                 f"need 0 <= old {old} <= new {new} <= {self._head.log_size}")
+        return merkle.consistency_proof(old, new, self.store)

@@ -75,11 +75,24 @@ class Genesis:
 
 def validate(doc: Any) -> None:
     """Raise GenesisError unless ``doc`` is a usable genesis document."""
+    try:
+        _validate(doc)
+    except GenesisError:
+        raise
+    except MedLedgerError as exc:
+        raise GenesisError(exc.code, f"genesis: {exc.message}") from None
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise GenesisError(Code.BAD_ENVELOPE, f"genesis: malformed ({exc!r})") from None
+
+
+def _validate(doc: Any) -> None:
     def bad(msg: str) -> GenesisError:
         return GenesisError(Code.BAD_ENVELOPE, f"genesis: {msg}")
 
     if type(doc) is not dict or not {"chain_id", "time", "orgs", "policies"} <= set(doc):
         raise bad("needs chain_id, time, orgs, policies")
+    if type(doc["time"]) is not int or doc["time"] < 0:
+        raise bad("time must be a non-negative integer (Unix ms)")
     if type(doc["chain_id"]) is not str or not CHAIN_ID.match(doc["chain_id"]):
         raise bad(f"chain_id {doc['chain_id']!r} must match {CHAIN_ID.pattern}")
     if not doc["orgs"]:
@@ -89,7 +102,7 @@ def validate(doc: Any) -> None:
         if not ORG_ID.match(str(org.get("id", ""))) or org["id"] in seen:
             raise bad(f"organisation id {org.get('id')!r} is invalid or repeated")
         if org.get("kind") not in ORG_KINDS:
-            raise bad(f"organisation {org['id']}: kind {org.get('kind')!r} not in {sorted(ORG_KINDS)}")
+            raise bad(f"organisation {org['id']}: kind {org.get('kind')!r} unknown")
         unb64(org["sign_key"], length=32)
         unb64(org["kex_key"], length=32)
         seen.add(org["id"])

@@ -109,10 +109,14 @@ def _has_controls(s: str) -> bool:
     return any(ord(c) < 0x20 and c != "\n" for c in s)
 
 
-def _check_name(name: str) -> None:
+def _valid_name(name: str) -> bool:
     """Key names are non-empty, without Unicode spaces or ``+`` (signed-note "Format")."""
-    if not name or "+" in name or any(c.isspace() for c in name) or _has_controls(name):
-        raise CheckpointError("bad_key_name", f"invalid key name {name!r}")
+    return bool(name) and "+" not in name and not any(c.isspace() or c < " " for c in name)
+
+
+def _check_name(name: str, code: str = "bad_key_name") -> None:
+    if not _valid_name(name):
+        raise CheckpointError(code, f"invalid key name {name!r}")
 
 
 def key_id(name: str, public_key: bytes, alg: int = ALG_ED25519) -> bytes:
@@ -134,7 +138,7 @@ def parse_vkey(vkey: str) -> tuple[str, bytes]:
     if len(parts) != 3 or not _HEX8_RE.fullmatch(parts[1]):
         raise CheckpointError("bad_vkey", f"not name+keyid+key: {vkey[:60]!r}")
     name, kid_hex, key64 = parts
-    _check_name(name)
+    _check_name(name, "bad_vkey")
     raw = _b64decode(key64, "bad_vkey", "verifier key")
     if len(raw) != 33 or raw[0] != ALG_ED25519:
         raise CheckpointError("bad_vkey", "key must be 0x01 followed by 32 Ed25519 bytes")
@@ -155,7 +159,7 @@ def parse_signer_key(skey: str) -> tuple[str, nacl.signing.SigningKey]:
     if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"] or not _HEX8_RE.fullmatch(parts[3]):
         raise CheckpointError("bad_skey", "not PRIVATE+KEY+name+keyid+key")
     name = parts[2]
-    _check_name(name)
+    _check_name(name, "bad_skey")
     raw = _b64decode(parts[4], "bad_skey", "signer key")
     if len(raw) != 33 or raw[0] != ALG_ED25519:
         raise CheckpointError("bad_skey", "key must be 0x01 followed by a 32-byte Ed25519 seed")
@@ -209,12 +213,11 @@ def _split_note(note: bytes) -> tuple[bytes, list[tuple[str, bytes, str, bytes]]
     sigs: list[tuple[str, bytes, str, bytes]] = []
     for line in lines:
         name, sep, b64 = line.removeprefix(_SIG_PREFIX).partition(" ")
-        if not line.startswith(_SIG_PREFIX) or not sep or not b64:
+        if not line.startswith(_SIG_PREFIX) or not sep or not _valid_name(name):
             raise CheckpointError("malformed_note", f"bad signature line {line[:60]!r}")
         try:
-            _check_name(name)
             raw = base64.b64decode(b64.encode("ascii"), validate=True)
-        except (CheckpointError, binascii.Error, UnicodeEncodeError, ValueError):
+        except (binascii.Error, UnicodeEncodeError, ValueError):
             raise CheckpointError("malformed_note", f"bad signature line {line[:60]!r}") from None
         if len(raw) < 5:
             raise CheckpointError("malformed_note", f"signature of {len(raw)} bytes is too short")

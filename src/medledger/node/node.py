@@ -15,7 +15,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -75,7 +75,7 @@ class Node:
         store: Store,
         registry: Registry,
         *,
-        signer: tuple[str, SigningKey] | None = None,
+        signer: tuple[str, SigningKey],
         max_block_txs: int = 2000,
         max_wait: float = 0.02,
         verify_threads: int = 2,
@@ -120,7 +120,7 @@ class Node:
 
     def start(self) -> Node:
         if self._thread is None:
-            if self.signer and self.store.checkpoint() is None:
+            if self.store.checkpoint() is None:
                 self._sign_checkpoint(self._head)
             self._thread = threading.Thread(target=self._commit_loop, name="commit", daemon=True)
             self._thread.start()
@@ -265,11 +265,8 @@ class Node:
             prev_state_root=self._head.state_root, log=self._log,
             tx_ids=[t.tx_id for t in txs], raws=[t.raw for t in txs], executed=executed,
         )
-        commit = sealed.commit
-        if self.signer is not None:
-            note = self._checkpoint_note(sealed.header)
-            commit = type(commit)(commit.block, commit.txs, commit.writes, commit.nodes,
-                                  commit.compact, (sealed.header.log_size, height, note))
+        note = self._checkpoint_note(sealed.header)
+        commit = replace(sealed.commit, checkpoint=(sealed.header.log_size, height, note))
         try:
             self.store.commit(commit)
         except BaseException:
@@ -285,7 +282,6 @@ class Node:
                                            result["message"], result["value"], result["events"]))
 
     def _checkpoint_note(self, header: BlockHeader) -> bytes:
-        assert self.signer is not None
         name, key = self.signer
         cp = Checkpoint(
             checkpoint_origin(self.chain_id), header.log_size, header.log_root,
@@ -318,4 +314,6 @@ class Node:
         if not 0 <= old <= new <= self._head.log_size:
             raise MedLedgerError(Code.BAD_PROOF_REQUEST,
                                  f"need 0 <= old {old} <= new {new} <= {self._head.log_size}")
+        if old == 0:  # the empty log is a prefix of every log: the proof is empty
+            return []
         return merkle.consistency_proof(old, new, self.store)

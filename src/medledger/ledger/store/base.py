@@ -104,15 +104,15 @@ class Store(ABC):
 
     @abstractmethod
     def state_rows(self) -> Iterator[tuple[str, int, bytes | None]]:
-        """Every stored state write (key, height, value) — for the verifier."""
+        """Every stored state write (key, height, value) ordered by height, then key."""
 
     @abstractmethod
     def get_nodes(self, ids: Sequence[int]) -> list[bytes]:
         """Merkle node hashes by id (``merkle.node_id``); KeyError if one is missing."""
 
     @abstractmethod
-    def node_rows(self) -> Iterator[tuple[int, bytes]]:
-        """Every stored Merkle node (id, hash) — for the verifier."""
+    def node_rows(self, level: int) -> Iterator[tuple[int, bytes]]:
+        """Stored Merkle nodes (index, hash) of one level, ordered by index."""
 
     @abstractmethod
     def compact(self) -> tuple[int, list[bytes]]:

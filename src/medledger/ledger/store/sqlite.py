@@ -192,8 +192,9 @@ class SQLiteStore(Store):
         return [(k, bytes(v)) for k, v in rows]
 
     def state_rows(self) -> Iterator[tuple[str, int, bytes | None]]:
-        for k, h, v in self._connect().execute("SELECT key, height, value FROM state"):
-            yield k, h, None if v is None else bytes(v)
+        rows = self._connect().execute("SELECT key, height, value FROM state ORDER BY height, key")
+        for k, h, v in rows:
+            yield k, h, _blob(v)
 
     def get_nodes(self, ids: Sequence[int]) -> list[bytes]:
         if not ids:
@@ -204,9 +205,13 @@ class SQLiteStore(Store):
                                      unique))
         return [bytes(rows[i]) for i in ids]
 
-    def node_rows(self) -> Iterator[tuple[int, bytes]]:
-        for i, h in self._connect().execute("SELECT id, hash FROM log_nodes"):
-            yield i, bytes(h)
+    def node_rows(self, level: int) -> Iterator[tuple[int, bytes]]:
+        lo, hi = level << 56, (level + 1) << 56
+        rows = self._connect().execute(
+            "SELECT id, hash FROM log_nodes WHERE id >= ? AND id < ? ORDER BY id", (lo, hi)
+        )
+        for i, h in rows:
+            yield i - lo, _blob(h) or b""
 
     def compact(self) -> tuple[int, list[bytes]]:
         row = self._db.execute("SELECT v FROM meta WHERE k='compact'").fetchone()
@@ -237,3 +242,12 @@ class SQLiteStore(Store):
             conn.close()
             self._local.conn = None
         self._writer.close()
+
+
+def _blob(value: object) -> bytes | None:
+    """Column value as bytes; a value edited into TEXT by hand still compares by its bytes."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return bytes(value)  # type: ignore[call-overload]

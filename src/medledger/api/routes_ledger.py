@@ -1,0 +1,160 @@
+"""Ledger read endpoints: consistency proofs, blocks, checkpoints, state, health.
+
+Every endpoint but ``/v1/health`` requires an authenticated member (``medledger.api.auth``).
+Hashes are lower-case hex.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, Path, Query
+from starlette.responses import Response
+
+from medledger.api import ledger_view as view
+from medledger.api.auth import Member
+from medledger.api.deps import get_node, json_response
+from medledger.api.problems import problem_responses
+from medledger.errors import Code, MedLedgerError
+from medledger.ledger.block import BlockHeader
+from medledger.ledger.store.base import StoredBlock
+from medledger.node.node import Node
+
+router = APIRouter(prefix="/v1")
+
+NodeDep = Annotated[Node, Depends(get_node)]
+NOTE_MEDIA_TYPE = "text/plain; charset=utf-8"
+_NOTE_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The signed checkpoint note (C2SP signed-note), or JSON with format=json",
+        "content": {"text/plain": {"schema": {"type": "string"}},
+                    "application/json": {"schema": {"type": "object"}}},
+    }
+}
+Format = Annotated[
+    Literal["note", "json"],
+    Query(description="note: the signed note as text/plain; json: {size, height, note}"),
+]
+
+
+@router.get(
+    "/proof/consistency",
+    tags=["proofs"],
+    summary="Consistency proof between two log sizes",
+    responses=problem_responses(400, 401, 422),
+)
+def get_consistency(
+    node: NodeDep,
+    member: Member,
+    old: Annotated[int, Query(description="Older log size (> 0)")],
+    new: Annotated[int | None, Query(description="Newer log size (default: newest checkpoint)")]
+    = None,
+) -> Response:
+    """RFC 9162 consistency proof ``{"old", "new", "hashes", "old_root", "new_root"}``.
+    Needs ``0 < old <= new <= log size``, else 400 ``bad_proof_request``."""
+    return json_response(view.consistency(node.store, old, new))
+
+
+@router.get(
+    "/blocks/head",
+    tags=["blocks"],
+    summary="The newest committed block",
+    responses=problem_responses(401),
+)
+def get_head(node: NodeDep, member: Member) -> Response:
+    """``{"height", "hash", "header", "tx_ids"}`` of the head block."""
+    return json_response(view.block_doc(node.store, view.head_block(node.store)))
+
+
+@router.get(
+    "/blocks/{height}",
+    tags=["blocks"],
+    summary="A block by height",
+    responses=problem_responses(401, 404, 422),
+)
+def get_block(
+    height: Annotated[int, Path(ge=0, description="Block height")], node: NodeDep, member: Member
+) -> Response:
+    """``{"height", "hash", "header", "tx_ids"}`` of the block; 404 ``unknown_block``."""
+    block: StoredBlock | None = node.store.block(height)
+    if block is None:
+        raise MedLedgerError(Code.UNKNOWN_BLOCK, f"no block at height {height}")
+    return json_response(view.block_doc(node.store, block))
+
+
+def _checkpoint(cp: tuple[int, int, bytes], fmt: str) -> Response:
+    if fmt == "json":
+        return json_response(view.checkpoint_doc(cp))
+    return Response(cp[2], media_type=NOTE_MEDIA_TYPE)
+
+
+@router.get(
+    "/checkpoints/latest",
+    tags=["checkpoints"],
+    summary="The newest signed checkpoint",
+    responses={**_NOTE_RESPONSE, **problem_responses(401, 404, 422)},
+)
+def get_latest_checkpoint(node: NodeDep, member: Member, format: Format = "note") -> Response:
+    """The newest signed checkpoint note (text/plain), or ``{"size", "height", "note"}`` with
+    ``format=json``; 404 ``not_found`` when the node signs no checkpoints."""
+    cp = node.store.checkpoint()
+    if cp is None:
+        raise MedLedgerError(Code.NOT_FOUND, "no checkpoint has been signed")
+    return _checkpoint(cp, format)
+
+
+@router.get(
+    "/checkpoints/{size}",
+    tags=["checkpoints"],
+    summary="The signed checkpoint for a log size",
+    responses={**_NOTE_RESPONSE, **problem_responses(401, 404, 422)},
+)
+def get_checkpoint(
+    size: Annotated[int, Path(ge=0, description="Log size")],
+    node: NodeDep,
+    member: Member,
+    format: Format = "note",
+) -> Response:
+    """The checkpoint note signed for log ``size`` (as for ``latest``); 404 ``not_found``."""
+    cp = node.store.checkpoint(size)
+    if cp is None:
+        raise MedLedgerError(Code.NOT_FOUND, f"no checkpoint for log size {size}")
+    return _checkpoint(cp, format)
+
+
+@router.get(
+    "/state/{contract}/{key:path}",
+    tags=["state"],
+    summary="A contract state value",
+    responses=problem_responses(401, 404, 422),
+)
+def get_state(
+    contract: Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,62}$", description="Contract")],
+    key: Annotated[str, Path(description="Key within the contract's namespace")],
+    node: NodeDep,
+    member: Member,
+    height: Annotated[int | None, Query(ge=0, description="Read as of this height")] = None,
+) -> Response:
+    """``{"contract", "key", "value", "height", "at"}``: the value (parsed JSON) of
+    ``<contract>/<key>`` as of height ``at`` (default: head) and the height it was written at.
+    404 ``not_found`` when absent or deleted; 404 ``unknown_block`` for a future height."""
+    head = view.head_block(node.store).height
+    at = head if height is None else height
+    if at > head:
+        raise MedLedgerError(Code.UNKNOWN_BLOCK, f"height {at} is above the head {head}")
+    found = node.store.state_at(f"{contract}/{key}", at)
+    written, value = found if found is not None else (at, None)
+    if value is None:
+        raise MedLedgerError(Code.NOT_FOUND, f"no value for {contract}/{key} at height {at}")
+    return json_response({"contract": contract, "key": key, "value": orjson.loads(value),
+                          "height": written, "at": at})
+
+
+@router.get("/health", tags=["node"], summary="Liveness and chain position (no auth)")
+def health(node: NodeDep) -> Response:
+    """``{"status": "ok", "chain_id", "height", "log_size", "head_hash"}``; no authentication."""
+    head = view.head_block(node.store)
+    header = BlockHeader.decode(head.header)
+    return json_response({"status": "ok", "chain_id": node.chain_id, "height": head.height,
+                          "log_size": header.log_size, "head_hash": head.hash.hex()})

@@ -1,0 +1,25 @@
+"""The ``medledger`` command: wires sub-commands; each lives in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from medledger.cli import bench, demo, keys, ledger_cmds, node, tx
+
+app = typer.Typer(
+    name="medledger",
+    help="MedLedger: a consortium ledger for sharing medical facts without sharing patient data.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.command("init")(ledger_cmds.init)
+app.command("verify")(ledger_cmds.verify)
+app.command("demo")(demo.demo)
+app.add_typer(node.app, name="node")
+app.add_typer(tx.app, name="tx")
+app.add_typer(ledger_cmds.proof_app, name="proof")
+app.add_typer(keys.app, name="keys")
+app.add_typer(bench.app, name="bench")
+
+if __name__ == "__main__":
+    app()

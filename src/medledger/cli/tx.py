@@ -1,0 +1,55 @@
+"""``medledger tx submit``: sign a transaction as a member and submit it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from medledger.cli.common import WorkspaceOpt, console, err_console, workspace
+from medledger.client.client import Client
+from medledger.errors import RejectedError
+
+app = typer.Typer(help="Build, sign and submit transactions.", no_args_is_help=True)
+
+
+@app.command("submit")
+def submit(
+    contract: str = typer.Argument(..., help="Contract name, e.g. registry."),
+    method: str = typer.Argument(..., help="Method name, e.g. register."),
+    args: str = typer.Argument("{}", help="Arguments as a JSON object."),
+    member: str = typer.Option(..., "--as", help="Signing member id (org/name) in the keyring."),
+    url: str = typer.Option(None, help="Submit to a running node's API instead of in-process."),
+    directory: Path = WorkspaceOpt,
+) -> None:
+    """Sign ARGS as MEMBER, submit, and print the receipt."""
+    ws = workspace(directory)
+    ring = ws.keyring()
+    if member not in ring.signing:
+        err_console.print(f"[red]error[/] [unknown_signer] no key for {member} in the keyring")
+        raise typer.Exit(2)
+    try:
+        parsed = json.loads(args)
+    except json.JSONDecodeError as exc:
+        err_console.print(f"[red]error[/] [malformed_json] ARGS: {exc}")
+        raise typer.Exit(2) from None
+    chain = ws.genesis().chain_id
+    try:
+        if url:
+            from medledger.client.http import HttpTransport
+
+            transport = HttpTransport(url)
+            receipt = Client(transport, chain, member, ring.signing[member]).call(
+                contract, method, parsed)
+        else:
+            with ws.node() as node:
+                receipt = Client(node, chain, member, ring.signing[member]).call(
+                    contract, method, parsed)
+    except RejectedError as exc:
+        err_console.print(f"[red]rejected[/] [{exc.code}] {exc.message}")
+        raise typer.Exit(1) from None
+    doc = receipt.to_doc() if hasattr(receipt, "to_doc") else receipt
+    console.print_json(json.dumps(doc))
+    if doc["code"] != "ok":
+        raise typer.Exit(1)

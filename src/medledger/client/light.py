@@ -1,0 +1,98 @@
+"""The light client: checks ledger facts offline, trusting only organisations' public keys.
+
+Given a transaction's bytes, its result, its height, an RFC 9162 inclusion proof and a signed
+checkpoint (C2SP signed note), ``verify_inclusion`` proves that the transaction was ordered into
+the log at that position with that result, under a checkpoint signed by at least ``quorum``
+trusted organisations. ``verify_consistency`` proves that a newer checkpoint extends an older one
+(the log was only appended to). Nothing here talks to a node.
+
+Proof bundles are plain JSON with hex hashes so that any RFC 9162 implementation can check them::
+
+    {"tx_id": hex, "index": 5, "size": 12, "leaf_hash": hex, "hashes": [hex, ...], "root": hex,
+     "checkpoint": "<signed note text>"}
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from medledger.errors import Code, MedLedgerError
+from medledger.ledger import merkle
+from medledger.ledger.block import leaf_data
+from medledger.ledger.checkpoint import Checkpoint, CheckpointError, verify_checkpoint
+from medledger.ledger.checkpoint import key_id as note_key_id
+
+
+class LightClientError(MedLedgerError):
+    """A proof, checkpoint or bundle that does not verify."""
+
+
+@dataclass(frozen=True)
+class LightClient:
+    chain_id: str
+    trusted: Mapping[str, bytes]  # note signer name (organisation id) -> Ed25519 public key
+    quorum: int = 1
+
+    @property
+    def origin(self) -> str:
+        return f"medledger/{self.chain_id}"
+
+    def checkpoint(self, note: bytes) -> Checkpoint:
+        """Open a checkpoint note; requires ``quorum`` distinct trusted signers."""
+        verifiers = {(n, note_key_id(n, pk)): pk for n, pk in self.trusted.items()}
+        try:
+            cp, names = verify_checkpoint(note, verifiers, origin=self.origin)
+        except CheckpointError as exc:
+            raise LightClientError(Code.VERIFY_FAILED, f"checkpoint: {exc}") from None
+        if len(set(names)) < self.quorum:
+            raise LightClientError(
+                Code.VERIFY_FAILED, f"checkpoint signed by {sorted(set(names))}, "
+                f"want at least {self.quorum} trusted signers")
+        return cp
+
+    def verify_inclusion(
+        self,
+        tx_raw: bytes,
+        height: int,
+        result: dict[str, Any],
+        index: int,
+        proof: Sequence[bytes],
+        note: bytes,
+    ) -> Checkpoint:
+        """Prove ``tx_raw`` with ``result`` is leaf ``index`` of the checkpointed log."""
+        cp = self.checkpoint(note)
+        leaf = merkle.leaf_hash(leaf_data(hashlib.sha256(tx_raw).digest(), height, result))
+        try:
+            merkle.verify_inclusion(leaf, index, cp.size, proof, cp.root)
+        except merkle.ProofError as exc:
+            raise LightClientError(Code.VERIFY_FAILED, f"inclusion: {exc}") from None
+        return cp
+
+    def verify_consistency(self, old_note: bytes, new_note: bytes, proof: Sequence[bytes]) -> None:
+        """Prove the log in ``new_note`` extends the log in ``old_note``."""
+        old, new = self.checkpoint(old_note), self.checkpoint(new_note)
+        if old.size == 0 and not proof and new.size >= 0:
+            return  # the empty log is a prefix of every log
+        try:
+            merkle.verify_consistency(old.size, new.size, old.root, new.root, proof)
+        except merkle.ProofError as exc:
+            raise LightClientError(Code.VERIFY_FAILED, f"consistency: {exc}") from None
+
+    def verify_bundle(self, bundle: Mapping[str, Any]) -> Checkpoint:
+        """Check a JSON inclusion bundle (leaf hash given) against its checkpoint."""
+        try:
+            leaf = bytes.fromhex(bundle["leaf_hash"])
+            hashes = [bytes.fromhex(h) for h in bundle["hashes"]]
+            note = str(bundle["checkpoint"]).encode()
+            index = int(bundle["index"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise LightClientError(Code.BAD_PROOF_REQUEST, f"bundle: {exc}") from None
+        cp = self.checkpoint(note)
+        try:
+            merkle.verify_inclusion(leaf, index, cp.size, hashes, cp.root)
+        except merkle.ProofError as exc:
+            raise LightClientError(Code.VERIFY_FAILED, f"inclusion: {exc}") from None
+        return cp

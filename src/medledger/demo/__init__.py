@@ -1,0 +1,1 @@
+"""Scenario drivers for `medledger demo`."""

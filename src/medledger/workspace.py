@@ -93,7 +93,7 @@ class Workspace:
             raise WorkspaceError(Code.ALREADY_EXISTS, f"{root} already holds a workspace")
         root.mkdir(parents=True, exist_ok=True)
         genesis, ring = new_consortium(chain_id, orgs, time.time_ns() // 1_000_000, members)
-        (root / "genesis.json").write_bytes(genesis.bytes)
+        (root / "genesis.json").write_bytes(genesis.encoded)
         ring.save(root / "keyring.json")
         (root / "node.json").write_text(
             json.dumps({"org": node_org or orgs[0][0], "store": "ledger.db"}, indent=1)

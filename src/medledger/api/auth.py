@@ -168,17 +168,17 @@ def request_target(request: Request) -> str:
 async def require_member(
     request: Request,
     node: Annotated[Node, Depends(get_node)],
-    member: Annotated[str | None, Header(alias=H_MEMBER, description="Member id org/name")] = None,
-    key: Annotated[str | None, Header(alias=H_KEY, description="Key id (16 hex)")] = None,
-    time: Annotated[str | None, Header(alias=H_TIME, description="Unix ms")] = None,
-    signature: Annotated[
+    x_member: Annotated[str | None, Header(alias=H_MEMBER, description="Member id")] = None,
+    x_key: Annotated[str | None, Header(alias=H_KEY, description="Key id (16 hex)")] = None,
+    x_time: Annotated[str | None, Header(alias=H_TIME, description="Unix ms")] = None,
+    x_signature: Annotated[
         str | None, Header(alias=H_SIGNATURE, description="base64 Ed25519 signature")
     ] = None,
 ) -> str:
     """FastAPI dependency: the authenticated member id, or a 401 ``unauthenticated`` problem."""
     body = await request.body()
-    return authenticate(node.store, request.method, request_target(request), body, member, key,
-                        time, signature)
+    return authenticate(node.store, request.method, request_target(request), body, x_member,
+                        x_key, x_time, x_signature)
 
 
 Member = Annotated[str, Depends(require_member)]

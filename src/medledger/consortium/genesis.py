@@ -52,12 +52,13 @@ class Genesis:
         return int(self.doc["time"])
 
     @property
-    def bytes(self) -> bytes:
+    def encoded(self) -> bytes:
+        """The canonical bytes of the document."""
         return canonical.encode(self.doc)
 
     @property
     def hash(self) -> bytes:
-        return hashlib.sha256(self.bytes).digest()
+        return hashlib.sha256(self.encoded).digest()
 
     def org_keys(self) -> dict[str, bytes]:
         """Organisation id → root Ed25519 public key (the light client's trust anchors)."""

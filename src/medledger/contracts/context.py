@@ -43,7 +43,8 @@ class Context:
     def _key(self, key: str) -> str:
         return f"{self.contract}/{key}"
 
-    def get(self, key: str) -> JSON | None:
+    def get(self, key: str) -> Any:
+        """The decoded value at ``key`` in this contract's namespace, or None."""
         raw = self.state.get(self._key(key))
         return None if raw is None else orjson.loads(raw)
 
@@ -56,7 +57,7 @@ class Context:
     def delete(self, key: str) -> None:
         self.state.put(self._key(key), None)
 
-    def read(self, contract: str, key: str) -> JSON | None:
+    def read(self, contract: str, key: str) -> Any:
         """Read another contract's state (read-only)."""
         raw = self.state.get(f"{contract}/{key}")
         return None if raw is None else orjson.loads(raw)

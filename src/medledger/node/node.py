@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import logging
+import time as _time
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -20,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from medledger.consortium.expiry import Expiring, expiring
 from medledger.consortium.genesis import Genesis, genesis_writes
 from medledger.consortium.model import active_key, key_status
 from medledger.contracts.base import Registry
@@ -35,6 +37,7 @@ from medledger.ledger.tx import Signature, Transaction, decode
 from medledger.ordering.solo import SoloOrderer, wall_ms
 
 log = logging.getLogger("medledger.node")
+EXPIRY_CHECK_INTERVAL = 600.0  # seconds between expiring-key reports
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ class Node:
         assert head is not None
         self._head = BlockHeader.decode(head.header)
         self._thread: threading.Thread | None = None
+        self._next_expiry_check = 0.0
         self._failure: BaseException | None = None
 
     @classmethod
@@ -111,8 +115,8 @@ class Node:
                 prev_state_root=bytes(32), log=log_, tx_ids=[], raws=[],
                 executed=Executed([], genesis_writes(genesis)),
             )
-            store.init(genesis.bytes, sealed.commit)
-        elif existing != genesis.bytes:
+            store.init(genesis.encoded, sealed.commit)
+        elif existing != genesis.encoded:
             raise StoreError(Code.CONFLICT, "store holds a different chain's genesis")
         return cls(store, registry, **kw)
 
@@ -122,6 +126,7 @@ class Node:
         if self._thread is None:
             if self.store.checkpoint() is None:
                 self._sign_checkpoint(self._head)
+            self.report_expiring()
             self._thread = threading.Thread(target=self._commit_loop, name="commit", daemon=True)
             self._thread.start()
         return self
@@ -274,6 +279,8 @@ class Node:
             self._log = merkle.CompactRange.from_hashes(size, hashes)
             raise
         self._head = sealed.header
+        if _time.monotonic() >= self._next_expiry_check:
+            self.report_expiring()
         with self._lock:
             for rec, result in zip(commit.txs, executed.results, strict=True):
                 fut = self._pending.pop(rec.tx_id, None)
@@ -291,6 +298,19 @@ class Node:
 
     def _sign_checkpoint(self, header: BlockHeader) -> None:
         self.store.add_checkpoint(header.log_size, header.height, self._checkpoint_note(header))
+
+    def report_expiring(self) -> list[Expiring]:
+        """Log a warning for every key or membership ending within the policy's warning window
+        (``key_expiry_warning_ms``, default 30 days); runs at most every 10 minutes."""
+        self._next_expiry_check = _time.monotonic() + EXPIRY_CHECK_INTERVAL
+        config = orjson.loads(self.store.get_state("consortium/config") or b"{}")
+        window = int(config.get("policies", {}).get("key_expiry_warning_ms", 30 * 86_400_000))
+        found = expiring(self.store, wall_ms(), window)
+        for e in found:
+            what = f"key {e.kid} of {e.member}" if e.kid else f"membership of {e.member}"
+            log.warning("%s %s at %d (Unix ms)", what, "expired" if e.expired else "expires",
+                        e.not_after)
+        return found
 
     # -- reads -------------------------------------------------------------------------
 

@@ -66,6 +66,7 @@ class SoloOrderer(Generic[T]):
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             while True:
+                wait: float | None
                 if self._queue:
                     assert self._first_at is not None
                     due = self._first_at + self.max_wait

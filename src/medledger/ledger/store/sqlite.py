@@ -250,4 +250,5 @@ def _blob(value: object) -> bytes | None:
         return None
     if isinstance(value, str):
         return value.encode("utf-8")
-    return bytes(value)  # type: ignore[call-overload]
+    assert isinstance(value, bytes | bytearray | memoryview)
+    return bytes(value)

@@ -1,0 +1,1 @@
+"""Benchmarks: reproducible workloads whose every printed figure is measured in the run."""

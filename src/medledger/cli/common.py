@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from medledger.errors import MedLedgerError
 from medledger.workspace import Workspace
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 WorkspaceOpt = typer.Option(
     Path("medledger-data"), "--dir", "-d", envvar="MEDLEDGER_DIR",
@@ -28,6 +30,11 @@ def workspace(path: Path) -> Workspace:
     return ws
 
 
-def fail(exc: MedLedgerError, exit_code: int = 2) -> None:
-    err_console.print(f"[bold red]error[/] [{exc.code}] {exc.message}")
+def error(code: str, message: str, exit_code: int = 2, label: str = "error") -> NoReturn:
+    """Print ``label [code] message`` on stderr and exit with ``exit_code``."""
+    err_console.print(f"[bold red]{label}[/] " + escape(f"[{code}] {message}"))
     raise typer.Exit(exit_code)
+
+
+def fail(exc: MedLedgerError, exit_code: int = 2) -> NoReturn:
+    error(str(exc.code), exc.message, exit_code)

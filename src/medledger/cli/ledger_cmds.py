@@ -7,9 +7,10 @@ from pathlib import Path
 
 import orjson
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from medledger.cli.common import WorkspaceOpt, console, err_console, fail, workspace
+from medledger.cli.common import WorkspaceOpt, console, err_console, error, fail, workspace
 from medledger.errors import MedLedgerError
 from medledger.installed import default_registry
 from medledger.ledger import merkle
@@ -68,7 +69,7 @@ def verify(
         err_console.print(f"[bold red]FAILED[/] first inconsistent height: "
                           f"{report.first_bad_height}")
         for f in report.findings:
-            err_console.print(f"  height {f.height}: [{f.check}] {f.detail}")
+            err_console.print(escape(f"  height {f.height}: [{f.check}] {f.detail}"))
     if not report.ok:
         raise typer.Exit(1)
 
@@ -86,14 +87,11 @@ def inclusion(
     except ValueError:
         rec = None
     if rec is None:
-        err_console.print(f"[red]error[/] [unknown_tx] no transaction {tx_id}")
-        raise typer.Exit(2)
+        error("unknown_tx", f"no transaction {tx_id}")
     cp = store.checkpoint(size) if size is not None else store.checkpoint()
     tree = size if size is not None else (cp[0] if cp else 0)
     if not rec.index < tree:
-        err_console.print(f"[red]error[/] [bad_proof_request] tx index {rec.index} "
-                          f"not below size {tree}")
-        raise typer.Exit(2)
+        error("bad_proof_request", f"tx index {rec.index} not below size {tree}")
     leaf = merkle.leaf_hash(leaf_data(rec.tx_id, rec.height, orjson.loads(rec.result)))
     hashes = merkle.inclusion_proof(rec.index, tree, store)
     print(json.dumps({
@@ -115,9 +113,7 @@ def consistency(
     head = store.head()
     log_size = BlockHeader.decode(head.header).log_size if head else 0
     if not old_size <= new_size <= log_size:
-        err_console.print(f"[red]error[/] [bad_proof_request] need old {old_size} <= new "
-                          f"{new_size} <= log size {log_size}")
-        raise typer.Exit(2)
+        error("bad_proof_request", f"need old {old_size} <= new {new_size} <= log size {log_size}")
     hashes = merkle.consistency_proof(old_size, new_size, store) if old_size else []
     old_cp, new_cp = store.checkpoint(old_size), store.checkpoint(new_size)
     print(json.dumps({

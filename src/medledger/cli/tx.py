@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from medledger.cli.common import WorkspaceOpt, console, err_console, workspace
+from medledger.cli.common import WorkspaceOpt, console, error, workspace
 from medledger.client.client import Client
 from medledger.errors import RejectedError
 
@@ -27,13 +27,11 @@ def submit(
     ws = workspace(directory)
     ring = ws.keyring()
     if member not in ring.signing:
-        err_console.print(f"[red]error[/] [unknown_signer] no key for {member} in the keyring")
-        raise typer.Exit(2)
+        error("unknown_signer", f"no key for {member} in the keyring")
     try:
         parsed = json.loads(args)
     except json.JSONDecodeError as exc:
-        err_console.print(f"[red]error[/] [malformed_json] ARGS: {exc}")
-        raise typer.Exit(2) from None
+        error("malformed_json", f"ARGS: {exc}")
     chain = ws.genesis().chain_id
     try:
         if url:
@@ -47,8 +45,7 @@ def submit(
                 receipt = Client(node, chain, member, ring.signing[member]).call(
                     contract, method, parsed)
     except RejectedError as exc:
-        err_console.print(f"[red]rejected[/] [{exc.code}] {exc.message}")
-        raise typer.Exit(1) from None
+        error(str(exc.code), exc.message, exit_code=1, label="rejected")
     doc = receipt.to_doc() if hasattr(receipt, "to_doc") else receipt
     console.print_json(json.dumps(doc))
     if doc["code"] != "ok":

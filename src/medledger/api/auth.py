@@ -111,8 +111,16 @@ def authenticate(
     now: int | None = None,
 ) -> str:
     """Check one request's authentication headers; return the member id or raise AuthError."""
-    missing = [name for name, value in ((H_MEMBER, member_id), (H_KEY, kid), (H_TIME, time_text),
-                                        (H_SIGNATURE, signature)) if not value]
+    missing = [
+        name
+        for name, value in (
+            (H_MEMBER, member_id),
+            (H_KEY, kid),
+            (H_TIME, time_text),
+            (H_SIGNATURE, signature),
+        )
+        if not value
+    ]
     if missing:
         raise AuthError(f"missing header(s) {', '.join(missing)}")
     assert member_id and kid and time_text and signature
@@ -129,16 +137,19 @@ def authenticate(
     now = now_ms() if now is None else now
     skew = int(time_text) - now
     if abs(skew) > MAX_SKEW_MS:
-        raise AuthError(f"request time {time_text} is {skew} ms from the server's {now}; "
-                        f"allowed ±{MAX_SKEW_MS} ms")
+        raise AuthError(
+            f"request time {time_text} is {skew} ms from the server's {now}; "
+            f"allowed ±{MAX_SKEW_MS} ms"
+        )
     raw = store.get_state(f"consortium/member/{member_id}")
     if raw is None:
         raise AuthError(f"no enrolled member {member_id}")
     member = orjson.loads(raw)
     if member["status"] != "active":
         raise AuthError(f"member {member_id} is {member['status']}")
-    if now < member["not_before"] or (member["not_after"] is not None
-                                      and now >= member["not_after"]):
+    if now < member["not_before"] or (
+        member["not_after"] is not None and now >= member["not_after"]
+    ):
         raise AuthError(f"member {member_id} is outside its validity period")
     org_raw = store.get_state(f"consortium/org/{member['org']}")
     org_status = orjson.loads(org_raw)["status"] if org_raw is not None else "unknown"
@@ -152,8 +163,10 @@ def authenticate(
         raise AuthError(f"key {kid} of {member_id} is {key_status(known[0], now)}")
     pub = unb64(key["pub"], length=32)
     if not verify(pub, signing_input(method, path_with_query, time_text, body), sig):
-        raise AuthError(f"signature by {member_id} (key {kid}) does not verify over "
-                        f"{method.upper()} {path_with_query}")
+        raise AuthError(
+            f"signature by {member_id} (key {kid}) does not verify over "
+            f"{method.upper()} {path_with_query}"
+        )
     return member_id
 
 
@@ -177,8 +190,16 @@ async def require_member(
 ) -> str:
     """FastAPI dependency: the authenticated member id, or a 401 ``unauthenticated`` problem."""
     body = await request.body()
-    return authenticate(node.store, request.method, request_target(request), body, x_member,
-                        x_key, x_time, x_signature)
+    return authenticate(
+        node.store,
+        request.method,
+        request_target(request),
+        body,
+        x_member,
+        x_key,
+        x_time,
+        x_signature,
+    )
 
 
 Member = Annotated[str, Depends(require_member)]

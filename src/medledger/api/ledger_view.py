@@ -53,8 +53,11 @@ def receipt_with_proof(store: Store, receipt: Receipt) -> dict[str, Any]:
     size, note = proof_size(store)
     if size <= receipt.index:  # no checkpoint covers it yet: prove against the head
         size, note = head_header(store).log_size, None
-    doc["proof"] = {"index": receipt.index, "size": size,
-                    "hashes": hexes(merkle.inclusion_proof(receipt.index, size, store))}
+    doc["proof"] = {
+        "index": receipt.index,
+        "size": size,
+        "hashes": hexes(merkle.inclusion_proof(receipt.index, size, store)),
+    }
     doc["checkpoint"] = None if note is None else note.decode("utf-8")
     return doc
 
@@ -62,8 +65,15 @@ def receipt_with_proof(store: Store, receipt: Receipt) -> dict[str, Any]:
 def tx_doc(rec: TxRecord) -> dict[str, Any]:
     """Receipt, the transaction as parsed JSON, and its result document."""
     result = orjson.loads(rec.result)
-    receipt = Receipt(rec.tx_id, rec.height, rec.index, result["code"], result["message"],
-                      result["value"], result["events"])
+    receipt = Receipt(
+        rec.tx_id,
+        rec.height,
+        rec.index,
+        result["code"],
+        result["message"],
+        result["value"],
+        result["events"],
+    )
     return {"receipt": receipt.to_doc(), "tx": orjson.loads(rec.raw), "result": result}
 
 
@@ -82,7 +92,10 @@ def tx_proof(store: Store, rec: TxRecord, size: int | None) -> dict[str, Any]:
         )
     leaf = merkle.leaf_hash(leaf_data(rec.tx_id, rec.height, orjson.loads(rec.result)))
     return {
-        "tx_id": rec.tx_id.hex(), "index": rec.index, "size": size, "leaf_hash": leaf.hex(),
+        "tx_id": rec.tx_id.hex(),
+        "index": rec.index,
+        "size": size,
+        "leaf_hash": leaf.hex(),
         "hashes": hexes(merkle.inclusion_proof(rec.index, size, store)),
         "root": merkle.tree_root(size, store).hex(),
         "checkpoint": None if note is None else note.decode("utf-8"),
@@ -100,7 +113,8 @@ def consistency(store: Store, old: int, new: int | None) -> dict[str, Any]:
             Code.BAD_PROOF_REQUEST, f"need 0 < old {old} <= new {new} <= log size {log_size}"
         )
     return {
-        "old": old, "new": new,
+        "old": old,
+        "new": new,
         "hashes": hexes(merkle.consistency_proof(old, new, store)),
         "old_root": merkle.tree_root(old, store).hex(),
         "new_root": merkle.tree_root(new, store).hex(),
@@ -111,8 +125,10 @@ def block_doc(store: Store, block: StoredBlock) -> dict[str, Any]:
     """Header document, block hash and the ids of its transactions in order."""
     txs = store.txs_range(block.first_index, block.first_index + block.tx_count)
     return {
-        "height": block.height, "hash": block.hash.hex(),
-        "header": orjson.loads(block.header), "tx_ids": [t.tx_id.hex() for t in txs],
+        "height": block.height,
+        "hash": block.hash.hex(),
+        "header": orjson.loads(block.header),
+        "tx_ids": [t.tx_id.hex() for t in txs],
     }
 
 
@@ -139,6 +155,13 @@ def events_between(store: Store, start: int, stop: int) -> tuple[int, list[dict[
             continue
         tx_hex = rec.tx_id.hex()
         for ev in result["events"]:
-            out.append({"height": rec.height, "tx_id": tx_hex, "index": rec.index,
-                        "name": ev["name"], "data": ev["data"]})
+            out.append(
+                {
+                    "height": rec.height,
+                    "tx_id": tx_hex,
+                    "index": rec.index,
+                    "name": ev["name"],
+                    "data": ev["data"],
+                }
+            )
     return blocks[-1].height + 1, out

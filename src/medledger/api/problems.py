@@ -93,8 +93,12 @@ def problem_response(
     all_headers = dict(headers or {})
     if code is Code.UNAUTHENTICATED:
         all_headers.setdefault("WWW-Authenticate", AUTH_CHALLENGE)
-    return Response(orjson.dumps(doc), status_code=doc["status"], headers=all_headers,
-                    media_type=PROBLEM_MEDIA_TYPE)
+    return Response(
+        orjson.dumps(doc),
+        status_code=doc["status"],
+        headers=all_headers,
+        media_type=PROBLEM_MEDIA_TYPE,
+    )
 
 
 def error_doc(exc: MedLedgerError, instance: str, **extensions: Any) -> dict[str, Any]:
@@ -139,8 +143,7 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
     else:
         detail = str(exc.detail)
     title = None if CATALOG[code][0] == status else _phrase(status)
-    return problem_response(code, detail, path, status=status, title=title,
-                            headers=exc.headers)
+    return problem_response(code, detail, path, status=status, title=title, headers=exc.headers)
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:

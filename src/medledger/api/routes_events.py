@@ -43,7 +43,12 @@ def format_event(ev: dict[str, Any], number: int) -> bytes:
     """One SSE message for an event document (see the module docstring)."""
     name = str(ev["name"]).replace("\r", " ").replace("\n", " ")
     return b"id: %d:%d:%d\nevent: %s\ndata: %s\n\n" % (
-        ev["height"], ev["index"], number, name.encode("utf-8"), orjson.dumps(ev))
+        ev["height"],
+        ev["index"],
+        number,
+        name.encode("utf-8"),
+        orjson.dumps(ev),
+    )
 
 
 async def event_stream(
@@ -79,8 +84,10 @@ async def event_stream(
     "/events",
     summary="Stream contract events (Server-Sent Events)",
     responses={
-        200: {"description": "text/event-stream of events",
-              "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+        200: {
+            "description": "text/event-stream of events",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
         **problem_responses(401, 422),
     },
 )

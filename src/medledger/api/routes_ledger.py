@@ -28,8 +28,10 @@ NOTE_MEDIA_TYPE = "text/plain; charset=utf-8"
 _NOTE_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The signed checkpoint note (C2SP signed-note), or JSON with format=json",
-        "content": {"text/plain": {"schema": {"type": "string"}},
-                    "application/json": {"schema": {"type": "object"}}},
+        "content": {
+            "text/plain": {"schema": {"type": "string"}},
+            "application/json": {"schema": {"type": "object"}},
+        },
     }
 }
 Format = Annotated[
@@ -48,8 +50,9 @@ def get_consistency(
     node: NodeDep,
     member: Member,
     old: Annotated[int, Query(description="Older log size (> 0)")],
-    new: Annotated[int | None, Query(description="Newer log size (default: newest checkpoint)")]
-    = None,
+    new: Annotated[
+        int | None, Query(description="Newer log size (default: newest checkpoint)")
+    ] = None,
 ) -> Response:
     """RFC 9162 consistency proof ``{"old", "new", "hashes", "old_root", "new_root"}``.
     Needs ``0 < old <= new <= log size``, else 400 ``bad_proof_request``."""
@@ -147,14 +150,33 @@ def get_state(
     written, value = found if found is not None else (at, None)
     if value is None:
         raise MedLedgerError(Code.NOT_FOUND, f"no value for {contract}/{key} at height {at}")
-    return json_response({"contract": contract, "key": key, "value": orjson.loads(value),
-                          "height": written, "at": at})
+    return json_response(
+        {
+            "contract": contract,
+            "key": key,
+            "value": orjson.loads(value),
+            "height": written,
+            "at": at,
+        }
+    )
 
 
-@router.get("/health", tags=["node"], summary="Liveness and chain position (no auth)")
+@router.get(
+    "/health",
+    tags=["node"],
+    summary="Liveness and chain position (no auth)",
+    responses=problem_responses(503),
+)
 def health(node: NodeDep) -> Response:
     """``{"status": "ok", "chain_id", "height", "log_size", "head_hash"}``; no authentication."""
     head = view.head_block(node.store)
     header = BlockHeader.decode(head.header)
-    return json_response({"status": "ok", "chain_id": node.chain_id, "height": head.height,
-                          "log_size": header.log_size, "head_hash": head.hash.hex()})
+    return json_response(
+        {
+            "status": "ok",
+            "chain_id": node.chain_id,
+            "height": head.height,
+            "log_size": header.log_size,
+            "head_hash": head.hash.hex(),
+        }
+    )

@@ -117,8 +117,9 @@ def _outcome(fut: Future[Receipt]) -> Receipt | BaseException | None:
 def _failure_doc(exc: BaseException, instance: str, tx_id: str) -> dict[str, Any]:
     if isinstance(exc, MedLedgerError):
         return error_doc(exc, instance, tx_id=tx_id)
-    return problem_doc(Code.INTERNAL, "the node failed to process this transaction", instance,
-                       tx_id=tx_id)
+    return problem_doc(
+        Code.INTERNAL, "the node failed to process this transaction", instance, tx_id=tx_id
+    )
 
 
 @router.post(
@@ -127,7 +128,7 @@ def _failure_doc(exc: BaseException, instance: str, tx_id: str) -> dict[str, Any
     openapi_extra=_TX_BODY,
     responses={
         200: {"description": "Committed: receipt with an inclusion proof and checkpoint"},
-        202: {"description": "Accepted, not waited for: {\"tx_id\"}"},
+        202: {"description": 'Accepted, not waited for: {"tx_id"}'},
         **problem_responses(400, 401, 403, 409, 413, 503, 504),
     },
 )
@@ -154,7 +155,8 @@ async def submit_tx(
     if outcome is None:
         if wait:
             raise MedLedgerError(
-                Code.TIMEOUT, f"no receipt for {tx_id} within {timeout} s; it may still commit")
+                Code.TIMEOUT, f"no receipt for {tx_id} within {timeout} s; it may still commit"
+            )
         return json_response({"tx_id": tx_id}, 202)
     if not wait:
         return json_response({"tx_id": tx_id}, 202)
@@ -167,8 +169,8 @@ async def submit_tx(
     summary="Submit a batch of transactions",
     openapi_extra=_BATCH_BODY,
     responses={
-        200: {"description": "{\"receipts\": [...]}: a receipt or a problem per line, in order"},
-        202: {"description": "Not waited for: {\"tx_id\"} or a problem per line, in order"},
+        200: {"description": '{"receipts": [...]}: a receipt or a problem per line, in order'},
+        202: {"description": 'Not waited for: {"tx_id"} or a problem per line, in order'},
         **problem_responses(413, 503),
     },
 )
@@ -201,8 +203,14 @@ async def submit_batch(
         elif outcome is None:
             tx_id = hashlib.sha256(raw).hexdigest()
             if wait:
-                out.append(problem_doc(Code.TIMEOUT, f"no receipt within {timeout} s; it may "
-                                       "still commit", instance, tx_id=tx_id))
+                out.append(
+                    problem_doc(
+                        Code.TIMEOUT,
+                        f"no receipt within {timeout} s; it may still commit",
+                        instance,
+                        tx_id=tx_id,
+                    )
+                )
             else:
                 out.append({"tx_id": tx_id})
         else:
@@ -233,8 +241,9 @@ def get_tx_proof(
     tx_id: TxId,
     node: NodeDep,
     member: Member,
-    size: Annotated[int | None, Query(ge=1, description="Log size (default: newest checkpoint)")]
-    = None,
+    size: Annotated[
+        int | None, Query(ge=1, description="Log size (default: newest checkpoint)")
+    ] = None,
 ) -> Response:
     """RFC 9162 inclusion proof of the transaction's log leaf in the log of ``size`` leaves:
     ``{"tx_id", "index", "size", "leaf_hash", "hashes", "root", "checkpoint"}`` (hex; the

@@ -50,8 +50,15 @@ class HttpReceipt(Receipt):
 def receipt_from_doc(doc: dict[str, Any]) -> HttpReceipt:
     """Inverse of ``Receipt.to_doc`` (keeping ``proof``/``checkpoint`` when present)."""
     return HttpReceipt(
-        bytes.fromhex(doc["tx_id"]), doc["height"], doc["index"], doc["code"], doc["message"],
-        doc["value"], doc["events"], doc.get("proof"), doc.get("checkpoint"),
+        bytes.fromhex(doc["tx_id"]),
+        doc["height"],
+        doc["index"],
+        doc["code"],
+        doc["message"],
+        doc["value"],
+        doc["events"],
+        doc.get("proof"),
+        doc.get("checkpoint"),
     )
 
 
@@ -78,11 +85,13 @@ def raise_for_problem(resp: httpx.Response) -> None:
         except orjson.JSONDecodeError:
             doc = None
         if isinstance(doc, dict):
-            raise ProblemError(_code(doc.get("code")), str(doc.get("detail", "")),
-                               resp.status_code, doc)
+            raise ProblemError(
+                _code(doc.get("code")), str(doc.get("detail", "")), resp.status_code, doc
+            )
     text = resp.read()[:200].decode("utf-8", "replace")
-    raise ProblemError(Code.NODE_UNAVAILABLE, f"HTTP {resp.status_code}: {text}",
-                       resp.status_code, {})
+    raise ProblemError(
+        Code.NODE_UNAVAILABLE, f"HTTP {resp.status_code}: {text}", resp.status_code, {}
+    )
 
 
 def parse_sse(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
@@ -121,8 +130,12 @@ class HttpTransport:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.member_id, self.key, self.wait_timeout = member_id, key, wait_timeout
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), transport=transport,
-                                  timeout=httpx.Timeout(wait_timeout + 15.0, connect=10.0))
+        base = base_url.rstrip("/").removesuffix("/v1")  # accept ".../v1" as printed by the CLI
+        self._http = httpx.Client(
+            base_url=base,
+            transport=transport,
+            timeout=httpx.Timeout(wait_timeout + 15.0, connect=10.0),
+        )
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="http-submit")
 
     def close(self) -> None:
@@ -144,7 +157,10 @@ class HttpTransport:
             raise RejectedError(Code.NODE_UNAVAILABLE, f"{request.url}: {exc}") from None
 
     def _signed(
-        self, method: str, path: str, params: dict[str, Any] | None = None,
+        self,
+        method: str,
+        path: str,
+        params: dict[str, Any] | None = None,
         timeout: httpx.Timeout | None = None,
     ) -> httpx.Request:
         if self.member_id is None or self.key is None:
@@ -165,7 +181,10 @@ class HttpTransport:
         """Post one transaction, wait for its receipt; raises ProblemError on refusal."""
         t = self.wait_timeout if timeout is None else timeout
         request = self._http.build_request(
-            "POST", "/v1/tx", params={"wait": "true", "timeout": str(t)}, content=raw,
+            "POST",
+            "/v1/tx",
+            params={"wait": "true", "timeout": str(t)},
+            content=raw,
             headers={"content-type": "application/json"},
         )
         resp = self._send(request)
@@ -175,7 +194,10 @@ class HttpTransport:
     def submit_nowait(self, raw: bytes) -> str:
         """Post one transaction without waiting; its tx id (hex) once it passed ingress."""
         request = self._http.build_request(
-            "POST", "/v1/tx", params={"wait": "false"}, content=raw,
+            "POST",
+            "/v1/tx",
+            params={"wait": "false"},
+            content=raw,
             headers={"content-type": "application/json"},
         )
         resp = self._send(request)
@@ -190,7 +212,8 @@ class HttpTransport:
         (see :func:`is_problem`). Raises ProblemError only if the whole batch is refused."""
         t = self.wait_timeout if timeout is None else timeout
         request = self._http.build_request(
-            "POST", "/v1/txs",
+            "POST",
+            "/v1/txs",
             params={"wait": "true" if wait else "false", "timeout": str(t)},
             content=b"\n".join(raws) + b"\n",
             headers={"content-type": "application/x-ndjson"},
@@ -223,10 +246,12 @@ class HttpTransport:
     ) -> Iterator[dict[str, Any]]:
         """Event documents ``{"height", "tx_id", "index", "name", "data"}`` from the SSE
         stream; ends after ``until_height`` (never without it, until the caller stops)."""
-        params = {k: str(v) for k, v in (("from_height", from_height),
-                                         ("until_height", until_height)) if v is not None}
-        request = self._signed("GET", "/v1/events", params,
-                               timeout=httpx.Timeout(10.0, read=None))
+        params = {
+            k: str(v)
+            for k, v in (("from_height", from_height), ("until_height", until_height))
+            if v is not None
+        }
+        request = self._signed("GET", "/v1/events", params, timeout=httpx.Timeout(10.0, read=None))
         resp = self._send(request, stream=True)
         try:
             raise_for_problem(resp)

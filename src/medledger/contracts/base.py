@@ -84,6 +84,7 @@ class MethodSpec:
     access: Access
     cosign: Callable[[Any], list[Cosign]] | None = None
     doc: str = ""
+    reads: Callable[[dict[str, Any], str], list[str]] | None = None
 
 
 def method(
@@ -91,12 +92,17 @@ def method(
     *,
     access: Access | None = None,
     cosign: Callable[[A], list[Cosign]] | None = None,
+    reads: Callable[[dict[str, Any], str], list[str]] | None = None,
 ) -> Callable[[Callable[[Any, Any, A], JSON]], Callable[[Any, Any, A], JSON]]:
-    """Declare a contract method: its argument model, who may call it, co-signatures needed."""
+    """Declare a contract method: its argument model, who may call it, co-signatures needed.
+
+    ``reads(raw_args, caller_org)`` may name the full state keys the method is likely to read;
+    the executor fetches them for the whole block in one round trip. It is only a hint.
+    """
 
     def wrap(fn: Callable[[Any, Any, A], JSON]) -> Callable[[Any, Any, A], JSON]:
         fn.__contract_method__ = MethodSpec(  # type: ignore[attr-defined]
-            fn.__name__, fn, args, access or Access(), cosign, (fn.__doc__ or "").strip()
+            fn.__name__, fn, args, access or Access(), cosign, (fn.__doc__ or "").strip(), reads
         )
         return fn
 

@@ -14,6 +14,7 @@ import base64
 import binascii
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 import nacl.exceptions
 import nacl.public
@@ -57,15 +58,15 @@ class SigningKey:
     def generate(cls) -> SigningKey:
         return cls(bytes(nacl.signing.SigningKey.generate()))
 
-    @property
+    @cached_property
     def _nacl(self) -> nacl.signing.SigningKey:
         return nacl.signing.SigningKey(self.seed)
 
-    @property
+    @cached_property
     def public(self) -> bytes:
         return bytes(self._nacl.verify_key)
 
-    @property
+    @cached_property
     def kid(self) -> str:
         return key_id(self.public)
 

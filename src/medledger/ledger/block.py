@@ -73,3 +73,8 @@ def result_doc(
 def leaf_data(tx_id: bytes, height: int, result: dict[str, Any]) -> bytes:
     """The bytes hashed into the transaction log for one transaction (RFC 9162 leaf input)."""
     return canonical.encode({"height": height, "result": result, "tx": tx_id.hex()})
+
+
+def leaf_data_raw(tx_id: bytes, height: int, result: bytes) -> bytes:
+    """``leaf_data`` from the result's canonical bytes (keys height < result < tx are sorted)."""
+    return b'{"height":%d,"result":%s,"tx":"%s"}' % (height, result, tx_id.hex().encode())

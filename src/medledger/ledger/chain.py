@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from medledger.crypto import canonical
 from medledger.ledger import merkle
-from medledger.ledger.block import BlockHeader, leaf_data
+from medledger.ledger.block import BlockHeader, leaf_data_raw
 from medledger.ledger.execute import Executed
 from medledger.ledger.state import next_state_root, writes_root
 from medledger.ledger.store.base import BlockCommit, StoredBlock, TxRecord
@@ -39,9 +38,9 @@ def seal(
     first = log.size
     nodes: list[tuple[int, bytes]] = []
     records = []
-    for i, (tid, raw, result) in enumerate(zip(tx_ids, raws, executed.results, strict=True)):
-        nodes.extend(log.append(merkle.leaf_hash(leaf_data(tid, height, result))))
-        records.append(TxRecord(first + i, tid, height, raw, canonical.encode(result)))
+    for i, (tid, raw, result) in enumerate(zip(tx_ids, raws, executed.encoded, strict=True)):
+        nodes.extend(log.append(merkle.leaf_hash(leaf_data_raw(tid, height, result))))
+        records.append(TxRecord(first + i, tid, height, raw, result))
     w_root = writes_root(executed.writes)
     header = BlockHeader(
         chain=chain, height=height, prev=prev_hash, time=time, txs=len(tx_ids),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -33,6 +33,12 @@ SYSTEM = Caller("_system/block", "_system", "system", "system")
 class Executed:
     results: list[dict[str, Any]]
     writes: dict[str, bytes | None]
+    encoded: list[bytes] = field(default_factory=list)  # canonical bytes of each result
+
+    def __post_init__(self) -> None:
+        if len(self.encoded) != len(self.results):
+            # every part of a result was checked when the contract produced it
+            self.encoded = [canonical.encode_checked_parts(r) for r in self.results]
 
 
 class _Invalid(Exception):
@@ -64,9 +70,24 @@ class Executor:
             tx_state = state.tx()
             contract.begin_block(Context(tx_state, contract.name, height, time, "", SYSTEM))
             tx_state.commit()
+        state.prefetch(self._likely_reads(txs))
         policies = orjson.loads(state.get("consortium/config") or b"{}").get("policies", {})
         results = [self._run(state, tx, height, time, sig_ok, policies) for tx in txs]
         return Executed(results, state.writes)
+
+    def _likely_reads(self, txs: Sequence[Transaction]) -> list[str]:
+        keys: list[str] = []
+        for tx in txs:
+            keys.append(nonce_key(tx.signer, tx.nonce))
+            keys.extend(f"consortium/member/{s.by}" for s in tx.sigs)
+            c = self.registry.contracts.get(tx.contract)
+            spec = c.methods.get(tx.method) if c is not None else None
+            if spec is not None and spec.reads is not None:
+                try:
+                    keys.extend(spec.reads(tx.args, tx.signer.split("/")[0]))
+                except (KeyError, TypeError, ValueError):
+                    pass  # a hint only: malformed args fail properly during execution
+        return keys
 
     def _run(
         self,

@@ -13,7 +13,7 @@ is provable with the block header and a Merkle proof into that block's writes (A
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from medledger.ledger import merkle
@@ -23,6 +23,8 @@ ZERO = bytes(32)
 
 class StateReader(Protocol):
     def get_state(self, key: str) -> bytes | None: ...
+
+    def get_states(self, keys: Sequence[str]) -> dict[str, bytes | None]: ...
 
 
 def encode_write(key: str, value: bytes | None) -> bytes:
@@ -50,10 +52,19 @@ class BlockState:
     def __init__(self, base: StateReader) -> None:
         self.base = base
         self.writes: dict[str, bytes | None] = {}
+        self._read: dict[str, bytes | None] = {}
+
+    def prefetch(self, keys: Sequence[str]) -> None:
+        """Read many committed keys in one round trip (a cache hint; never changes results)."""
+        missing = [k for k in keys if k not in self._read and k not in self.writes]
+        if missing:
+            self._read.update(self.base.get_states(missing))
 
     def get(self, key: str) -> bytes | None:
         if key in self.writes:
             return self.writes[key]
+        if key in self._read:
+            return self._read[key]
         return self.base.get_state(key)
 
     def tx(self) -> TxState:
@@ -87,6 +98,9 @@ class MemoryState:
 
     def get_state(self, key: str) -> bytes | None:
         return self.data.get(key)
+
+    def get_states(self, keys: Sequence[str]) -> dict[str, bytes | None]:
+        return {k: self.data.get(k) for k in keys}
 
     def apply(self, writes: Mapping[str, bytes | None]) -> None:
         for k, v in writes.items():

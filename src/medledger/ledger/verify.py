@@ -22,11 +22,10 @@ import orjson
 
 from medledger.consortium.genesis import Genesis, genesis_writes
 from medledger.contracts.base import Registry
-from medledger.crypto import canonical
 from medledger.crypto.keys import unb64, verify
 from medledger.errors import MedLedgerError
 from medledger.ledger import merkle
-from medledger.ledger.block import BlockHeader, leaf_data
+from medledger.ledger.block import BlockHeader, leaf_data_raw
 from medledger.ledger.chain import seal
 from medledger.ledger.checkpoint import CheckpointError, verify_checkpoint
 from medledger.ledger.checkpoint import key_id as note_key_id
@@ -213,8 +212,10 @@ class Verifier:
             self.fail(h, "header", f"stored header of block {h} does not decode: {exc}")
             raise _Stop from None
         executed = executor.execute_block(self.state, txs, h, stored.time, sig_ok)
-        for i, (r, res) in enumerate(zip(recs, executed.results, strict=True)):
-            if canonical.encode(res) != r.result:
+        for i, (r, res, enc) in enumerate(
+            zip(recs, executed.results, executed.encoded, strict=True)
+        ):
+            if enc != r.result:
                 self.fail(h, "result", f"tx {i} of block {h} ({r.tx_id.hex()[:16]}…): stored "
                           f"result differs from replay (replay code {res['code']})")
                 raise _Stop
@@ -304,7 +305,7 @@ class Verifier:
         step = 8192
         for start in range(0, self.log.size, step):
             for r in self.store.txs_range(start, min(start + step, self.log.size)):
-                yield merkle.leaf_hash(leaf_data(r.tx_id, r.height, canonical.decode(r.result)))
+                yield merkle.leaf_hash(leaf_data_raw(r.tx_id, r.height, r.result))
 
     def _height_of(self, leaf_index: int) -> int:
         for size in sorted(self.roots):

@@ -12,8 +12,8 @@
 from __future__ import annotations
 
 import logging
-import time as _time
 import threading
+import time as _time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -178,6 +178,16 @@ class Node:
                 out.append(self._admit(raw))
             except MedLedgerError as exc:
                 out.append(exc)
+        admitted = [a for a in out if isinstance(a, _Admitted)]
+        used = self.store.get_states([nonce_key(a.tx.signer, a.tx.nonce) for a in admitted])
+        replayed = {a.tx.tx_id for a in admitted
+                    if used[nonce_key(a.tx.signer, a.tx.nonce)] is not None}
+        if replayed:
+            committed = self.store.known_txs(list(replayed))  # resubmissions stay idempotent
+            for i, a in enumerate(out):
+                if isinstance(a, _Admitted) and a.tx.tx_id in replayed - committed:
+                    out[i] = RejectedError(Code.REPLAYED_NONCE,
+                                           f"{a.tx.signer} already used nonce {a.tx.nonce}")
         return out
 
     def _admit(self, raw: bytes) -> _Admitted:
@@ -186,9 +196,6 @@ class Node:
             raise RejectedError(Code.WRONG_CHAIN, f"got {tx.chain!r}, want {self.chain_id!r}")
         now = wall_ms()
         keys = tuple(self._check_sig(tx, s, now) for s in tx.sigs)
-        if self.store.get_state(nonce_key(tx.signer, tx.nonce)) is not None:
-            if self.store.tx(tx.tx_id) is None:
-                raise RejectedError(Code.REPLAYED_NONCE, f"{tx.signer} already used {tx.nonce}")
         return _Admitted(tx, keys)
 
     def _check_sig(self, tx: Transaction, sig: Signature, now: int) -> bytes:

@@ -76,7 +76,8 @@ def _version(ctx: Context, content_hash: str, schema: str, note: str = "") -> di
 class RecordRegistry(Contract):
     name = "registry"
 
-    @method(RegisterArgs, access=WRITERS)
+    @method(RegisterArgs, access=WRITERS,
+            reads=lambda a, org: [f"registry/{record_key(org, str(a['record_id']))}"])
     def register(self, ctx: Context, args: RegisterArgs) -> Any:
         """Register a new record fingerprint owned by the caller's organisation."""
         key = record_key(ctx.caller.org, args.record_id)
@@ -92,7 +93,8 @@ class RecordRegistry(Contract):
                                        "version": 1})
         return {"version": 1}
 
-    @method(AmendArgs, access=WRITERS)
+    @method(AmendArgs, access=WRITERS,
+            reads=lambda a, org: [f"registry/{record_key(org, str(a['record_id']))}"])
     def amend(self, ctx: Context, args: AmendArgs) -> Any:
         """Add a new version linked to the previous one."""
         key, rec = self._own_active(ctx, args.record_id)

@@ -95,6 +95,10 @@ class Store(ABC):
         """The current value of ``key`` (None if absent or deleted)."""
 
     @abstractmethod
+    def get_states(self, keys: Sequence[str]) -> dict[str, bytes | None]:
+        """Current values of many keys in one round trip (absent keys map to None)."""
+
+    @abstractmethod
     def state_at(self, key: str, height: int) -> tuple[int, bytes | None] | None:
         """(height written, value) of the newest write to ``key`` at or below ``height``."""
 

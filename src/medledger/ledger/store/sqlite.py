@@ -172,6 +172,19 @@ class SQLiteStore(Store):
                 self._cache.popitem(last=False)
             return value
 
+    def get_states(self, keys: Sequence[str]) -> dict[str, bytes | None]:
+        out: dict[str, bytes | None] = dict.fromkeys(keys)
+        unique = list(out)
+        for i in range(0, len(unique), 500):
+            chunk = unique[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT key, value FROM state WHERE key IN ({marks}) ORDER BY key, height", chunk
+            )
+            for k, v in rows:  # the last row per key is the newest
+                out[k] = _blob(v)
+        return out
+
     def state_at(self, key: str, height: int) -> tuple[int, bytes | None] | None:
         row = self._db.execute(
             "SELECT height, value FROM state WHERE key=? AND height<=? "

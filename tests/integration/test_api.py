@@ -390,7 +390,7 @@ def test_replayed_nonce_is_refused(env: Env) -> None:
         409,
         "replayed_nonce",
         "/v1/tx",
-        "hosp-a/gw already used 42",
+        "hosp-a/gw already used nonce 42",
     )
 
 
@@ -801,7 +801,9 @@ def test_events_follow_new_blocks(env: Env) -> None:
     target = env.node.height + 1
     box: dict[str, httpx.Response] = {}
     reader = threading.Thread(
-        target=lambda: box.update(r=env.get("/v1/events", {"until_height": target}))
+        target=lambda: box.update(
+            r=env.get("/v1/events", {"from_height": target, "until_height": target})
+        )
     )
     reader.start()
     time.sleep(0.3)
@@ -988,13 +990,22 @@ def _free_port() -> int:
         return port
 
 
+def _lab(record_id: str) -> dict[str, Any]:
+    return {
+        "record_id": record_id,
+        "record_type": "Lab",
+        "source_system": "LIS",
+        "content_hash": "ef" * 32,
+        "schema_version": "v1",
+    }
+
+
 def test_http_transport_end_to_end(env: Env) -> None:
     port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(env.node), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-        )
+    config = uvicorn.Config(
+        create_app(env.node), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
     )
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -1002,78 +1013,55 @@ def test_http_transport_end_to_end(env: Env) -> None:
         while not server.started:
             assert time.monotonic() < deadline, "uvicorn did not start"
             time.sleep(0.02)
-        base = f"http://127.0.0.1:{port}"
+        base = f"http://127.0.0.1:{port}/v1"  # the transport accepts the API root too
         with HttpTransport(base, GW, env.gw_key) as transport:
             assert transport.health()["chain_id"] == "api-test"
             client = Client(transport, "api-test", GW, env.gw_key)
-            receipt = client.call(
-                "registry",
-                "register",
-                {
-                    "record_id": "http-1",
-                    "record_type": "Lab",
-                    "source_system": "LIS",
-                    "content_hash": "ef" * 32,
-                    "schema_version": "v1",
-                },
-            )
+            receipt = client.call("registry", "register", _lab("lab:1"))
             assert isinstance(receipt, HttpReceipt) and receipt.ok
             assert receipt.checkpoint is not None and receipt.proof is not None
-            again = client.call(
-                "registry",
-                "register",
-                {
-                    "record_id": "http-1",
-                    "record_type": "Lab",
-                    "source_system": "LIS",
-                    "content_hash": "ef" * 32,
-                    "schema_version": "v1",
-                },
-            )
+            cp, _ = verify_checkpoint(receipt.checkpoint.encode(), env.verifiers())
+            assert receipt.proof["size"] == cp.size
+            again = client.call("registry", "register", _lab("lab:1"))
             assert again.code == "already_exists"
             ghost = Client(transport, "api-test", "hosp-a/ghost", SigningKey.generate())
             with pytest.raises(RejectedError) as info:
-                ghost.call("registry", "register", {"record_id": "x"})
+                ghost.call("registry", "register", _lab("x"))
             assert info.value.code is Code.UNKNOWN_SIGNER
             assert info.value.message == "no enrolled member hosp-a/ghost"
             assert isinstance(info.value, ProblemError) and info.value.status == 401
+            assert info.value.problem["instance"] == "/v1/tx"
+            tx_id = transport.submit_nowait(client.build("registry", "register", _lab("nw")))
+            assert len(tx_id) == 64
 
-            batch = transport.submit_batch(
-                [
-                    client.build(
-                        "registry",
-                        "register",
-                        {
-                            "record_id": f"hb{i}",
-                            "record_type": "Lab",
-                            "source_system": "LIS",
-                            "content_hash": "ef" * 32,
-                            "schema_version": "v1",
-                        },
-                    )
-                    for i in range(50)
-                ]
-                + [b"{junk"]
-            )
+            raws = [client.build("registry", "register", _lab(f"hb{i}")) for i in range(50)]
+            batch = transport.submit_batch([*raws, b"{junk"])
             assert [b["code"] for b in batch] == ["ok"] * 50 + ["malformed_json"]
             assert is_problem(batch[-1]) and not is_problem(batch[0])
 
             tx = transport.get(f"/v1/tx/{receipt.tx_id.hex()}")
             assert tx["receipt"]["tx_id"] == receipt.tx_id.hex()
-            state = transport.get("/v1/state/registry/record/hosp-a/http-1")
+            state = transport.get("/v1/state/registry/record/hosp-a/lab:1")
             assert state["value"]["record_type"] == "Lab"
+            at_height = transport.get(
+                "/v1/state/registry/record/hosp-a/lab:1", {"height": receipt.height}
+            )
+            assert at_height["height"] == receipt.height
             note = transport.get("/v1/checkpoints/latest")
             assert isinstance(note, str) and note.startswith("medledger/api-test\n")
             with pytest.raises(RejectedError) as info:
                 transport.get("/v1/blocks/9999")
             assert info.value.code is Code.UNKNOWN_BLOCK
 
-            events = list(
-                transport.events(from_height=receipt.height, until_height=env.node.height)
-            )
+            head = env.node.height
+            events = list(transport.events(from_height=receipt.height, until_height=head))
             names = [e["name"] for e in events]
-            assert names[0] == "record_registered" and len(names) == 51
+            assert names == ["record_registered"] * 52  # lab:1, nw, hb0..hb49
             assert events[0]["tx_id"] == receipt.tx_id.hex()
+            # a live stream (no end) stops when the client goes away
+            live = transport.events(from_height=receipt.height)
+            assert next(live)["tx_id"] == receipt.tx_id.hex()
+            live.close()
 
         with HttpTransport(base, "hosp-a/ghost", SigningKey.generate()) as outsider:
             with pytest.raises(RejectedError) as info:
@@ -1082,6 +1070,7 @@ def test_http_transport_end_to_end(env: Env) -> None:
     finally:
         server.should_exit = True
         thread.join(10)
+    assert not thread.is_alive(), "uvicorn did not shut down (an open stream kept it up?)"
 
 
 def test_http_transport_unreachable_node() -> None:

@@ -152,3 +152,24 @@ def test_edited_state_value_names_its_height(pristine: Path, tmp_path: Path) -> 
 
 def test_pristine_copy_verifies(pristine: Path, tmp_path: Path) -> None:
     assert _verify(_copy(pristine, tmp_path))[0]
+
+
+def test_parallel_segments_verify_and_catch_damage(pristine: Path, tmp_path: Path) -> None:
+    store = SQLiteStore(_copy(pristine, tmp_path))
+    report = verify_store(store, default_registry(), workers=2)
+    assert report.ok and report.workers == 2, report.findings
+    serial = verify_store(store, default_registry(), workers=1)
+    assert (serial.blocks, serial.txs, serial.checkpoints) == (
+        report.blocks, report.txs, report.checkpoints)
+    store.close()
+    db = tmp_path / "damaged.db"
+    conn = sqlite3.connect(db)
+    (head,) = conn.execute("SELECT MAX(height) FROM blocks").fetchone()
+    idx, raw = conn.execute("SELECT idx, result FROM txs WHERE height = ? LIMIT 1",
+                            (head - 1,)).fetchone()
+    conn.execute("UPDATE txs SET result = ? WHERE idx = ?",
+                 (raw.replace(b'"code":"ok"', b'"code":"forbidden"'), idx))
+    conn.commit()
+    conn.close()
+    damaged = verify_store(SQLiteStore(db), default_registry(), workers=2)
+    assert not damaged.ok and damaged.first_bad_height == head - 1

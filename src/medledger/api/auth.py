@@ -89,13 +89,9 @@ def sign_request(
 
     ``path_with_query`` must be the request target exactly as it will be sent (percent-encoded).
     """
-    t = str(_now() if now_ms is None else now_ms)
+    t = str(_time.time_ns() // 1_000_000 if now_ms is None else now_ms)
     sig = key.sign(signing_input(method, path_with_query, t, body))
     return {H_MEMBER: member_id, H_KEY: key.kid, H_TIME: t, H_SIGNATURE: b64(sig)}
-
-
-def _now() -> int:
-    return now_ms()
 
 
 def authenticate(

@@ -1,5 +1,164 @@
-"""Placeholder until the benchmark module lands."""
+"""``medledger bench ledger``: the issue-2 performance figures, measured on this machine."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
 
 import typer
+from rich.table import Table
 
-app = typer.Typer(help="Benchmarks.")
+from medledger.bench import ledger as bench
+from medledger.cli.common import console, err_console
+
+app = typer.Typer(help="Measure throughput, verify speed, proof latency and memory.",
+                  no_args_is_help=True)
+
+
+@app.command("ledger")
+def ledger(
+    txs: int = typer.Option(100_000, min=1, help="Transactions for the in-process run."),
+    http_txs: int = typer.Option(50_000, min=0,
+                                 help="Transactions for the HTTP run (0 skips it)."),
+    verify_txs: int = typer.Option(
+        0, min=0, help="Build and verify a chain of this many txs (0: verify the in-process "
+        "run's chain)."),
+    proof_leaves: int = typer.Option(1_000_000, min=2,
+                                     help="Leaves of the synthetic log for the proof timings."),
+    max_block_txs: int = typer.Option(2000, min=1, help="Node: cut a block at this many txs."),
+    max_wait_ms: int = typer.Option(20, min=0, help="Node: …or this long after its first tx."),
+    window: int = typer.Option(8, min=1,
+                               help="In-process: chunks of 1,000 awaiting receipts at once."),
+    http_concurrency: int = typer.Option(3, min=1, help="HTTP: concurrent batch requests."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+    workdir: Path | None = typer.Option(
+        None, help="Keep the workspaces and stores here (an empty or new directory); "
+        "default: a temporary directory, removed afterwards."),
+) -> None:
+    """Run every ledger workload and compare the figures with the issue's targets."""
+    def progress(msg: str) -> None:
+        err_console.print(f"[dim]… {msg}[/]")
+
+    def go(root: Path) -> bench.LedgerBench:
+        return bench.run(root, txs=txs, http_txs=http_txs, verify_txs=verify_txs,
+                         proof_leaves=proof_leaves, max_block_txs=max_block_txs,
+                         max_wait=max_wait_ms / 1000, window=window,
+                         http_concurrency=http_concurrency, progress=progress)
+
+    try:
+        if workdir is not None:
+            if workdir.exists() and any(workdir.iterdir()):
+                err_console.print(f"[bold red]error[/] {workdir} is not empty")
+                raise typer.Exit(2)
+            workdir.mkdir(parents=True, exist_ok=True)
+            result = go(workdir)
+        else:
+            with tempfile.TemporaryDirectory(prefix="medledger-bench-") as tmp:
+                result = go(Path(tmp))
+    except bench.BenchError as exc:
+        err_console.print(f"[bold red]benchmark failed[/] {exc}")
+        raise typer.Exit(1) from None
+    if as_json:
+        print(json.dumps(result.to_doc(), indent=1, default=str))
+    else:
+        render(result)
+
+
+def _table(title: str, rows: list[tuple[str, str]]) -> Table:
+    t = Table(title=title, title_justify="left", show_header=False, box=None, padding=(0, 2))
+    for k, v in rows:
+        t.add_row(f"[bold]{k}[/]", v)
+    return t
+
+
+def _mem_rows(mem: bench.MemorySamples, txs: int) -> list[tuple[str, str]]:
+    half = len(mem.samples) // 2
+    samples = ", ".join(f"{n // 1000:,}k: {r / 1024:,.0f}" for n, r in mem.samples)
+    return [
+        ("RSS (MiB) after each 10 %", samples),
+        ("RSS first → last sample", f"{mem.first_kib / 1024:,.1f} → {mem.last_kib / 1024:,.1f} MiB"
+         f" (before the run {mem.before_kib / 1024:,.1f}, peak {mem.peak_kib / 1024:,.1f})"),
+        ("growth per 100k txs", f"{mem.growth_per_100k() / 1024:+,.2f} MiB over the run, "
+         f"{mem.growth_per_100k(half) / 1024:+,.2f} MiB over its second half "
+         f"({mem.samples[half][0]:,} → {txs:,} txs)"),
+    ]
+
+
+def _inproc_rows(r: bench.InProcessResult) -> list[tuple[str, str]]:
+    lat = r.chunk_latency_ms
+    return [
+        ("committed", f"{r.tx_per_s:,.0f} tx/s ({r.txs:,} txs in {r.seconds:.2f} s, first "
+         "submit → last receipt)"),
+        ("receipts ok", f"{r.receipts_ok:,} of {r.txs:,}" + (f"; {r.not_ok}" if r.not_ok else "")),
+        ("blocks cut", f"{r.blocks:,} (max_block_txs {r.max_block_txs:,}, max_wait "
+         f"{r.max_wait_ms:g} ms; {r.txs / max(r.blocks, 1):,.0f} txs per block)"),
+        ("feeding", f"submit_many chunks of {r.chunk:,} from one thread, at most "
+         f"{r.window_chunks} chunks awaiting receipts; {r.gateways} gateways"),
+        ("chunk submit → receipt", f"p50 {lat.p50:,.0f} ms, p99 {lat.p99:,.0f} ms, "
+         f"max {lat.max:,.0f} ms ({lat.count:,} chunks)"),
+        ("client signing (untimed)", f"{r.sign_seconds:.2f} s ({r.sign_per_s:,.0f} tx/s)"),
+        ("store size", f"{r.store_mib:,.1f} MiB"),
+        *_mem_rows(r.memory, r.txs),
+    ]
+
+
+def render(b: bench.LedgerBench) -> None:
+    m, s = b.machine, b.baseline
+    console.print(_table("Machine", [
+        ("cpu", f"{m.cpu_model}, nproc {m.nproc}, {m.memory_gib} GiB"),
+        ("python", m.python), ("platform", m.platform), ("date", m.date_utc),
+        ("revision", m.revision),
+    ]))
+    console.print(_table("Ed25519 verification ceiling (PyNaCl crypto_sign_open)", [
+        ("1 thread", f"{s.one_thread_per_s:,.0f} /s"),
+        ("2 threads", f"{s.two_threads_per_s:,.0f} /s"),
+        ("2 processes", f"{s.two_processes_per_s:,.0f} /s"),
+        ("sample", f"{s.verifications:,} verifications of {s.message_bytes} signed bytes"),
+    ]))
+    console.print(_table("In-process (Node.submit_many)", _inproc_rows(b.inprocess)))
+    if b.http is not None:
+        h = b.http
+        lat = h.batch_latency_ms
+        console.print(_table("HTTP (POST /v1/txs?wait=true, NDJSON)", [
+            ("committed", f"{h.tx_per_s:,.0f} tx/s ({h.txs:,} txs in {h.seconds:.2f} s)"),
+            ("receipts ok", f"{h.receipts_ok:,} of {h.txs:,}"
+             + (f"; {h.not_ok}" if h.not_ok else "")),
+            ("requests", f"batches of {h.batch:,} on {h.concurrency} connections; "
+             f"max_block_txs {h.max_block_txs:,}, max_wait {h.max_wait_ms:g} ms"),
+            ("batch latency", f"p50 {lat.p50:,.0f} ms, p99 {lat.p99:,.0f} ms"),
+            *[(f"server {k}", v) for k, v in _mem_rows(h.server_memory, h.txs)],
+        ]))
+    if b.verify_build is not None:
+        console.print(_table("Chain built for verify (same in-process workload)",
+                             _inproc_rows(b.verify_build)))
+    v = b.verify
+    console.print(_table("Full verify (verify_store, 2 threads)", [
+        ("result", "OK" if v.ok else f"FAILED: {v.findings}"),
+        ("replayed", f"{v.txs:,} txs in {v.blocks:,} blocks, {v.checkpoints:,} checkpoints"),
+        ("time", f"{v.seconds:.2f} s ({v.tx_per_s:,.0f} tx/s)"),
+        ("process peak RSS", f"{v.peak_rss_mib:,.0f} MiB"),
+    ]))
+    p = b.proofs
+    console.print(_table("Proofs on a synthetic log (SQLite log_nodes)", [
+        ("log", f"{p.leaves:,} leaves, {p.nodes:,} stored nodes, {p.store_mib:,.0f} MiB"),
+        ("build", f"{p.build_seconds:.1f} s (CompactRange.append + executemany)"),
+        ("inclusion", _lat_us(p.inclusion_us, p.inclusion_hashes_mean)),
+        ("consistency", _lat_us(p.consistency_us, p.consistency_hashes_mean)),
+        ("verified", f"{p.verified_inclusion} inclusion, {p.verified_consistency} consistency "
+         f"(every 10th); seed {p.seed}"),
+    ]))
+    t = Table(title="Issue 2 targets", title_justify="left")
+    for col in ("figure", "target", "measured", "result"):
+        t.add_column(col)
+    for c in b.checks:
+        verdict = {True: "[green]PASS[/]", False: "[red]FAIL[/]", None: "[yellow]n/a[/]"}[
+            c.passed]
+        t.add_row(c.figure, c.target, c.measured, verdict)
+    console.print(t)
+    console.print(f"total {b.seconds:.0f} s")
+
+
+def _lat_us(s: bench.LatencyStats, hashes: float) -> str:
+    return (f"mean {s.mean:,.0f} µs, p50 {s.p50:,.0f} µs, p99 {s.p99:,.0f} µs, max "
+            f"{s.max:,.0f} µs ({s.count:,} proofs, {hashes:.1f} hashes each on average)")

@@ -85,7 +85,8 @@ def _require_same_org_admin(ctx: Context, member_id: str, *, self_allowed: bool 
         return
     if ctx.caller.role != ADMIN or ctx.caller.org != org:
         raise ContractError(
-            Code.FORBIDDEN, f"got caller {ctx.caller.id} ({ctx.caller.role}), want an admin of {org}"
+            Code.FORBIDDEN,
+            f"got caller {ctx.caller.id} ({ctx.caller.role}), want an admin of {org}",
         )
 
 

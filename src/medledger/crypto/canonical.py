@@ -45,7 +45,7 @@ def _check(value: JSON) -> None:
             if t is dict:
                 for k in v:
                     if type(k) is not str:
-                        raise CanonicalError(Code.NON_CANONICAL, f"object key {k!r} is not a string")
+                        raise CanonicalError(Code.NON_CANONICAL, f"key {k!r} is not a string")
                 items = v.values()
             else:
                 items = v

@@ -9,6 +9,7 @@ else. An invalid transaction yields a result with its reason code and no writes.
 from __future__ import annotations
 
 import base64
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +57,15 @@ class Executor:
     def __init__(self, registry: Registry, chain_id: str) -> None:
         self.registry = registry
         self.chain_id = chain_id
+        self._decoded: dict[bytes, Any] = {}  # member/org records by their bytes (read-only)
+
+    def _load(self, raw: bytes) -> Any:
+        value = self._decoded.get(raw)
+        if value is None:
+            if len(self._decoded) > 4096:
+                self._decoded.clear()
+            value = self._decoded[raw] = orjson.loads(raw)
+        return value
 
     def execute_block(
         self,
@@ -83,10 +93,9 @@ class Executor:
             c = self.registry.contracts.get(tx.contract)
             spec = c.methods.get(tx.method) if c is not None else None
             if spec is not None and spec.reads is not None:
-                try:
+                # a hint only: malformed args fail properly during execution
+                with contextlib.suppress(KeyError, TypeError, ValueError):
                     keys.extend(spec.reads(tx.args, tx.signer.split("/")[0]))
-                except (KeyError, TypeError, ValueError):
-                    pass  # a hint only: malformed args fail properly during execution
         return keys
 
     def _run(
@@ -150,7 +159,7 @@ class Executor:
         raw = state.get(f"consortium/member/{sig.by}")
         if raw is None:
             raise _Invalid(Code.UNKNOWN_SIGNER, f"no enrolled member {sig.by}")
-        member = orjson.loads(raw)
+        member = self._load(raw)
         if member["status"] == "revoked" and member["revoked_at"] <= time:
             raise _Invalid(Code.MEMBER_REVOKED, f"member {sig.by} revoked")
         if time < member["not_before"] or (
@@ -158,7 +167,7 @@ class Executor:
         ):
             raise _Invalid(Code.MEMBER_EXPIRED, f"member {sig.by} not valid at {time}")
         org_raw = state.get(f"consortium/org/{member['org']}")
-        org = orjson.loads(org_raw) if org_raw else None
+        org = self._load(org_raw) if org_raw else None
         if org is None or org["status"] != "active":
             raise _Invalid(Code.ORG_INACTIVE, f"organisation {member['org']} is not active")
         key = active_key(member, sig.kid, time)

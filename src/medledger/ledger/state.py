@@ -13,7 +13,7 @@ is provable with the block header and a Merkle proof into that block's writes (A
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from medledger.ledger import merkle
@@ -90,21 +90,43 @@ class TxState:
         self.block.writes.update(self.writes)
 
 
-class MemoryState:
-    """A plain dict state (the verifier's replay, tests)."""
+class HistoricalState:
+    """Committed state as it was after block ``height`` (read-only)."""
 
-    def __init__(self, items: Iterable[tuple[str, bytes]] = ()) -> None:
-        self.data: dict[str, bytes] = dict(items)
+    def __init__(self, store: HistoryReader, height: int) -> None:
+        self.store, self.height = store, height
 
     def get_state(self, key: str) -> bytes | None:
-        return self.data.get(key)
+        return self.store.get_states_at([key], self.height)[key]
 
     def get_states(self, keys: Sequence[str]) -> dict[str, bytes | None]:
-        return {k: self.data.get(k) for k in keys}
+        return self.store.get_states_at(keys, self.height)
+
+
+class HistoryReader(Protocol):
+    def get_states_at(self, keys: Sequence[str], height: int) -> dict[str, bytes | None]: ...
+
+
+class MemoryState:
+    """A dict of writes over an optional base state (the verifier's replay, tests)."""
+
+    def __init__(self, base: StateReader | None = None) -> None:
+        self.base = base
+        self.data: dict[str, bytes | None] = {}
+
+    def get_state(self, key: str) -> bytes | None:
+        if key in self.data or self.base is None:
+            return self.data.get(key)
+        return self.base.get_state(key)
+
+    def get_states(self, keys: Sequence[str]) -> dict[str, bytes | None]:
+        out = {k: self.data.get(k) for k in keys}
+        if self.base is not None:
+            missing = [k for k in keys if k not in self.data]
+            if missing:
+                out.update(self.base.get_states(missing))
+        return out
 
     def apply(self, writes: Mapping[str, bytes | None]) -> None:
-        for k, v in writes.items():
-            if v is None:
-                self.data.pop(k, None)
-            else:
-                self.data[k] = v
+        """Layer ``writes`` on top (a deletion is kept as None so it hides the base)."""
+        self.data.update(writes)

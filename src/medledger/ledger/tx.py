@@ -168,7 +168,9 @@ def decode(raw: bytes, *, max_bytes: int = MAX_TX_BYTES) -> Transaction:
 def _check_body(body: Any) -> None:
     if type(body) is not dict or set(body) != BODY_FIELDS:
         got = sorted(body) if type(body) is dict else type(body).__name__
-        raise RejectedError(Code.BAD_ENVELOPE, f"body fields: got {got}, want {sorted(BODY_FIELDS)}")
+        raise RejectedError(
+            Code.BAD_ENVELOPE, f"body fields: got {got}, want {sorted(BODY_FIELDS)}"
+        )
     for field in ("chain", "contract", "method", "signer"):
         if type(body[field]) is not str:
             raise RejectedError(Code.BAD_ENVELOPE, f"body.{field} must be a string")

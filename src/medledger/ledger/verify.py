@@ -5,18 +5,25 @@ canonical encoding, transaction ids, every signature, contract execution and res
 headers and hashes, the transaction log's roots, the state roots — and then checks the derived
 tables against it: the full state history (each block's stored writes must hash to its header's
 ``writes_root``), every stored Merkle node (leaves against the transactions, inner nodes against
-their children), the compact range, and every signed checkpoint. It reports the first
-inconsistent height and what is wrong. Signatures are checked on a thread pool (libsodium releases
-the GIL) while the main thread replays.
+their children), the compact range, and every signed checkpoint (one per block). It reports the
+first inconsistent height and what is wrong.
+
+Parallel replay. Execution is sequential, but a segment of blocks ``[a, b)`` can be replayed on
+its own starting from the *stored* state as of ``a-1``, the stored Merkle nodes and the stored
+header of ``a-1``. That starting point is itself checked: segment ``[.., a)`` compares every
+header it replays with the stored one, the state-history check ties every stored write to those
+headers, and the node check ties every stored Merkle node to the transactions. So segments run in
+separate processes (one per core) and the whole chain is still verified from genesis.
 """
 
 from __future__ import annotations
 
+import itertools
+import multiprocessing
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
 
@@ -30,11 +37,12 @@ from medledger.ledger.chain import seal
 from medledger.ledger.checkpoint import CheckpointError, verify_checkpoint
 from medledger.ledger.checkpoint import key_id as note_key_id
 from medledger.ledger.execute import Executed, Executor
-from medledger.ledger.state import MemoryState, writes_root
+from medledger.ledger.state import HistoricalState, MemoryState, writes_root
 from medledger.ledger.store.base import Store, StoredBlock, TxRecord
 from medledger.ledger.tx import Signature, Transaction, decode
 
 CHUNK_TXS = 4096
+PARALLEL_MIN_TXS = 50_000  # below this, process start-up costs more than it saves
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,7 @@ class VerifyReport:
     txs: int = 0
     checkpoints: int = 0
     seconds: float = 0.0
+    workers: int = 1
     findings: list[Finding] = field(default_factory=list)
 
     @property
@@ -67,104 +76,114 @@ class _Stop(Exception):
     """Replay cannot continue past a broken block."""
 
 
-class Verifier:
-    def __init__(
-        self,
-        store: Store,
-        registry: Registry,
-        threads: int = 2,
-        progress: Callable[[int, int], None] | None = None,
-    ) -> None:
-        self.store, self.registry, self.threads = store, registry, threads
-        self.progress = progress
-        self.report = VerifyReport()
-        self.state = MemoryState()
-        self.log = merkle.CompactRange()
-        self.roots: dict[int, tuple[int, bytes, bytes]] = {}  # size -> (height, root, hash)
-        self.pubs: dict[tuple[str, str], bytes] = {}
+@dataclass
+class _Segment:
+    """What replaying heights [start, stop) found."""
+
+    blocks: int = 0
+    txs: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    # log size -> (height, log root, block hash)
+    roots: dict[int, tuple[int, bytes, bytes]] = field(default_factory=dict)
+    log_size: int = 0
+    log_hashes: list[bytes] = field(default_factory=list)
 
     def fail(self, height: int | None, check: str, detail: str) -> None:
-        self.report.findings.append(Finding(height, check, detail))
+        self.findings.append(Finding(height, check, detail))
 
-    def run(self) -> VerifyReport:
-        start = time.perf_counter()
-        raw = self.store.genesis()
-        if raw is None:
-            self.fail(None, "genesis", "store holds no genesis")
-            return self.report
+
+class _Replayer:
+    """Replays one segment of the chain against a store."""
+
+    def __init__(self, store: Store, registry: Registry, genesis: Genesis, threads: int) -> None:
+        self.store, self.genesis, self.threads = store, genesis, threads
+        self.executor = Executor(registry, genesis.chain_id)
+        self.out = _Segment()
+        self.pubs: dict[tuple[str, str], bytes] = {}
+
+    def run(self, start: int, stop: int, progress: Callable[[int, int], None] | None) -> _Segment:
         try:
-            genesis = Genesis.load(raw)
-        except MedLedgerError as exc:
-            self.fail(0, "genesis", exc.message)
-            return self.report
-        self.report.chain_id = genesis.chain_id
-        executor = Executor(self.registry, genesis.chain_id)
-        try:
-            self._replay(genesis, executor)
+            state, log, prev = self._start(start)
+            self._blocks(state, log, prev, max(start, 1), stop, progress)
         except _Stop:
             pass
-        else:
-            self._check_compact()
-            self._check_state_history()
-            self._check_nodes()
-            self._check_checkpoints(genesis)
-        self.report.seconds = time.perf_counter() - start
-        return self.report
+        return self.out
 
-    # -- replay ------------------------------------------------------------------------
-
-    def _replay(self, genesis: Genesis, executor: Executor) -> None:
-        head = self.store.head()
-        if head is None:
-            self.fail(0, "block", "no block 0")
+    def _start(self, start: int) -> tuple[MemoryState, merkle.CompactRange, BlockHeader]:
+        if start == 0:
+            log = merkle.CompactRange()
+            sealed = seal(
+                chain=self.genesis.chain_id, height=0, time=self.genesis.time,
+                prev_hash=self.genesis.hash, prev_state_root=bytes(32), log=log, tx_ids=[],
+                raws=[], executed=Executed([], genesis_writes(self.genesis)),
+            )
+            self._compare_block(self.store.block(0), sealed.commit.block, 0)
+            state = MemoryState()
+            state.apply(sealed.commit.writes)
+            self._remember_pubs(sealed.commit.writes)
+            self.out.roots[0] = (0, log.root(), sealed.header.hash)
+            return state, log, sealed.header
+        blk = self.store.block(start - 1)
+        if blk is None:
+            self.out.fail(start - 1, "block", f"block {start - 1} missing")
             raise _Stop
-        total = head.height
-        blk0 = self.store.block(0)
-        expected0 = seal(
-            chain=genesis.chain_id, height=0, time=genesis.time, prev_hash=genesis.hash,
-            prev_state_root=bytes(32), log=self.log, tx_ids=[], raws=[],
-            executed=Executed([], genesis_writes(genesis)),
-        )
-        self._compare_block(blk0, expected0.commit.block, 0)
-        self.state.apply(expected0.commit.writes)
-        self._remember_pubs(expected0.commit.writes)
-        prev = expected0.header
-        self.roots[0] = (0, self.log.root(), prev.hash)
+        prev = self._decode_header(blk)
+        try:
+            log = merkle.CompactRange.from_reader(prev.log_size, self.store)
+        except KeyError:
+            self.out.fail(start - 1, "log_nodes", f"Merkle nodes for log size {prev.log_size} "
+                          "missing")
+            raise _Stop from None
+        for _, raw in self.store.scan_state("consortium/member/", limit=10_000_000):
+            self._remember_pubs({"consortium/member/": raw})
+        return MemoryState(HistoricalState(self.store, start - 1)), log, prev
+
+    def _blocks(
+        self,
+        state: MemoryState,
+        log: merkle.CompactRange,
+        prev: BlockHeader,
+        start: int,
+        stop: int,
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
         with ThreadPoolExecutor(self.threads) as pool:
-            pending: Future[set[tuple[bytes, str, bytes]]] | None = None
-            chunks = self._chunks(total)
+            chunks = self._chunks(start, stop)
             current = next(chunks, None)
+            pending: Future[set[tuple[bytes, str, bytes]]] | None = None
             while current is not None:
-                txs_by_block, decoded = current
-                pending = pool.submit(self._check_sigs, decoded) if pending is None else pending
+                blocks, decoded = current
+                if pending is None:
+                    pending = pool.submit(self._check_sigs, decoded)
                 nxt = next(chunks, None)
                 good = pending.result()
                 pending = None if nxt is None else pool.submit(self._check_sigs, nxt[1])
-                for blk, recs in txs_by_block:
-                    prev = self._replay_block(executor, blk, recs, decoded, good, prev)
-                    if self.progress:
-                        self.progress(blk.height, total)
+                for blk, recs in blocks:
+                    prev = self._block(state, log, prev, blk, recs, decoded, good)
+                    if progress:
+                        progress(blk.height, stop - 1)
                 current = nxt
+        self.out.log_size, self.out.log_hashes = log.size, log.to_hashes()
 
     def _chunks(
-        self, total: int
+        self, start: int, stop: int
     ) -> Iterator[tuple[list[tuple[StoredBlock, list[TxRecord]]], dict[bytes, Transaction]]]:
-        h = 1
-        while h <= total:
+        h = start
+        while h < stop:
             blocks: list[tuple[StoredBlock, list[TxRecord]]] = []
             decoded: dict[bytes, Transaction] = {}
             count = 0
-            while h <= total and count < CHUNK_TXS:
+            while h < stop and count < CHUNK_TXS:
                 blk = self.store.block(h)
                 if blk is None:
-                    self.fail(h, "block", f"block {h} missing below head {total}")
+                    self.out.fail(h, "block", f"block {h} missing below the head")
                     raise _Stop
                 recs = self.store.txs_range(blk.first_index, blk.first_index + blk.tx_count)
                 for r in recs:
                     try:
                         decoded[r.tx_id] = decode(r.raw)
                     except MedLedgerError:
-                        pass  # reported when the block is replayed
+                        continue  # reported when the block is replayed
                 blocks.append((blk, recs))
                 count += max(1, len(recs))
                 h += 1
@@ -179,162 +198,214 @@ class Verifier:
                     good.add((tx.tx_id, s.by, pub))
         return good
 
-    def _replay_block(
+    def _block(
         self,
-        executor: Executor,
+        state: MemoryState,
+        log: merkle.CompactRange,
+        prev: BlockHeader,
         blk: StoredBlock,
         recs: list[TxRecord],
         decoded: dict[bytes, Transaction],
         good: set[tuple[bytes, str, bytes]],
-        prev: Any,
-    ) -> Any:
+    ) -> BlockHeader:
         h = blk.height
-        if blk.first_index != self.log.size or len(recs) != blk.tx_count:
-            self.fail(h, "block", f"block {h} claims txs [{blk.first_index}, +{blk.tx_count}); "
-                      f"log has {self.log.size}, store returned {len(recs)}")
+        if blk.first_index != log.size or len(recs) != blk.tx_count:
+            self.out.fail(h, "block", f"block {h} claims txs [{blk.first_index}, "
+                          f"+{blk.tx_count}); log has {log.size}, store returned {len(recs)}")
             raise _Stop
         txs = []
         for i, r in enumerate(recs):
             tx = decoded.get(r.tx_id)
-            if tx is None or tx.raw != r.raw or r.height != h or r.index != blk.first_index + i:
-                why = "does not decode or its id is not SHA-256 of its bytes" if tx is None or \
-                    tx.raw != r.raw else "has the wrong height or index"
-                self.fail(h, "tx", f"transaction at log index {r.index} {why}")
+            if tx is None or tx.raw != r.raw:
+                self.out.fail(h, "tx", f"transaction at log index {r.index} does not decode "
+                              "or its id is not SHA-256 of its bytes")
+                raise _Stop
+            if r.height != h or r.index != blk.first_index + i:
+                self.out.fail(h, "tx", f"transaction at log index {r.index} has the wrong "
+                              "height or index")
                 raise _Stop
             txs.append(tx)
 
         def sig_ok(tx: Transaction, sig: Signature, pub: bytes) -> bool:
             return (tx.tx_id, sig.by, pub) in good or verify(pub, tx.signed, sig.sig)
 
-        try:
-            stored = BlockHeader.decode(blk.header)
-        except (MedLedgerError, ValueError, KeyError, TypeError) as exc:
-            self.fail(h, "header", f"stored header of block {h} does not decode: {exc}")
-            raise _Stop from None
-        executed = executor.execute_block(self.state, txs, h, stored.time, sig_ok)
+        stored = self._decode_header(blk)
+        executed = self.executor.execute_block(state, txs, h, stored.time, sig_ok)
         for i, (r, res, enc) in enumerate(
             zip(recs, executed.results, executed.encoded, strict=True)
         ):
             if enc != r.result:
-                self.fail(h, "result", f"tx {i} of block {h} ({r.tx_id.hex()[:16]}…): stored "
-                          f"result differs from replay (replay code {res['code']})")
+                self.out.fail(h, "result", f"tx {i} of block {h} ({r.tx_id.hex()[:16]}…): "
+                              f"stored result differs from replay (replay code {res['code']})")
                 raise _Stop
         sealed = seal(chain=prev.chain, height=h, time=stored.time, prev_hash=prev.hash,
-                      prev_state_root=prev.state_root, log=self.log,
+                      prev_state_root=prev.state_root, log=log,
                       tx_ids=[t.tx_id for t in txs], raws=[t.raw for t in txs], executed=executed)
         self._compare_block(blk, sealed.commit.block, h)
         if stored.time < prev.time:
-            self.fail(h, "header", f"block time {stored.time} earlier than {prev.time}")
-        self.state.apply(executed.writes)
+            self.out.fail(h, "header", f"block time {stored.time} earlier than {prev.time}")
+        state.apply(executed.writes)
         self._remember_pubs(executed.writes)
-        self.roots[self.log.size] = (h, self.log.root(), sealed.header.hash)
-        self.report.blocks += 1
-        self.report.txs += len(txs)
+        self.out.roots[log.size] = (h, log.root(), sealed.header.hash)
+        self.out.blocks += 1
+        self.out.txs += len(txs)
         return sealed.header
+
+    def _decode_header(self, blk: StoredBlock) -> BlockHeader:
+        try:
+            return BlockHeader.decode(blk.header)
+        except (MedLedgerError, ValueError, KeyError, TypeError) as exc:
+            self.out.fail(blk.height, "header", f"stored header of block {blk.height} does not "
+                          f"decode: {exc}")
+            raise _Stop from None
 
     def _compare_block(self, got: StoredBlock | None, want: StoredBlock, h: int) -> None:
         if got is None:
-            self.fail(h, "block", f"block {h} missing")
+            self.out.fail(h, "block", f"block {h} missing")
             raise _Stop
         if got.header != want.header:
-            self.fail(h, "header", f"stored header of block {h} differs from the replayed one")
+            self.out.fail(h, "header", f"stored header of block {h} differs from the replayed one")
             raise _Stop
         if got.hash != want.hash:
-            self.fail(h, "header", f"stored hash of block {h} is not SHA-256 of its header")
+            self.out.fail(h, "header", f"stored hash of block {h} is not SHA-256 of its header")
             raise _Stop
 
     def _remember_pubs(self, writes: dict[str, bytes | None]) -> None:
         for k, v in writes.items():
             if k.startswith("consortium/member/") and v is not None:
-                m = orjson.loads(v)
-                for key in m["keys"]:
-                    self.pubs[(m["id"], key["kid"])] = unb64(key["pub"], length=32)
+                try:
+                    m = orjson.loads(v)
+                    for key in m["keys"]:
+                        self.pubs[(m["id"], key["kid"])] = unb64(key["pub"], length=32)
+                except (orjson.JSONDecodeError, KeyError, TypeError, MedLedgerError):
+                    continue  # a damaged record fails verification elsewhere; this is a cache
 
-    # -- derived tables ----------------------------------------------------------------
 
-    def _check_compact(self) -> None:
+def _replay_segment(
+    opener: Callable[[], Store], registry: Registry, start: int, stop: int, threads: int
+) -> _Segment:
+    """Process entry point: replay [start, stop) on a freshly opened store."""
+    store = opener()
+    try:
+        genesis = Genesis.load(store.genesis() or b"")
+        return _Replayer(store, registry, genesis, threads).run(start, stop, None)
+    finally:
+        store.close()
+
+
+class _Derived:
+    """Checks of the tables derived from the replay: compact range, state, nodes, checkpoints."""
+
+    def __init__(self, store: Store, genesis: Genesis, seg: _Segment, head: int) -> None:
+        self.store, self.genesis, self.seg, self.head = store, genesis, seg, head
+        self.out = _Segment()
+        self.checkpoints = 0
+
+    def run(self) -> _Segment:
         size, hashes = self.store.compact()
-        if size != self.log.size or list(hashes) != self.log.to_hashes():
-            self.fail(self.report.blocks, "compact", "stored compact range differs from replay")
+        if size != self.seg.log_size or list(hashes) != self.seg.log_hashes:
+            self.out.fail(self.head, "compact", "stored compact range differs from replay")
+        self._state_history()
+        self._nodes()
+        self._checkpoints()
+        return self.out
 
-    def _check_state_history(self) -> None:
+    def _state_history(self) -> None:
         current: int | None = None
         writes: dict[str, bytes | None] = {}
-        last_key = ""
         for key, h, value in self.store.state_rows():
             if h != current:
                 if current is not None:
-                    self._check_writes(current, writes)
-                current, writes, last_key = h, {}, ""
-            if key <= last_key and writes:
-                self.fail(h, "state", f"state rows of block {h} out of order")
-            writes[key], last_key = value, key
+                    self._writes(current, writes)
+                current, writes = h, {}
+            writes[key] = value
         if current is not None:
-            self._check_writes(current, writes)
+            self._writes(current, writes)
 
-    def _check_writes(self, h: int, writes: dict[str, bytes | None]) -> None:
+    def _writes(self, h: int, writes: dict[str, bytes | None]) -> None:
         blk = self.store.block(h)
         if blk is None:
-            self.fail(h, "state", f"state rows for block {h}, which does not exist")
-            return
-        if writes_root(writes) != BlockHeader.decode(blk.header).writes_root:
-            self.fail(h, "state", f"stored state writes of block {h} ({len(writes)} rows) "
-                      "do not match its header's writes_root")
+            self.out.fail(h, "state", f"state rows for block {h}, which does not exist")
+        elif writes_root(writes) != BlockHeader.decode(blk.header).writes_root:
+            self.out.fail(h, "state", f"stored state writes of block {h} ({len(writes)} rows) "
+                          "do not match its header's writes_root")
 
-    def _check_nodes(self) -> None:
-        size = self.log.size
-        leaves = self._leaf_hashes()
-        level, below = 0, leaves
+    def _nodes(self) -> None:
+        size = self.seg.log_size
+        level, below = 0, self._leaf_hashes(size)
         while (size >> level) > 0:
-            count = size >> level
             got = self.store.node_rows(level)
-            for i in range(count):
+            for i in range(size >> level):
                 want = next(below) if level == 0 else merkle.node_hash(next(below), next(below))
                 row = next(got, None)
                 if row is None or row[0] != i or row[1] != want:
-                    self.fail(self._height_of(((i + 1) << level) - 1), "log_nodes",
-                              f"Merkle node (level {level}, index {i}) missing or wrong")
+                    self.out.fail(self._height_of(((i + 1) << level) - 1), "log_nodes",
+                                  f"Merkle node (level {level}, index {i}) missing or wrong")
                     return
             if next(got, None) is not None:
-                self.fail(self.report.blocks, "log_nodes", f"extra Merkle nodes at level {level}")
+                self.out.fail(self.head, "log_nodes", f"extra Merkle nodes at level {level}")
                 return
             below = (h for _, h in self.store.node_rows(level))
             level += 1
+        if next(self.store.node_rows(level), None) is not None:
+            self.out.fail(self.head, "log_nodes", f"extra Merkle nodes at level {level}")
 
-    def _leaf_hashes(self) -> Iterator[bytes]:
+    def _leaf_hashes(self, size: int) -> Iterator[bytes]:
         step = 8192
-        for start in range(0, self.log.size, step):
-            for r in self.store.txs_range(start, min(start + step, self.log.size)):
+        for start in range(0, size, step):
+            for r in self.store.txs_range(start, min(start + step, size)):
                 yield merkle.leaf_hash(leaf_data_raw(r.tx_id, r.height, r.result))
 
     def _height_of(self, leaf_index: int) -> int:
-        for size in sorted(self.roots):
+        for size in sorted(self.seg.roots):
             if size > leaf_index:
-                return self.roots[size][0]
-        return self.report.blocks
+                return self.seg.roots[size][0]
+        return self.head
 
-    def _check_checkpoints(self, genesis: Genesis) -> None:
-        verifiers = {(org, note_key_id(org, pub)): pub for org, pub in genesis.org_keys().items()}
+    def _checkpoints(self) -> None:
+        keys = self.genesis.org_keys()
+        verifiers = {(org, note_key_id(org, pub)): pub for org, pub in keys.items()}
         stored = self.store.checkpoints()
-        have = {height for _, height, _ in stored}
-        missing = sorted({h for h, _, _ in self.roots.values()} - have)
+        missing = sorted({h for h, _, _ in self.seg.roots.values()} - {h for _, h, _ in stored})
         if missing:
-            self.fail(missing[0], "checkpoint", f"no signed checkpoint for block {missing[0]} "
-                      f"({len(missing)} blocks without one)")
+            self.out.fail(missing[0], "checkpoint", f"no signed checkpoint for block "
+                          f"{missing[0]} ({len(missing)} blocks without one)")
+        origin = f"medledger/{self.genesis.chain_id}"
         for size, height, note in stored:
-            want = self.roots.get(size)
+            want = self.seg.roots.get(size)
             try:
-                cp, _ = verify_checkpoint(note, verifiers, origin=f"medledger/{genesis.chain_id}")
+                cp, _ = verify_checkpoint(note, verifiers, origin=origin)
             except (CheckpointError, MedLedgerError, ValueError) as exc:
-                self.fail(height, "checkpoint", f"checkpoint at size {size}: {exc}")
+                self.out.fail(height, "checkpoint", f"checkpoint at size {size}: {exc}")
                 continue
             if want is None or cp.size != size or cp.root != want[1] or height != want[0]:
-                self.fail(height, "checkpoint", f"checkpoint at size {size} does not match the log")
-                continue
-            if cp.extensions and cp.extensions != (f"medledger-block {height} {want[2].hex()}",):
-                self.fail(height, "checkpoint", f"checkpoint at size {size} names another block")
-                continue
-            self.report.checkpoints += 1
+                self.out.fail(height, "checkpoint", f"checkpoint at size {size} does not match "
+                              "the log")
+            elif cp.extensions != (f"medledger-block {height} {want[2].hex()}",):
+                self.out.fail(height, "checkpoint", f"checkpoint at size {size} names another "
+                              "block")
+            else:
+                self.checkpoints += 1
+
+
+def _split(store: Store, head: int, parts: int) -> list[tuple[int, int]]:
+    """Cut heights [0, head] into ``parts`` segments holding about equal numbers of txs."""
+    total = BlockHeader.decode(store.block(head).header).log_size if store.block(head) else 0
+    bounds, h = [0], 1
+    for k in range(1, parts):
+        target = total * k // parts
+        lo, hi = h, head
+        while lo < hi:  # first height whose first_index >= target
+            mid = (lo + hi) // 2
+            blk = store.block(mid)
+            if blk is not None and blk.first_index < target:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo > bounds[-1]:
+            bounds.append(lo)
+    bounds.append(head + 1)
+    return list(itertools.pairwise(bounds))
 
 
 def verify_store(
@@ -342,7 +413,61 @@ def verify_store(
     registry: Registry,
     *,
     threads: int = 2,
+    workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> VerifyReport:
-    """Replay and check the whole chain in ``store``; see the module docstring."""
-    return Verifier(store, registry, threads, progress).run()
+    """Replay and check the whole chain in ``store``; see the module docstring.
+
+    ``workers`` processes replay segments in parallel (default: ``threads`` when the store can
+    be reopened and holds at least ``PARALLEL_MIN_TXS`` transactions, else 1).
+    """
+    began = time.perf_counter()
+    report = VerifyReport()
+    raw = store.genesis()
+    try:
+        genesis = Genesis.load(raw or b"")
+    except MedLedgerError as exc:
+        report.findings.append(Finding(0 if raw else None, "genesis", exc.message))
+        return report
+    report.chain_id = genesis.chain_id
+    head_blk = store.head()
+    if head_blk is None:
+        report.findings.append(Finding(0, "block", "no block 0"))
+        return report
+    head = head_blk.height
+    opener = store.opener()
+    try:
+        log_size = BlockHeader.decode(head_blk.header).log_size
+    except (MedLedgerError, ValueError, KeyError, TypeError):
+        log_size = 0
+    if workers is None:
+        workers = threads if opener is not None and log_size >= PARALLEL_MIN_TXS else 1
+    segments = _split(store, head, workers) if workers > 1 and opener is not None else [
+        (0, head + 1)]
+    report.workers = len(segments)
+    if len(segments) == 1:
+        results = [_Replayer(store, registry, genesis, threads).run(0, head + 1, progress)]
+    else:
+        assert opener is not None
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(len(segments), mp_context=ctx) as pool:
+            futures = [pool.submit(_replay_segment, opener, registry, a, b, 1)
+                       for a, b in segments]
+            results = [f.result() for f in futures]
+            if progress:
+                progress(head, head)
+    merged = _Segment()
+    for seg in results:
+        merged.findings.extend(seg.findings)
+        merged.roots.update(seg.roots)
+        merged.blocks += seg.blocks
+        merged.txs += seg.txs
+    merged.log_size, merged.log_hashes = results[-1].log_size, results[-1].log_hashes
+    report.blocks, report.txs = merged.blocks, merged.txs
+    report.findings.extend(merged.findings)
+    if not merged.findings:
+        derived = _Derived(store, genesis, merged, head)
+        report.findings.extend(derived.run().findings)
+        report.checkpoints = derived.checkpoints
+    report.seconds = time.perf_counter() - began
+    return report

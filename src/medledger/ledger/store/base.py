@@ -10,7 +10,7 @@ which every backend must pass.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from medledger.errors import MedLedgerError
@@ -103,6 +103,10 @@ class Store(ABC):
         """(height written, value) of the newest write to ``key`` at or below ``height``."""
 
     @abstractmethod
+    def get_states_at(self, keys: Sequence[str], height: int) -> dict[str, bytes | None]:
+        """Values of many keys as of ``height`` (after that block), in one round trip."""
+
+    @abstractmethod
     def scan_state(self, prefix: str, limit: int = 1000) -> list[tuple[str, bytes]]:
         """Current (key, value) pairs whose key starts with ``prefix``, in key order."""
 
@@ -131,3 +135,8 @@ class Store(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def opener(self) -> Callable[[], Store] | None:
+        """A picklable callable that opens this store again in another process, or None when
+        the store cannot be shared (e.g. a private in-memory database)."""
+        return None

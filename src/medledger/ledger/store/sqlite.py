@@ -11,7 +11,8 @@ import itertools
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 
 from medledger.errors import Code
@@ -40,6 +41,7 @@ class SQLiteStore(Store):
     """A ledger store in one SQLite file (``":memory:"`` for a private in-memory database)."""
 
     def __init__(self, path: str | Path) -> None:
+        self.path: Path | None = None if str(path) == ":memory:" else Path(path).resolve()
         if str(path) == ":memory:":
             self._uri = f"file:medledger-mem-{next(_memory_ids)}?mode=memory&cache=shared"
         else:
@@ -184,6 +186,22 @@ class SQLiteStore(Store):
             for k, v in rows:  # the last row per key is the newest
                 out[k] = _blob(v)
         return out
+
+    def get_states_at(self, keys: Sequence[str], height: int) -> dict[str, bytes | None]:
+        out: dict[str, bytes | None] = dict.fromkeys(keys)
+        unique = list(out)
+        for i in range(0, len(unique), 500):
+            chunk = unique[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT key, value FROM state WHERE key IN ({marks}) AND height <= ? "
+                "ORDER BY key, height", (*chunk, height))
+            for k, v in rows:
+                out[k] = _blob(v)
+        return out
+
+    def opener(self) -> Callable[[], Store] | None:
+        return None if self.path is None else partial(SQLiteStore, self.path)
 
     def state_at(self, key: str, height: int) -> tuple[int, bytes | None] | None:
         row = self._db.execute(

@@ -61,6 +61,7 @@ def test_submit_proofs_and_verify(ws: Path) -> None:
     code, out = _run("proof", "consistency", "1", "2", "--dir", str(ws))
     assert code == 0, out
     cons = json.loads(out)
+    assert cons["new_checkpoint"] is not None
     merkle.verify_consistency(1, 2, bytes.fromhex(cons["old_root"]),
                               bytes.fromhex(cons["new_root"]),
                               [bytes.fromhex(h) for h in cons["hashes"]])

@@ -20,6 +20,7 @@ from medledger.ledger.verify import verify_store
 from tests.integration.chainbuilder import build_chain
 
 pytestmark = pytest.mark.integration
+FIXTURE_OK = [HealthCheck.function_scoped_fixture]
 
 # table -> (key columns identifying a row, columns whose bytes matter)
 TABLES = {
@@ -70,7 +71,7 @@ def _where(keys: str) -> str:
     return " AND ".join(f"{k.strip()} = ?" for k in keys.split(","))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=FIXTURE_OK)
 @given(data=st.data())
 def test_any_flipped_byte_is_caught(pristine: Path, tmp_path: Path, data: st.DataObject) -> None:
     db = _copy(pristine, tmp_path)
@@ -101,7 +102,7 @@ def test_any_flipped_byte_is_caught(pristine: Path, tmp_path: Path, data: st.Dat
     assert height is not None or "genesis" in checks
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, suppress_health_check=FIXTURE_OK)
 @given(data=st.data())
 def test_any_deleted_row_is_caught(pristine: Path, tmp_path: Path, data: st.DataObject) -> None:
     db = _copy(pristine, tmp_path)
@@ -116,7 +117,7 @@ def test_any_deleted_row_is_caught(pristine: Path, tmp_path: Path, data: st.Data
     assert not ok, f"deleting {table} row {row} went unnoticed"
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=FIXTURE_OK)
 @given(data=st.data())
 def test_reordered_transactions_are_caught(
     pristine: Path, tmp_path: Path, data: st.DataObject

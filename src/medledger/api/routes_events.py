@@ -25,11 +25,11 @@ from fastapi import APIRouter, Depends, Query
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
-from medledger.api import ledger_view as view
 from medledger.api.auth import Member
 from medledger.api.deps import get_node
 from medledger.api.problems import problem_responses
 from medledger.ledger.store.base import Store
+from medledger.node import views as view
 from medledger.node.node import Node
 
 router = APIRouter(prefix="/v1", tags=["events"])

@@ -12,13 +12,13 @@ import orjson
 from fastapi import APIRouter, Depends, Path, Query
 from starlette.responses import Response
 
-from medledger.api import ledger_view as view
 from medledger.api.auth import Member
 from medledger.api.deps import get_node, json_response
 from medledger.api.problems import problem_responses
 from medledger.errors import Code, MedLedgerError
 from medledger.ledger.block import BlockHeader
 from medledger.ledger.store.base import StoredBlock
+from medledger.node import views as view
 from medledger.node.node import Node
 
 router = APIRouter(prefix="/v1")

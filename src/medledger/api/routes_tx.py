@@ -19,12 +19,12 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
-from medledger.api import ledger_view as view
 from medledger.api.auth import Member
 from medledger.api.deps import get_node, json_response
 from medledger.api.problems import error_doc, problem_doc, problem_responses
 from medledger.errors import Code, MedLedgerError, RejectedError
 from medledger.ledger.tx import MAX_TX_BYTES
+from medledger.node import views as view
 from medledger.node.node import Node, Receipt
 
 router = APIRouter(prefix="/v1", tags=["transactions"])

@@ -61,6 +61,11 @@ TARGET_VERIFY_TXS = 1_000_000
 TARGET_VERIFY_SECONDS = 60.0
 TARGET_PROOF_LEAVES = 10_000_000
 TARGET_PROOF_US = 1_000.0
+# "Memory bounded, not growing with chain length" made checkable: over the second half of a run of
+# at least 100k txs, RSS may grow by at most 2 MiB per 100k txs (~21 bytes per tx, a fraction of
+# the smallest thing a node could keep per tx: a 32-byte id in a Python set costs ~90 bytes).
+TARGET_MEMORY_KIB_PER_100K = 2048
+MEMORY_MIN_TXS = 100_000
 
 HOSPITALS = [org for org, _, kind in DEFAULT_ORGS if kind == "hospital"]
 
@@ -156,13 +161,55 @@ class _Sampler:
         self._next = 1
 
     def tick(self, done: int) -> None:
-        while self._next <= 10 and done * 10 >= self.total * self._next:
+        if self._next <= 10 and done * 10 >= self.total * self._next:
             self.mem.samples.append((done, rss_kib(self.pid)))
-            self._next += 1
+            while self._next <= 10 and done * 10 >= self.total * self._next:
+                self._next += 1
 
     def finish(self) -> MemorySamples:
         self.mem.peak_kib = hwm_kib(self.pid)
         return self.mem
+
+
+class CpuWatch:
+    """Share of the machine's CPU time used by *other* processes since construction.
+
+    The benchmark shares its machine; this makes contention visible. Busy time comes from
+    ``/proc/stat`` (user, nice, system, irq, softirq, steal), our own from ``/proc/PID/stat``.
+    """
+
+    def __init__(self, pids: Sequence[int | str] = ("self",)) -> None:
+        self.pids = list(pids)
+        self._busy0, self._own0, self._t0 = _machine_busy(), self._own(), time.monotonic()
+
+    def _own(self) -> int:
+        return sum(_proc_ticks(p) for p in self.pids)
+
+    def other_pct(self) -> float:
+        """Percent of all CPUs' time (100 = every CPU) spent in other processes so far."""
+        wall = time.monotonic() - self._t0
+        other = (_machine_busy() - self._busy0) - (self._own() - self._own0)
+        capacity = wall * os.sysconf("SC_CLK_TCK") * len(os.sched_getaffinity(0))
+        return round(max(0.0, 100 * other / capacity), 1) if capacity else 0.0
+
+
+def _machine_busy() -> int:
+    parts = Path("/proc/stat").read_text().splitlines()[0].split()
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(x) for x in parts[1:9])
+    return user + nice + system + irq + softirq + steal
+
+
+def _proc_ticks(pid: int | str) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+
+
+def background_cpu(seconds: float = 2.0) -> float:
+    """Percent of all CPUs busy with other processes while this one sleeps ``seconds``."""
+    watch = CpuWatch()
+    time.sleep(seconds)
+    return watch.other_pct()
 
 
 # -- machine and signature ceiling --------------------------------------------------------
@@ -222,6 +269,7 @@ class SigBaseline:
     one_thread_per_s: float
     two_threads_per_s: float
     two_processes_per_s: float
+    other_cpu_pct: float
 
     @property
     def ceiling_per_s(self) -> float:
@@ -243,6 +291,7 @@ def signature_baseline(
     processes (each after an untimed warm-up)."""
     signed = signature + message
     half = verifications // 2
+    watch = CpuWatch()
     _verify_loop(signed, public_key, 200)
     one = verifications / _verify_loop(signed, public_key, verifications)
     with ThreadPoolExecutor(2) as threads:
@@ -258,7 +307,7 @@ def signature_baseline(
         list(procs.map(_verify_loop, [signed] * 2, [public_key] * 2,
                        [half, verifications - half]))
         two_procs = verifications / (time.perf_counter() - t0)
-    return SigBaseline(verifications, len(message), one, two, two_procs)
+    return SigBaseline(verifications, len(message), one, two, two_procs, watch.other_pct())
 
 
 # -- transactions -------------------------------------------------------------------------
@@ -316,6 +365,7 @@ class InProcessResult:
     memory: MemorySamples
     store_mib: float
     store_path: str
+    other_cpu_pct: float
 
     def to_doc(self) -> dict[str, Any]:
         doc = {k: v for k, v in self.__dict__.items() if k not in ("memory", "chunk_latency_ms")}
@@ -409,6 +459,7 @@ def run_inprocess(
     ws = Workspace.init(root, f"bench-{tag}")
     result = _Feed()
     sign_seconds = 0.0
+    watch = CpuWatch()
     with ws.node(max_block_txs=max_block_txs, max_wait=max_wait) as node:
         gateways = enrol_gateways(node, ws)
         h0 = node.height
@@ -443,6 +494,7 @@ def run_inprocess(
         chunk_latency_ms=LatencyStats.of([x * 1000 for x in result.latencies]),
         blocks=blocks, receipts_ok=result.ok, not_ok=result.not_ok, memory=memory,
         store_mib=round(_db_bytes(db) / 2**20, 1), store_path=str(db),
+        other_cpu_pct=watch.other_pct(),
     )
 
 
@@ -467,6 +519,7 @@ class HttpResult:
     receipts_ok: int
     not_ok: dict[str, int]
     server_memory: MemorySamples
+    other_cpu_pct: float
 
     def to_doc(self) -> dict[str, Any]:
         doc = {k: v for k, v in self.__dict__.items()
@@ -553,6 +606,7 @@ def run_http(
     try:
         _wait_healthy(proc, base, log, startup_timeout)
         sampler = _Sampler(txs, proc.pid)
+        watch = CpuWatch(["self", proc.pid])
         local = threading.local()
         clients: list[httpx.Client] = []
         lock = threading.Lock()
@@ -593,6 +647,7 @@ def run_http(
             for c in clients:
                 c.close()
         memory = sampler.finish()
+        other = watch.other_pct()
     finally:
         progress("stopping the node")
         _stop(proc)
@@ -600,7 +655,7 @@ def run_http(
         txs=txs, batch=batch, concurrency=concurrency, max_block_txs=max_block_txs,
         max_wait_ms=max_wait * 1000, sign_seconds=sign_seconds, seconds=seconds,
         tx_per_s=txs / seconds, batch_latency_ms=LatencyStats.of([x * 1000 for x in latencies]),
-        receipts_ok=ok, not_ok=not_ok, server_memory=memory,
+        receipts_ok=ok, not_ok=not_ok, server_memory=memory, other_cpu_pct=other,
     )
 
 
@@ -617,11 +672,13 @@ class VerifyResult:
     tx_per_s: float
     findings: list[str]
     peak_rss_mib: float
+    other_cpu_pct: float
 
 
 def run_verify(db: Path, threads: int = 2) -> VerifyResult:
     """``verify_store`` over the store at ``db``."""
     store = SQLiteStore(db)
+    watch = CpuWatch()
     try:
         report = verify_store(store, default_registry(), threads=threads)
     finally:
@@ -630,7 +687,7 @@ def run_verify(db: Path, threads: int = 2) -> VerifyResult:
         ok=report.ok, blocks=report.blocks, txs=report.txs, checkpoints=report.checkpoints,
         seconds=report.seconds, tx_per_s=report.txs / report.seconds if report.seconds else 0.0,
         findings=[f"height {f.height}: {f.check}: {f.detail}" for f in report.findings[:5]],
-        peak_rss_mib=round(hwm_kib() / 1024, 1),
+        peak_rss_mib=round(hwm_kib() / 1024, 1), other_cpu_pct=watch.other_pct(),
     )
 
 
@@ -650,6 +707,7 @@ class ProofResult:
     consistency_hashes_mean: float
     verified_inclusion: int
     verified_consistency: int
+    other_cpu_pct: float
 
     def to_doc(self) -> dict[str, Any]:
         doc = dict(self.__dict__)
@@ -711,6 +769,7 @@ def run_proofs(
         raise BenchError("the proof benchmark needs at least 2 leaves")
     seed = random.SystemRandom().randrange(2**32) if seed is None else seed
     rng = random.Random(seed)
+    watch = CpuWatch()
     progress(f"building a synthetic log of {leaves:,} leaves in {db}")
     t0 = time.perf_counter()
     root, nodes = build_synthetic_log(db, leaves, progress=progress)
@@ -751,7 +810,7 @@ def run_proofs(
         store_mib=round(_db_bytes(db) / 2**20, 1), seed=seed,
         inclusion_us=LatencyStats.of(inc_us), consistency_us=LatencyStats.of(con_us),
         inclusion_hashes_mean=inc_len / proofs, consistency_hashes_mean=con_len / proofs,
-        verified_inclusion=inc_ok, verified_consistency=con_ok,
+        verified_inclusion=inc_ok, verified_consistency=con_ok, other_cpu_pct=watch.other_pct(),
     )
 
 
@@ -777,6 +836,8 @@ class LedgerBench:
     proofs: ProofResult
     checks: list[Check]
     seconds: float
+    background_cpu_before: float
+    background_cpu_after: float
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -786,6 +847,8 @@ class LedgerBench:
             "verify_build": None if self.verify_build is None else self.verify_build.to_doc(),
             "verify": self.verify.__dict__, "proofs": self.proofs.to_doc(),
             "checks": [c.__dict__ for c in self.checks], "seconds": self.seconds,
+            "background_cpu_before": self.background_cpu_before,
+            "background_cpu_after": self.background_cpu_after,
         }
 
 
@@ -827,11 +890,13 @@ def checks(b: LedgerBench) -> list[Check]:
         if mem is None or run is None:
             continue
         half = len(mem.samples) // 2
+        growth = mem.growth_per_100k(half)
         out.append(Check(
-            label, "bounded: no growth with chain length",
+            label, f"bounded: second-half RSS growth <= {TARGET_MEMORY_KIB_PER_100K / 1024:g} MiB "
+            "per 100k txs",
             f"{mem.first_kib / 1024:,.0f} → {mem.last_kib / 1024:,.0f} MiB over {run.txs:,} txs; "
-            f"second half {mem.growth_per_100k(half) / 1024:+.1f} MiB per 100k txs",
-            None))
+            f"second half {growth / 1024:+.2f} MiB per 100k txs",
+            growth <= TARGET_MEMORY_KIB_PER_100K if run.txs >= MEMORY_MIN_TXS else None))
     return out
 
 
@@ -851,6 +916,8 @@ def run(
     """Run every workload in ``workdir`` (which must not hold a previous run)."""
     started = time.perf_counter()
     machine = Machine.detect()
+    progress("measuring other processes' CPU use for 3 s")
+    idle_before = background_cpu(3.0)
     probe = workdir / "probe"
     ws = Workspace.init(probe, "bench-probe")
     key = ws.keyring().signing["hosp-a/root"]
@@ -888,9 +955,11 @@ def run(
     if not verified.ok:
         raise BenchError(f"verify found problems: {verified.findings}")
     proofs = run_proofs(workdir / "proofs" / "log.db", proof_leaves, progress=progress)
-    bench = LedgerBench(machine, baseline, inproc, http, build, verified, proofs, [], 0.0)
+    seconds = time.perf_counter() - started
+    idle_after = background_cpu(3.0)
+    bench = LedgerBench(machine, baseline, inproc, http, build, verified, proofs, [], seconds,
+                        idle_before, idle_after)
     bench.checks = checks(bench)
-    bench.seconds = time.perf_counter() - started
     return bench
 
 

@@ -99,6 +99,7 @@ def _inproc_rows(r: bench.InProcessResult) -> list[tuple[str, str]]:
          f"max {lat.max:,.0f} ms ({lat.count:,} chunks)"),
         ("client signing (untimed)", f"{r.sign_seconds:.2f} s ({r.sign_per_s:,.0f} tx/s)"),
         ("store size", f"{r.store_mib:,.1f} MiB"),
+        ("other processes' CPU", f"{r.other_cpu_pct:.0f} % of the machine during this run"),
         *_mem_rows(r.memory, r.txs),
     ]
 
@@ -109,12 +110,15 @@ def render(b: bench.LedgerBench) -> None:
         ("cpu", f"{m.cpu_model}, nproc {m.nproc}, {m.memory_gib} GiB"),
         ("python", m.python), ("platform", m.platform), ("date", m.date_utc),
         ("revision", m.revision),
+        ("other processes' CPU", f"{b.background_cpu_before:.0f} % of the machine before the "
+         f"run, {b.background_cpu_after:.0f} % after (3 s idle samples)"),
     ]))
     console.print(_table("Ed25519 verification ceiling (PyNaCl crypto_sign_open)", [
         ("1 thread", f"{s.one_thread_per_s:,.0f} /s"),
         ("2 threads", f"{s.two_threads_per_s:,.0f} /s"),
         ("2 processes", f"{s.two_processes_per_s:,.0f} /s"),
         ("sample", f"{s.verifications:,} verifications of {s.message_bytes} signed bytes"),
+        ("other processes' CPU", f"{s.other_cpu_pct:.0f} % of the machine meanwhile"),
     ]))
     console.print(_table("In-process (Node.submit_many)", _inproc_rows(b.inprocess)))
     if b.http is not None:
@@ -127,6 +131,8 @@ def render(b: bench.LedgerBench) -> None:
             ("requests", f"batches of {h.batch:,} on {h.concurrency} connections; "
              f"max_block_txs {h.max_block_txs:,}, max_wait {h.max_wait_ms:g} ms"),
             ("batch latency", f"p50 {lat.p50:,.0f} ms, p99 {lat.p99:,.0f} ms"),
+            ("other processes' CPU", f"{h.other_cpu_pct:.0f} % of the machine (bench client "
+             "and server excluded)"),
             *[(f"server {k}", v) for k, v in _mem_rows(h.server_memory, h.txs)],
         ]))
     if b.verify_build is not None:
@@ -138,6 +144,7 @@ def render(b: bench.LedgerBench) -> None:
         ("replayed", f"{v.txs:,} txs in {v.blocks:,} blocks, {v.checkpoints:,} checkpoints"),
         ("time", f"{v.seconds:.2f} s ({v.tx_per_s:,.0f} tx/s)"),
         ("process peak RSS", f"{v.peak_rss_mib:,.0f} MiB"),
+        ("other processes' CPU", f"{v.other_cpu_pct:.0f} % of the machine"),
     ]))
     p = b.proofs
     console.print(_table("Proofs on a synthetic log (SQLite log_nodes)", [
@@ -147,6 +154,7 @@ def render(b: bench.LedgerBench) -> None:
         ("consistency", _lat_us(p.consistency_us, p.consistency_hashes_mean)),
         ("verified", f"{p.verified_inclusion} inclusion, {p.verified_consistency} consistency "
          f"(every 10th); seed {p.seed}"),
+        ("other processes' CPU", f"{p.other_cpu_pct:.0f} % of the machine"),
     ]))
     t = Table(title="Issue 2 targets", title_justify="left")
     for col in ("figure", "target", "measured", "result"):

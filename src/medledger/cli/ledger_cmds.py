@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import orjson
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -13,9 +12,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from medledger.cli.common import WorkspaceOpt, console, err_console, error, fail, workspace
 from medledger.errors import MedLedgerError
 from medledger.installed import default_registry
-from medledger.ledger import merkle
-from medledger.ledger.block import BlockHeader, leaf_data
 from medledger.ledger.verify import verify_store
+from medledger.node import views
 from medledger.workspace import DEFAULT_ORGS, Workspace
 
 proof_app = typer.Typer(help="Print RFC 9162 proofs as JSON (hex hashes).", no_args_is_help=True)
@@ -80,7 +78,7 @@ def inclusion(
     size: int = typer.Option(None, help="Log size to prove against (default: latest checkpoint)."),
     directory: Path = WorkspaceOpt,
 ) -> None:
-    """Inclusion proof of a transaction, with the leaf and the signed checkpoint."""
+    """Inclusion proof of a transaction, with the leaf hash, root and signed checkpoint."""
     store = workspace(directory).store()
     try:
         rec = store.tx(bytes.fromhex(tx_id))
@@ -88,38 +86,26 @@ def inclusion(
         rec = None
     if rec is None:
         error("unknown_tx", f"no transaction {tx_id}")
-    cp = store.checkpoint(size) if size is not None else store.checkpoint()
-    tree = size if size is not None else (cp[0] if cp else 0)
-    if not rec.index < tree:
-        error("bad_proof_request", f"tx index {rec.index} not below size {tree}")
-    leaf = merkle.leaf_hash(leaf_data(rec.tx_id, rec.height, orjson.loads(rec.result)))
-    hashes = merkle.inclusion_proof(rec.index, tree, store)
-    print(json.dumps({
-        "tx_id": rec.tx_id.hex(), "height": rec.height, "index": rec.index, "size": tree,
-        "leaf_hash": leaf.hex(), "hashes": [h.hex() for h in hashes],
-        "root": merkle.root_from_inclusion(leaf, rec.index, tree, hashes).hex(),
-        "checkpoint": cp[2].decode() if cp and cp[0] == tree else None,
-    }, indent=1))
+    try:
+        doc = views.tx_proof(store, rec, size)
+    except MedLedgerError as exc:
+        fail(exc)
+    print(json.dumps({"height": rec.height, **doc}, indent=1))
 
 
 @proof_app.command("consistency")
 def consistency(
-    old_size: int = typer.Argument(..., min=0),
-    new_size: int = typer.Argument(..., min=0),
+    old_size: int = typer.Argument(..., min=1),
+    new_size: int = typer.Argument(..., min=1),
     directory: Path = WorkspaceOpt,
 ) -> None:
-    """Consistency proof between two log sizes, with both roots."""
+    """Consistency proof between two log sizes, with both roots and stored checkpoints."""
     store = workspace(directory).store()
-    head = store.head()
-    log_size = BlockHeader.decode(head.header).log_size if head else 0
-    if not old_size <= new_size <= log_size:
-        error("bad_proof_request", f"need old {old_size} <= new {new_size} <= log size {log_size}")
-    hashes = merkle.consistency_proof(old_size, new_size, store) if old_size else []
+    try:
+        doc = views.consistency(store, old_size, new_size)
+    except MedLedgerError as exc:
+        fail(exc)
     old_cp, new_cp = store.checkpoint(old_size), store.checkpoint(new_size)
-    print(json.dumps({
-        "old_size": old_size, "new_size": new_size, "hashes": [h.hex() for h in hashes],
-        "old_root": merkle.tree_root(old_size, store).hex(),
-        "new_root": merkle.tree_root(new_size, store).hex(),
-        "old_checkpoint": old_cp[2].decode() if old_cp else None,
-        "new_checkpoint": new_cp[2].decode() if new_cp else None,
-    }, indent=1))
+    doc["old_checkpoint"] = old_cp[2].decode() if old_cp else None
+    doc["new_checkpoint"] = new_cp[2].decode() if new_cp else None
+    print(json.dumps(doc, indent=1))

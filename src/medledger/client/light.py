@@ -74,8 +74,10 @@ class LightClient:
     def verify_consistency(self, old_note: bytes, new_note: bytes, proof: Sequence[bytes]) -> None:
         """Prove the log in ``new_note`` extends the log in ``old_note``."""
         old, new = self.checkpoint(old_note), self.checkpoint(new_note)
-        if old.size == 0 and not proof and new.size >= 0:
-            return  # the empty log is a prefix of every log
+        if old.size == 0:
+            raise LightClientError(
+                Code.BAD_PROOF_REQUEST, "consistency from an empty log is undefined "
+                "(RFC 9162 §2.1.4); check the newer checkpoint on its own")
         try:
             merkle.verify_consistency(old.size, new.size, old.root, new.root, proof)
         except merkle.ProofError as exc:

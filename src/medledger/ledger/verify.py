@@ -269,6 +269,10 @@ class _Replayer:
         if got.hash != want.hash:
             self.out.fail(h, "header", f"stored hash of block {h} is not SHA-256 of its header")
             raise _Stop
+        if (got.first_index, got.tx_count) != (want.first_index, want.tx_count):
+            self.out.fail(h, "block", f"block {h} claims txs [{got.first_index}, "
+                          f"+{got.tx_count}), replay has [{want.first_index}, +{want.tx_count})")
+            raise _Stop
 
     def _remember_pubs(self, writes: dict[str, bytes | None]) -> None:
         for k, v in writes.items():

@@ -162,6 +162,8 @@ class Node:
         """Admit and enqueue; each future yields a Receipt or raises RejectedError."""
         if self._failure is not None:
             raise RejectedError(Code.NODE_UNAVAILABLE, f"commit loop failed: {self._failure}")
+        if self._thread is None:
+            raise RejectedError(Code.NODE_UNAVAILABLE, "node is not running")
         if self.orderer.free() < len(raws):
             raise RejectedError(Code.NODE_UNAVAILABLE, "ingress queue is full; retry later")
         chunk = 256
@@ -238,7 +240,12 @@ class Node:
                     self._pending[a.tx.tx_id] = fut
                     fresh.append(a)
                 futures.append(fut)
-            self.orderer.put(fresh)
+            try:
+                self.orderer.put(fresh)
+            except RuntimeError:  # closed between the check above and now
+                for a in fresh:
+                    self._pending.pop(a.tx.tx_id, None)
+                raise RejectedError(Code.NODE_UNAVAILABLE, "node is stopping") from None
         return futures
 
     # -- ordering and commit -------------------------------------------------------------
@@ -252,7 +259,8 @@ class Node:
             log.exception("commit loop stopped")
             with self._lock:
                 for fut in self._pending.values():
-                    fut.set_exception(RejectedError(Code.NODE_UNAVAILABLE, str(exc)))
+                    if not fut.done():
+                        fut.set_exception(RejectedError(Code.NODE_UNAVAILABLE, str(exc)))
                 self._pending.clear()
 
     def _commit_batch(self, items: list[_Admitted], block_time: int) -> None:
@@ -291,7 +299,7 @@ class Node:
         with self._lock:
             for rec, result in zip(commit.txs, executed.results, strict=True):
                 fut = self._pending.pop(rec.tx_id, None)
-                if fut is not None:
+                if fut is not None and not fut.done():  # a waiter may have cancelled it
                     fut.set_result(Receipt(rec.tx_id, height, rec.index, result["code"],
                                            result["message"], result["value"], result["events"]))
 
@@ -337,10 +345,9 @@ class Node:
         return merkle.inclusion_proof(index, size, self.store)
 
     def consistency_proof(self, old: int, new: int | None = None) -> list[bytes]:
+        """RFC 9162 consistency proof from log size ``old`` (> 0) to ``new`` (default: head)."""
         new = self._head.log_size if new is None else new
-        if not 0 <= old <= new <= self._head.log_size:
+        if not 0 < old <= new <= self._head.log_size:  # RFC 9162 §2.1.4 defines 0 < old
             raise MedLedgerError(Code.BAD_PROOF_REQUEST,
-                                 f"need 0 <= old {old} <= new {new} <= {self._head.log_size}")
-        if old == 0:  # the empty log is a prefix of every log: the proof is empty
-            return []
+                                 f"need 0 < old {old} <= new {new} <= {self._head.log_size}")
         return merkle.consistency_proof(old, new, self.store)

@@ -54,6 +54,7 @@ class Code(StrEnum):
     UNKNOWN_BLOCK = "unknown_block"
     BAD_PROOF_REQUEST = "bad_proof_request"
     UNAUTHENTICATED = "unauthenticated"
+    METHOD_NOT_ALLOWED = "method_not_allowed"
     NODE_UNAVAILABLE = "node_unavailable"
     TIMEOUT = "timeout"
     STORE_CORRUPT = "store_corrupt"
@@ -92,6 +93,7 @@ CATALOG: dict[Code, tuple[int, str]] = {
     Code.UNKNOWN_BLOCK: (404, "No such block"),
     Code.BAD_PROOF_REQUEST: (400, "Proof parameters are out of range"),
     Code.UNAUTHENTICATED: (401, "Request is not signed by an active member"),
+    Code.METHOD_NOT_ALLOWED: (405, "Method not allowed on this resource"),
     Code.NODE_UNAVAILABLE: (503, "Node is not accepting transactions"),
     Code.TIMEOUT: (504, "Timed out waiting for the receipt"),
     Code.STORE_CORRUPT: (500, "Stored ledger data is inconsistent"),

@@ -197,11 +197,11 @@ def test_unknown_route_and_wrong_method_are_problems(env: Env) -> None:
     assert resp.headers["content-type"] == "application/problem+json"
     assert resp.headers["allow"] == "GET"
     assert resp.json() == {
-        "type": "https://medledger.dev/problems/not_found",
-        "title": "Method Not Allowed",
+        "type": "https://medledger.dev/problems/method_not_allowed",
+        "title": "Method not allowed on this resource",
         "status": 405,
         "detail": "/v1/blocks/head does not accept DELETE",
-        "code": "not_found",
+        "code": "method_not_allowed",
         "instance": "/v1/blocks/head",
     }
 

@@ -10,7 +10,7 @@ Every error body is ``application/problem+json``::
 :data:`medledger.errors.CATALOG`. Two kinds of error have no code of their own and borrow one:
 
 * a path that matches no route is ``not_found`` (404); a known path with the wrong method keeps
-  its 405 status and ``Allow`` header, with code ``not_found`` and title ``Method Not Allowed``;
+  its 405 status and ``Allow`` header, with code ``method_not_allowed``;
 * request parameters that fail validation are ``bad_args`` (422).
 
 Any other exception is ``internal`` (500) with a fixed detail: the traceback is logged, never
@@ -47,7 +47,7 @@ _STATUS_CODES: dict[int, Code] = {
     401: Code.UNAUTHENTICATED,
     403: Code.FORBIDDEN,
     404: Code.NOT_FOUND,
-    405: Code.NOT_FOUND,
+    405: Code.METHOD_NOT_ALLOWED,
     409: Code.CONFLICT,
     413: Code.TOO_LARGE,
     422: Code.BAD_ARGS,

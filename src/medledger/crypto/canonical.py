@@ -63,7 +63,10 @@ def _check(value: JSON) -> None:
 def encode(value: JSON) -> bytes:
     """Return the canonical bytes of ``value``; raises CanonicalError for floats and non-JSON."""
     _check(value)
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError as exc:  # e.g. a lone surrogate in a string
+        raise CanonicalError(Code.NON_CANONICAL, f"not encodable: {exc}") from None
 
 
 def encode_checked_parts(value: JSON) -> bytes:
@@ -82,7 +85,15 @@ def decode(data: bytes) -> JSON:
         value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise CanonicalError(Code.MALFORMED_JSON, f"not JSON: {exc}") from None
-    again = encode(value)
+    try:
+        again = encode(value)
+    except CanonicalError as exc:
+        if exc.code == Code.FLOAT_NOT_ALLOWED and _floats_all_integral(value):
+            # 1.0, 1e2, -0.0, 2**64: a number form of an integer, not a fraction
+            raise CanonicalError(
+                Code.NON_CANONICAL, "integer written with a fraction or exponent, or out of range"
+            ) from None
+        raise
     if again != data:
         raise CanonicalError(
             Code.NON_CANONICAL,
@@ -90,6 +101,21 @@ def decode(data: bytes) -> JSON:
             f"(first difference at byte {_first_difference(data, again)})",
         )
     return value
+
+
+def _floats_all_integral(value: JSON) -> bool:
+    """True when every float inside ``value`` has an integral value (only on the error path)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if type(v) is float:
+            if not v.is_integer():
+                return False
+        elif type(v) is dict:
+            stack.extend(v.values())
+        elif type(v) is list:
+            stack.extend(v)
+    return True
 
 
 def _first_difference(a: bytes, b: bytes) -> int:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time as _time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
@@ -82,6 +82,7 @@ class Node:
         max_block_txs: int = 2000,
         max_wait: float = 0.02,
         verify_threads: int = 2,
+        clock: Callable[[], int] = wall_ms,
     ) -> None:
         raw = store.genesis()
         if raw is None:
@@ -91,7 +92,10 @@ class Node:
         self.chain_id = self.genesis.chain_id
         self.executor = Executor(registry, self.chain_id)
         self.signer = signer
-        self.orderer: SoloOrderer[_Admitted] = SoloOrderer(max_txs=max_block_txs, max_wait=max_wait)
+        self._clock = clock  # Unix ms: block times and ingress key-validity checks
+        self.orderer: SoloOrderer[_Admitted] = SoloOrderer(
+            max_txs=max_block_txs, max_wait=max_wait, clock=clock
+        )
         self._pool = ThreadPoolExecutor(verify_threads, thread_name_prefix="admit")
         self._pending: dict[bytes, Future[Receipt]] = {}
         self._lock = threading.Lock()
@@ -196,7 +200,7 @@ class Node:
         tx = decode(raw)
         if tx.chain != self.chain_id:
             raise RejectedError(Code.WRONG_CHAIN, f"got {tx.chain!r}, want {self.chain_id!r}")
-        now = wall_ms()
+        now = self._clock()
         keys = tuple(self._check_sig(tx, s, now) for s in tx.sigs)
         return _Admitted(tx, keys)
 
@@ -320,7 +324,7 @@ class Node:
         self._next_expiry_check = _time.monotonic() + EXPIRY_CHECK_INTERVAL
         config = orjson.loads(self.store.get_state("consortium/config") or b"{}")
         window = int(config.get("policies", {}).get("key_expiry_warning_ms", 30 * 86_400_000))
-        found = expiring(self.store, wall_ms(), window)
+        found = expiring(self.store, self._clock(), window)
         for e in found:
             what = f"key {e.kid} of {e.member}" if e.kid else f"membership of {e.member}"
             log.warning("%s %s at %d (Unix ms)", what, "expired" if e.expired else "expires",

@@ -18,11 +18,11 @@ from pydantic import Field
 from medledger.consortium.genesis import ORG_ID, new_member
 from medledger.consortium.model import (
     ADMIN,
-    DEFAULT_POLICIES,
     ORG_KINDS,
     ROLES,
     member_key,
     org_key,
+    policy_problem,
     quorum_needed,
 )
 from medledger.contracts.base import Access, Args, Contract, ContractError, method
@@ -202,8 +202,13 @@ class Consortium(Contract):
             return
         for pid in ids:
             proposal = ctx.get(f"proposal/{pid}")
-            self._apply(ctx, proposal)
-            proposal["status"] = "applied"
+            try:  # re-check: an earlier change may have made this one impossible
+                self._check_payload(ctx, proposal["action"], proposal["payload"])
+            except ContractError as exc:
+                proposal["status"], proposal["failure"] = "failed", f"{exc.code}: {exc.message}"
+            else:
+                self._apply(ctx, proposal)
+                proposal["status"] = "applied"
             ctx.put(f"proposal/{pid}", proposal)
         ctx.delete(f"scheduled/{ctx.height}")
 
@@ -237,6 +242,8 @@ class Consortium(Contract):
             need = {"id", "name", "kind", "sign_key", "kex_key"}
             if set(payload) != need:
                 raise ContractError(Code.BAD_ARGS, f"add_org payload needs exactly {sorted(need)}")
+            if any(type(v) is not str for v in payload.values()):
+                raise ContractError(Code.BAD_ARGS, "add_org payload values must be strings")
             if not ORG_ID.match(str(payload["id"])) or payload["kind"] not in ORG_KINDS:
                 raise ContractError(Code.BAD_ARGS, "add_org: bad id or kind")
             try:
@@ -250,9 +257,12 @@ class Consortium(Contract):
             if set(payload) != {"id"} or payload["id"] not in self._active_orgs(ctx):
                 raise ContractError(Code.BAD_ARGS, "remove_org payload is {id} of an active org")
         else:
-            unknown = set(payload) - set(DEFAULT_POLICIES)
-            if not payload or unknown:
-                raise ContractError(Code.BAD_ARGS, f"unknown policies {sorted(unknown)}")
+            if not payload:
+                raise ContractError(Code.BAD_ARGS, "set_policy payload names no policy")
+            for name, value in payload.items():
+                problem = policy_problem(name, value)
+                if problem is not None:
+                    raise ContractError(Code.BAD_ARGS, f"set_policy: {problem}")
 
     def _apply(self, ctx: Context, proposal: dict[str, Any]) -> None:
         action, payload = proposal["action"], proposal["payload"]

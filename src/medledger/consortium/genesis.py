@@ -26,13 +26,14 @@ from medledger.consortium.model import (
     ROOT_MEMBER,
     member_key,
     org_key,
+    policy_problem,
 )
 from medledger.crypto import canonical
 from medledger.crypto.keys import key_id, unb64
 from medledger.errors import Code, MedLedgerError
 
-ORG_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-CHAIN_ID = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}$")
+ORG_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")  # \Z: "$" accepts a trailing newline
+CHAIN_ID = re.compile(r"^[a-z0-9][a-z0-9.-]{0,62}\Z")
 
 
 class GenesisError(MedLedgerError):
@@ -112,9 +113,12 @@ def _validate(doc: Any) -> None:
         if org not in seen or m.get("role") not in ROLES:
             raise bad(f"member {m.get('id')!r}: unknown organisation or role")
         unb64(m["key"], length=32)
-    unknown = set(doc["policies"]) - set(DEFAULT_POLICIES)
-    if unknown:
-        raise bad(f"unknown policies {sorted(unknown)}")
+    if type(doc["policies"]) is not dict:
+        raise bad("policies must be an object")
+    for name, value in doc["policies"].items():
+        problem = policy_problem(name, value)
+        if problem is not None:
+            raise bad(problem)
 
 
 def policies(doc: dict[str, Any]) -> dict[str, Any]:

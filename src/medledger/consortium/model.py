@@ -41,6 +41,26 @@ DEFAULT_POLICIES: dict[str, Any] = {
 }
 
 
+def policy_problem(name: str, value: Any) -> str | None:
+    """Why ``value`` cannot be the policy ``name``, or None if it can.
+
+    Every peer's block execution reads these values, so a bad one (a string where a number is
+    due, a zero denominator, a delay that schedules changes in the past) must never be accepted.
+    """
+    if name not in DEFAULT_POLICIES:
+        return f"unknown policy {name!r}"
+    if name == "governance_quorum":
+        if (type(value) is dict and set(value) == {"num", "den"}
+                and type(value["num"]) is int and type(value["den"]) is int
+                and 0 <= value["num"] < value["den"]):
+            return None
+        return "governance_quorum must be {num, den}, integers with 0 <= num < den"
+    low = 1 if name == "governance_min_delay" else 0
+    if type(value) is not int or value < low:
+        return f"{name} must be an integer >= {low}, got {value!r}"
+    return None
+
+
 def quorum_needed(active_orgs: int, policy: dict[str, int]) -> int:
     """Smallest approval count strictly greater than num/den of ``active_orgs``."""
     return active_orgs * policy["num"] // policy["den"] + 1

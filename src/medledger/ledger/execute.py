@@ -134,6 +134,8 @@ class Executor:
             return result_doc(exc.code, exc.message)
         except MedLedgerError as exc:
             return result_doc(exc.code, exc.message)
+        except Exception as exc:  # a contract bug must not stop the chain; only the type is kept
+            return result_doc(Code.INTERNAL, f"contract raised {type(exc).__name__}")
         tx_state.put(nonce_key(tx.signer, tx.nonce), str(height).encode())
         tx_state.commit()
         events = [{"data": e.data, "name": e.name} for e in ctx.events]

@@ -31,9 +31,9 @@ MAX_TX_BYTES = 64 * 1024
 BODY_FIELDS = frozenset(
     {"args", "chain", "contract", "cosigners", "method", "nonce", "signer", "time"}
 )
-MEMBER_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}/[a-z0-9][a-z0-9._-]{0,62}$")
-NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-KID = re.compile(r"^[0-9a-f]{16}$")
+MEMBER_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}/[a-z0-9][a-z0-9._-]{0,62}\Z")
+NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}\Z")
+KID = re.compile(r"^[0-9a-f]{16}\Z")  # \Z: "$" would also accept a trailing newline
 
 
 @dataclass(frozen=True, slots=True)

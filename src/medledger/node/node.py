@@ -274,6 +274,20 @@ class Node:
             if a.tx.tx_id not in seen:
                 seen.add(a.tx.tx_id)
                 unique.append(a)
+        # A resubmission admitted just before its first copy committed (``_enqueue`` checked the
+        # store, then the commit landed and left ``_pending``) would commit the same tx twice and
+        # stop the node on the store's unique tx id: answer it from the store instead.
+        done = self.store.known_txs(list(seen))
+        if done:
+            with self._lock:
+                for tid in done:
+                    fut = self._pending.pop(tid, None)
+                    receipt = self.receipt(tid)
+                    if fut is not None and not fut.done() and receipt is not None:
+                        fut.set_result(receipt)
+            unique = [a for a in unique if a.tx.tx_id not in done]
+            if not unique:
+                return
         verified = {(a.tx.tx_id, s.by, k) for a in unique for s, k in zip(a.tx.sigs, a.keys,
                                                                            strict=True)}
 

@@ -43,7 +43,10 @@ class SQLiteStore(Store):
     def __init__(self, path: str | Path) -> None:
         self.path: Path | None = None if str(path) == ":memory:" else Path(path).resolve()
         if str(path) == ":memory:":
-            self._uri = f"file:medledger-mem-{next(_memory_ids)}?mode=memory&cache=shared"
+            # the memdb VFS shares one database between this store's connections with ordinary
+            # locking (busy_timeout applies); shared-cache mode would fail a commit with
+            # "database table is locked" whenever another thread is reading
+            self._uri = f"file:/medledger-mem-{next(_memory_ids)}?vfs=memdb"
         else:
             self._uri = Path(path).resolve().as_uri()
         self._local = threading.local()

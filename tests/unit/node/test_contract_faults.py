@@ -1,4 +1,4 @@
-"""A contract that raises an unexpected exception marks its transaction invalid; the chain goes on."""
+"""An unexpected exception in a contract marks its transaction invalid; the chain goes on."""
 
 from __future__ import annotations
 

@@ -394,7 +394,8 @@ class _Derived:
 
 def _split(store: Store, head: int, parts: int) -> list[tuple[int, int]]:
     """Cut heights [0, head] into ``parts`` segments holding about equal numbers of txs."""
-    total = BlockHeader.decode(store.block(head).header).log_size if store.block(head) else 0
+    head_blk = store.block(head)
+    total = BlockHeader.decode(head_blk.header).log_size if head_blk is not None else 0
     bounds, h = [0], 1
     for k in range(1, parts):
         target = total * k // parts

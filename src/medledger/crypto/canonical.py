@@ -27,37 +27,36 @@ class CanonicalError(MedLedgerError):
     """Value or bytes that are not canonical JSON."""
 
 
-def _check(value: JSON) -> None:
-    """Raise CanonicalError unless ``value`` is JSON without floats (iterative, hot path)."""
-    stack: list[tuple[JSON, int]] = [(value, 0)]
-    while stack:
-        v, depth = stack.pop()
-        t = type(v)
-        if t is str or t is bool or v is None:
-            continue
-        if t is int:
-            if not -MAX_SAFE_INT <= v <= MAX_SAFE_INT:
-                raise CanonicalError(Code.NON_CANONICAL, f"integer {v} outside ±(2**53-1)")
-            continue
-        if t is dict or t is list:
-            if depth >= 32:
-                raise CanonicalError(Code.BAD_ENVELOPE, "nesting deeper than 32 levels")
-            if t is dict:
-                for k in v:
-                    if type(k) is not str:
-                        raise CanonicalError(Code.NON_CANONICAL, f"key {k!r} is not a string")
-                items = v.values()
-            else:
-                items = v
-            for item in items:
-                ti = type(item)
-                if ti is str or ti is bool or item is None:
-                    continue
-                stack.append((item, depth + 1))
-            continue
-        if t is float:
-            raise CanonicalError(Code.FLOAT_NOT_ALLOWED, f"got float {v!r}, want int or string")
-        raise CanonicalError(Code.NON_CANONICAL, f"type {t.__name__} is not JSON")
+def _check(value: JSON, depth: int = 0) -> None:
+    """Raise CanonicalError unless ``value`` is JSON without floats (hot path: scalars inline)."""
+    t = type(value)
+    if t is dict or t is list:
+        if depth >= 32:
+            raise CanonicalError(Code.BAD_ENVELOPE, "nesting deeper than 32 levels")
+        if t is dict:
+            for k in value:
+                if type(k) is not str:
+                    raise CanonicalError(Code.NON_CANONICAL, f"key {k!r} is not a string")
+            items = value.values()
+        else:
+            items = value
+        for item in items:
+            ti = type(item)
+            if ti is str or ti is bool or item is None:
+                continue
+            if ti is int and -MAX_SAFE_INT <= item <= MAX_SAFE_INT:
+                continue
+            _check(item, depth + 1)
+        return
+    if t is str or t is bool or value is None:
+        return
+    if t is int:
+        if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+            raise CanonicalError(Code.NON_CANONICAL, f"integer {value} outside ±(2**53-1)")
+        return
+    if t is float:
+        raise CanonicalError(Code.FLOAT_NOT_ALLOWED, f"got float {value!r}, want int or string")
+    raise CanonicalError(Code.NON_CANONICAL, f"type {t.__name__} is not JSON")
 
 
 def encode(value: JSON) -> bytes:

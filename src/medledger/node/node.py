@@ -12,10 +12,11 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import threading
 import time as _time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -23,17 +24,17 @@ import orjson
 
 from medledger.consortium.expiry import Expiring, expiring
 from medledger.consortium.genesis import Genesis, genesis_writes
-from medledger.consortium.model import active_key, key_status
 from medledger.contracts.base import Registry
-from medledger.crypto.keys import SigningKey, unb64, verify
+from medledger.crypto.keys import SigningKey, verify
 from medledger.errors import Code, MedLedgerError, RejectedError
 from medledger.ledger import merkle
 from medledger.ledger.block import BlockHeader
 from medledger.ledger.chain import seal
 from medledger.ledger.checkpoint import Checkpoint, sign_checkpoint
-from medledger.ledger.execute import Executed, Executor, nonce_key
+from medledger.ledger.execute import Executed, Executor
 from medledger.ledger.store.base import Store, StoreError
-from medledger.ledger.tx import Signature, Transaction, decode
+from medledger.ledger.tx import Signature, Transaction
+from medledger.node.admit import Admitted, admit_batch, from_outcome, worker_admit, worker_init
 from medledger.ordering.solo import SoloOrderer, wall_ms
 
 log = logging.getLogger("medledger.node")
@@ -60,12 +61,6 @@ class Receipt:
                 "events": self.events}
 
 
-@dataclass(frozen=True)
-class _Admitted:
-    tx: Transaction
-    keys: tuple[bytes, ...]  # public keys the signatures were verified with, in sigs order
-
-
 def checkpoint_origin(chain_id: str) -> str:
     return f"medledger/{chain_id}"
 
@@ -82,8 +77,11 @@ class Node:
         max_block_txs: int = 2000,
         max_wait: float = 0.02,
         verify_threads: int = 2,
+        admit_processes: int = 0,
         clock: Callable[[], int] = wall_ms,
     ) -> None:
+        """``admit_processes`` > 0 runs ingress checks in that many worker processes (needs a
+        store that ``opener()`` can reopen); otherwise on ``verify_threads`` threads."""
         raw = store.genesis()
         if raw is None:
             raise StoreError(Code.NOT_FOUND, "store holds no chain; use Node.create")
@@ -93,10 +91,12 @@ class Node:
         self.executor = Executor(registry, self.chain_id)
         self.signer = signer
         self._clock = clock  # Unix ms: block times and ingress key-validity checks
-        self.orderer: SoloOrderer[_Admitted] = SoloOrderer(
+        self.orderer: SoloOrderer[Admitted] = SoloOrderer(
             max_txs=max_block_txs, max_wait=max_wait, clock=clock
         )
         self._pool = ThreadPoolExecutor(verify_threads, thread_name_prefix="admit")
+        self._procs: ProcessPoolExecutor | None = None
+        self._procs_n = admit_processes if store.opener() is not None else 0
         self._pending: dict[bytes, Future[Receipt]] = {}
         self._lock = threading.Lock()
         size, hashes = store.compact()
@@ -131,6 +131,11 @@ class Node:
             if self.store.checkpoint() is None:
                 self._sign_checkpoint(self._head)
             self.report_expiring()
+            opener = self.store.opener()
+            if self._procs_n and opener is not None:
+                self._procs = ProcessPoolExecutor(
+                    self._procs_n, mp_context=multiprocessing.get_context("spawn"),
+                    initializer=worker_init, initargs=(opener, self.chain_id))
             self._thread = threading.Thread(target=self._commit_loop, name="commit", daemon=True)
             self._thread.start()
         return self
@@ -142,6 +147,9 @@ class Node:
             self._thread.join()
             self._thread = None
         self._pool.shutdown(wait=True)
+        if self._procs is not None:
+            self._procs.shutdown(wait=True)
+            self._procs = None
 
     def __enter__(self) -> Node:
         return self.start()
@@ -170,64 +178,27 @@ class Node:
             raise RejectedError(Code.NODE_UNAVAILABLE, "node is not running")
         if self.orderer.free() < len(raws):
             raise RejectedError(Code.NODE_UNAVAILABLE, "ingress queue is full; retry later")
-        chunk = 256
-        parts = [raws[i : i + chunk] for i in range(0, len(raws), chunk)]
-        admitted: list[_Admitted | MedLedgerError] = []
-        for part in self._pool.map(self._admit_chunk, parts):
-            admitted.extend(part)
+        now = self._clock()
+        admitted: list[Admitted | MedLedgerError] = []
+        if self._procs is not None:
+            size = max(64, -(-len(raws) // self._procs_n))
+            parts = [raws[i : i + size] for i in range(0, len(raws), size)]
+            futures = [self._procs.submit(worker_admit, p, now) for p in parts]
+            for part, fut in zip(parts, futures, strict=True):
+                admitted.extend(from_outcome(r, o) for r, o in zip(part, fut.result(),
+                                                                   strict=True))
+        else:
+            parts = [raws[i : i + 256] for i in range(0, len(raws), 256)]
+            for res in self._pool.map(
+                lambda p: admit_batch(p, self.chain_id, self.store, now), parts
+            ):
+                admitted.extend(res)
         return self._enqueue(admitted)
 
-    def _admit_chunk(self, raws: Sequence[bytes]) -> list[_Admitted | MedLedgerError]:
-        out: list[_Admitted | MedLedgerError] = []
-        for raw in raws:
-            try:
-                out.append(self._admit(raw))
-            except MedLedgerError as exc:
-                out.append(exc)
-        admitted = [a for a in out if isinstance(a, _Admitted)]
-        used = self.store.get_states([nonce_key(a.tx.signer, a.tx.nonce) for a in admitted])
-        replayed = {a.tx.tx_id for a in admitted
-                    if used[nonce_key(a.tx.signer, a.tx.nonce)] is not None}
-        if replayed:
-            committed = self.store.known_txs(list(replayed))  # resubmissions stay idempotent
-            for i, a in enumerate(out):
-                if isinstance(a, _Admitted) and a.tx.tx_id in replayed - committed:
-                    out[i] = RejectedError(Code.REPLAYED_NONCE,
-                                           f"{a.tx.signer} already used nonce {a.tx.nonce}")
-        return out
-
-    def _admit(self, raw: bytes) -> _Admitted:
-        tx = decode(raw)
-        if tx.chain != self.chain_id:
-            raise RejectedError(Code.WRONG_CHAIN, f"got {tx.chain!r}, want {self.chain_id!r}")
-        now = self._clock()
-        keys = tuple(self._check_sig(tx, s, now) for s in tx.sigs)
-        return _Admitted(tx, keys)
-
-    def _check_sig(self, tx: Transaction, sig: Signature, now: int) -> bytes:
-        raw = self.store.get_state(f"consortium/member/{sig.by}")
-        if raw is None:
-            raise RejectedError(Code.UNKNOWN_SIGNER, f"no enrolled member {sig.by}")
-        member = orjson.loads(raw)
-        if member["status"] == "revoked":
-            raise RejectedError(Code.MEMBER_REVOKED, f"member {sig.by} was revoked")
-        key = active_key(member, sig.kid, now)
-        if key is None:
-            known = [k for k in member["keys"] if k["kid"] == sig.kid]
-            if not known:
-                raise RejectedError(Code.UNKNOWN_SIGNER, f"{sig.by} has no key {sig.kid}")
-            status = key_status(known[0], now)
-            code = Code.KEY_REVOKED if status == "revoked" else Code.KEY_EXPIRED
-            raise RejectedError(code, f"key {sig.kid} of {sig.by} is {status}")
-        pub = unb64(key["pub"], length=32)
-        if not verify(pub, tx.signed, sig.sig):
-            raise RejectedError(Code.BAD_SIGNATURE, f"signature by {sig.by} does not verify")
-        return pub
-
-    def _enqueue(self, admitted: list[_Admitted | MedLedgerError]) -> list[Future[Receipt]]:
+    def _enqueue(self, admitted: list[Admitted | MedLedgerError]) -> list[Future[Receipt]]:
         futures: list[Future[Receipt]] = []
-        fresh: list[_Admitted] = []
-        ids = [a.tx.tx_id for a in admitted if isinstance(a, _Admitted)]
+        fresh: list[Admitted] = []
+        ids = [a.tx.tx_id for a in admitted if isinstance(a, Admitted)]
         committed = self.store.known_txs(ids)
         with self._lock:
             for a in admitted:
@@ -267,7 +238,7 @@ class Node:
                         fut.set_exception(RejectedError(Code.NODE_UNAVAILABLE, str(exc)))
                 self._pending.clear()
 
-    def _commit_batch(self, items: list[_Admitted], block_time: int) -> None:
+    def _commit_batch(self, items: list[Admitted], block_time: int) -> None:
         seen: set[bytes] = set()
         unique = []
         for a in items:  # the orderer may carry a retried tx twice: keep the first

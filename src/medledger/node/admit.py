@@ -1,0 +1,135 @@
+"""Ingress checks, shared by the node's admission threads and admission processes.
+
+``admit_batch`` checks a batch of wire transactions against committed state: size, canonical
+bytes, envelope, chain id, an enrolled and unrevoked signer (and co-signers) holding a key valid
+at ``now``, every signature, and unused nonces. It needs only a state reader, so it can run in a
+worker process that opened the store itself: that keeps decoding and signature checks off the
+node's main interpreter (and its GIL), which executes blocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from medledger.consortium.model import active_key, key_status
+from medledger.crypto.keys import unb64, verify
+from medledger.errors import Code, MedLedgerError, RejectedError
+from medledger.ledger.execute import nonce_key
+from medledger.ledger.store.base import Store
+from medledger.ledger.tx import Transaction, decode, decode_trusted
+
+
+class Reader(Protocol):
+    def get_states(self, keys: Sequence[str]) -> dict[str, bytes | None]: ...
+
+    def known_txs(self, tx_ids: Sequence[bytes]) -> set[bytes]: ...
+
+
+@dataclass(frozen=True)
+class Admitted:
+    tx: Transaction
+    keys: tuple[bytes, ...]  # public keys the signatures verified with, in ``tx.sigs`` order
+
+
+def admit_batch(
+    raws: Sequence[bytes], chain_id: str, reader: Reader, now: int
+) -> list[Admitted | MedLedgerError]:
+    """Check each transaction; the result list matches ``raws`` one to one."""
+    out: list[Admitted | MedLedgerError | Transaction] = []
+    for raw in raws:
+        try:
+            tx = decode(raw)
+            if tx.chain != chain_id:
+                raise RejectedError(Code.WRONG_CHAIN, f"got {tx.chain!r}, want {chain_id!r}")
+            out.append(tx)
+        except MedLedgerError as exc:
+            out.append(exc)
+    txs = [t for t in out if isinstance(t, Transaction)]
+    members = reader.get_states(
+        [f"consortium/member/{s.by}" for t in txs for s in t.sigs]
+        + [nonce_key(t.signer, t.nonce) for t in txs]
+    )
+    loaded: dict[str, Any] = {}
+    replayed = [t.tx_id for t in txs if members[nonce_key(t.signer, t.nonce)] is not None]
+    committed = reader.known_txs(replayed) if replayed else set()
+    result: list[Admitted | MedLedgerError] = []
+    for item in out:
+        if not isinstance(item, Transaction):
+            assert isinstance(item, MedLedgerError)
+            result.append(item)
+            continue
+        try:
+            keys = tuple(_check_sig(item, i, members, loaded, now) for i in range(len(item.sigs)))
+            if members[nonce_key(item.signer, item.nonce)] is not None and \
+                    item.tx_id not in committed:  # a committed tx resubmitted stays idempotent
+                raise RejectedError(Code.REPLAYED_NONCE,
+                                    f"{item.signer} already used nonce {item.nonce}")
+            result.append(Admitted(item, keys))
+        except MedLedgerError as exc:
+            result.append(exc)
+    return result
+
+
+def _check_sig(
+    tx: Transaction, i: int, records: dict[str, bytes | None], loaded: dict[str, Any], now: int
+) -> bytes:
+    sig = tx.sigs[i]
+    key_name = f"consortium/member/{sig.by}"
+    raw = records.get(key_name)
+    if raw is None:
+        raise RejectedError(Code.UNKNOWN_SIGNER, f"no enrolled member {sig.by}")
+    member = loaded.get(key_name)
+    if member is None:
+        member = loaded[key_name] = orjson.loads(raw)
+    if member["status"] == "revoked":
+        raise RejectedError(Code.MEMBER_REVOKED, f"member {sig.by} was revoked")
+    key = active_key(member, sig.kid, now)
+    if key is None:
+        known = [k for k in member["keys"] if k["kid"] == sig.kid]
+        if not known:
+            raise RejectedError(Code.UNKNOWN_SIGNER, f"{sig.by} has no key {sig.kid}")
+        status = key_status(known[0], now)
+        code = Code.KEY_REVOKED if status == "revoked" else Code.KEY_EXPIRED
+        raise RejectedError(code, f"key {sig.kid} of {sig.by} is {status}")
+    pub = unb64(key["pub"], length=32)
+    if not verify(pub, tx.signed, sig.sig):
+        raise RejectedError(Code.BAD_SIGNATURE, f"signature by {sig.by} does not verify")
+    return pub
+
+
+# -- admission processes ---------------------------------------------------------------------
+
+_worker_store: Store | None = None
+_worker_chain = ""
+
+Outcome = tuple[str, str, tuple[bytes, ...]]  # ("ok", "", keys) or (code, message, ())
+
+
+def worker_init(opener: Callable[[], Store], chain_id: str) -> None:
+    """Process initialiser: open the store (reads only) once per worker."""
+    global _worker_store, _worker_chain
+    _worker_store, _worker_chain = opener(), chain_id
+
+
+def worker_admit(raws: Sequence[bytes], now: int) -> list[Outcome]:
+    """Process entry point: ``admit_batch`` with picklable results."""
+    assert _worker_store is not None
+    out: list[Outcome] = []
+    for r in admit_batch(raws, _worker_chain, _worker_store, now):
+        if isinstance(r, Admitted):
+            out.append(("ok", "", r.keys))
+        else:
+            out.append((str(r.code), r.message, ()))
+    return out
+
+
+def from_outcome(raw: bytes, outcome: Outcome) -> Admitted | MedLedgerError:
+    """Rebuild a worker's verdict in the node's process (the bytes were already checked)."""
+    status, message, keys = outcome
+    if status == "ok":
+        return Admitted(decode_trusted(raw), keys)
+    return RejectedError(Code(status), message)

@@ -1,0 +1,44 @@
+"""Ingress checks in worker processes give the same verdicts as the in-thread checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medledger.client.client import Client
+from medledger.crypto.keys import SigningKey, b64
+from medledger.errors import RejectedError
+from medledger.workspace import DEFAULT_ORGS, Workspace
+
+pytestmark = pytest.mark.integration
+
+
+def test_worker_processes_admit_and_refuse(tmp_path: Path) -> None:
+    ws = Workspace.init(tmp_path / "ws", "procs", DEFAULT_ORGS[:3])
+    ring = ws.keyring()
+    with ws.node(admit_processes=2) as node:
+        assert node._procs is not None
+        root = Client(node, node.chain_id, "hosp-a/root", ring.signing["hosp-a/root"])
+        key = SigningKey.generate()
+        assert root.call("consortium", "enroll", {
+            "member": "hosp-a/gw", "role": "gateway", "public_key": b64(key.public)}).ok
+        gw = Client(node, node.chain_id, "hosp-a/gw", key)
+        good = [gw.build("registry", "register", {
+            "record_id": f"p{i}", "record_type": "Encounter", "source_system": "HIS",
+            "content_hash": f"{i:064x}", "schema_version": "1"}) for i in range(300)]
+        forged = good[5].replace(b'"p5"', b'"p5x"')
+        stranger = Client(node, node.chain_id, "hosp-a/nobody", SigningKey.generate()).build(
+            "registry", "register", {"record_id": "x", "record_type": "E", "source_system": "H",
+                                     "content_hash": "00" * 32, "schema_version": "1"})
+        futures = node.submit_many([*good, forged, stranger, b"{not json"])
+        receipts = [f.result(30) for f in futures[:300]]
+        assert all(r.ok for r in receipts)
+        codes = []
+        for f in futures[300:]:
+            with pytest.raises(RejectedError) as info:
+                f.result(30)
+            codes.append(str(info.value.code))
+        assert codes == ["bad_signature", "unknown_signer", "malformed_json"]
+        again = node.submit(good[0]).result(30)  # idempotent through the workers too
+        assert again == receipts[0]

@@ -15,13 +15,13 @@ demo: $(BIN)/medledger
 	$(BIN)/medledger demo
 
 test: $(BIN)/medledger
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
 lint: $(BIN)/medledger
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
 	$(BIN)/mypy
 
 bench: $(BIN)/medledger

@@ -15,8 +15,9 @@ characters) and must not be derived from patient identity without a consortium k
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
+import orjson
 from pydantic import Field
 
 from medledger.contracts.base import Access, Args, Contract, ContractError, Cosign, method
@@ -160,3 +161,32 @@ class RecordRegistry(Contract):
         if rec["status"] != "active":
             raise ContractError(Code.INVALID_STATE, f"record {record_id} is {rec['status']}")
         return key, dict(rec)
+
+
+class StateGetter(Protocol):
+    def get_state(self, key: str) -> bytes | None: ...
+
+
+def lineage(state: StateGetter, owner: str, record_id: str) -> list[dict[str, Any]]:
+    """A record's whole history: every custodian's view, oldest first, following transfers.
+
+    Each entry is ``{"owner", "versions", "status", "moved_to"}``; raises KeyError if the record
+    was never registered by ``owner``.
+    """
+    out: list[dict[str, Any]] = []
+    org: str | None = owner
+    while org is not None:
+        raw = state.get_state(f"registry/{record_key(org, record_id)}")
+        if raw is None:
+            if not out:
+                raise KeyError(f"{owner} never registered {record_id}")
+            break
+        rec = orjson.loads(raw)
+        if "moved_to" in rec:
+            out.append({"owner": org, "moved_to": rec["moved_to"], "height": rec["height"]})
+            org = rec["moved_to"]
+            continue
+        out.append({"owner": org, "status": rec["status"], "custody": rec["custody"],
+                    "versions": rec["versions"], "moved_to": None})
+        org = None
+    return out

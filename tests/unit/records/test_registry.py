@@ -285,3 +285,24 @@ def test_invalid_transactions_stay_in_their_block_and_change_nothing(ledger: Led
         assert block.first_index <= r.index < block.first_index + block.tx_count
         assert BlockHeader.decode(block.header).txs == block.tx_count
         assert ledger.node.receipt(r.tx_id) == r
+
+
+def test_lineage_follows_versions_and_transfers(ledger: Any) -> None:
+    from medledger.records.registry import lineage
+
+    reg = {"record_id": "lin-1", "record_type": "Encounter", "source_system": "HIS",
+           "content_hash": "11" * 32, "schema_version": "1"}
+    assert ledger.ok("hosp-a/gw", "registry", "register", reg)
+    assert ledger.ok("hosp-a/gw", "registry", "amend", {
+        "record_id": "lin-1", "content_hash": "22" * 32, "schema_version": "2", "reason": "fix"})
+    assert ledger.ok("hosp-a/steward", "registry", "transfer",
+                     {"record_id": "lin-1", "to_org": "hosp-b"}, cosigners=["hosp-b/steward"])
+    history = lineage(ledger.store, "hosp-a", "lin-1")
+    assert [h["owner"] for h in history] == ["hosp-a", "hosp-b"]
+    assert history[0]["moved_to"] == "hosp-b"
+    assert [v["content_hash"] for v in history[1]["versions"]] == ["11" * 32, "22" * 32]
+    assert history[1]["custody"] == ["hosp-a", "hosp-b"]
+    import pytest
+
+    with pytest.raises(KeyError):
+        lineage(ledger.store, "hosp-b", "never")

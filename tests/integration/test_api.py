@@ -20,7 +20,7 @@ import pytest
 import uvicorn
 from fastapi.routing import APIRoute
 
-from medledger.api import routes_events, routes_ledger, routes_tx
+from medledger.api import routes_events, routes_ledger, routes_records, routes_tx
 from medledger.api.app import create_app
 from medledger.api.auth import H_KEY, H_MEMBER, H_SIGNATURE, H_TIME, now_ms, sign_request
 from medledger.client.client import Client
@@ -238,8 +238,10 @@ def test_openapi_lists_every_route_with_summary(env: Env) -> None:
         ("GET", "/v1/state/{contract}/{key}"),
         ("GET", "/v1/events"),
         ("GET", "/v1/health"),
+        ("GET", "/v1/records/{owner}/{record_id}/lineage"),
     }
-    routers = (routes_tx.router, routes_ledger.router, routes_events.router)
+    routers = (routes_tx.router, routes_ledger.router, routes_events.router,
+               routes_records.router)
     app_routes = {
         (m, r.path)
         for router in routers
@@ -1081,3 +1083,20 @@ def test_http_transport_unreachable_node() -> None:
         future = transport.submit(b"{}")
         with pytest.raises(RejectedError):
             future.result(10)
+
+
+def test_record_lineage(env: Env) -> None:
+    (first,) = env.commit(env.register("lin-api"))
+    (amend,) = env.commit(env.gw.build("registry", "amend", {
+        "record_id": "lin-api", "content_hash": "ef" * 32, "schema_version": "fhir-r5",
+        "reason": "unit fix"}))
+    assert first.ok and amend.ok
+    doc = env.get("/v1/records/hosp-a/lin-api/lineage").json()
+    assert doc["owner"] == "hosp-a" and len(doc["lineage"]) == 1
+    versions = doc["lineage"][0]["versions"]
+    assert [v["height"] for v in versions] == [first.height, amend.height]
+    assert versions[1]["content_hash"] == "ef" * 32
+    path = "/v1/records/hosp-a/nothing/lineage"
+    assert_problem(env.get(path), 404, "not_found", path, "hosp-a never registered nothing")
+    resp = env.http.get("/v1/records/hosp-a/lin-api/lineage")
+    assert resp.status_code == 401

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from medledger.api import problems, routes_events, routes_ledger, routes_tx
+from medledger.api import problems, routes_events, routes_ledger, routes_records, routes_tx
 from medledger.node.node import Node
 
 DESCRIPTION = """\
@@ -59,4 +59,5 @@ def create_app(node: Node) -> FastAPI:
     app.include_router(routes_tx.router)
     app.include_router(routes_ledger.router)
     app.include_router(routes_events.router)
+    app.include_router(routes_records.router)
     return app

@@ -6,20 +6,26 @@ Workloads (each returns a result dataclass; every figure in it is measured in th
   processes): the machine's signature ceiling, which bounds any validating ledger on it.
 * :func:`run_inprocess` — a fresh workspace, one gateway enrolled per hospital, N pre-signed
   ``registry.register`` transactions fed through ``Node.submit_many`` in chunks; committed tx/s,
-  per-chunk submit→receipt latency, blocks cut, and the process RSS after every 10 %.
+  per-chunk submit→receipt latency, blocks cut, and the process's memory after every 10 %.
 * :func:`run_http` — the same workload posted as NDJSON batches to ``medledger node start``
-  running in a subprocess on a loopback port.
+  running in a subprocess on a loopback port; the server's RSS after every 10 %.
 * :func:`run_verify` — ``verify_store`` over a chain built by :func:`run_inprocess`.
 * :func:`run_proofs` — a synthetic log written straight into a fresh SQLite store's
   ``log_nodes`` table, then random inclusion and consistency proofs read from it.
 
 Signing is the clients' cost, so transactions are signed before the clock starts; the signing
-time is reported separately.
+time is reported separately. The machine may be shared, so each workload also reports how much
+CPU other processes used meanwhile (:class:`CpuWatch`).
+
+``verify_store`` starts worker processes with the ``spawn`` method: a script calling
+:func:`run_verify` or :func:`run` needs the ``if __name__ == "__main__":`` guard.
 """
 
 from __future__ import annotations
 
+import gc
 import hashlib
+import itertools
 import os
 import platform
 import random
@@ -62,9 +68,10 @@ TARGET_VERIFY_SECONDS = 60.0
 TARGET_PROOF_LEAVES = 10_000_000
 TARGET_PROOF_US = 1_000.0
 # "Memory bounded, not growing with chain length" made checkable: over the second half of a run of
-# at least 100k txs, RSS may grow by at most 2 MiB per 100k txs (~21 bytes per tx, a fraction of
-# the smallest thing a node could keep per tx: a 32-byte id in a Python set costs ~90 bytes).
-TARGET_MEMORY_KIB_PER_100K = 2048
+# at least 100k txs, the RSS trend (Theil–Sen) may rise by at most 5 MiB per 100k txs, i.e.
+# ~52 bytes per tx: less than the smallest thing a node could keep per tx (a 32-byte id alone is
+# a 65-byte object in CPython, ~90 bytes once in a set), more than allocator noise.
+TARGET_MEMORY_KIB_PER_100K = 5 * 1024
 MEMORY_MIN_TXS = 100_000
 
 HOSPITALS = [org for org, _, kind in DEFAULT_ORGS if kind == "hospital"]
@@ -95,6 +102,22 @@ def rss_kib(pid: int | str = "self") -> int:
     return _proc_status_kib(pid, "VmRSS")
 
 
+def tree_rss_kib(pid: int | str = "self", field_name: str = "VmRSS") -> int:
+    """VmRSS (or another /proc status field in KiB) of a process plus that of all its
+    descendants (e.g. a node's admission workers)."""
+    total = 0
+    todo = [str(pid)]
+    while todo:
+        p = todo.pop()
+        try:
+            total += _proc_status_kib(p, field_name)
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo.extend((task / "children").read_text().split())
+        except (OSError, BenchError):
+            continue  # exited meanwhile
+    return total
+
+
 def hwm_kib(pid: int | str = "self") -> int:
     """Peak resident set size (VmHWM) of a process in KiB, from /proc."""
     return _proc_status_kib(pid, "VmHWM")
@@ -117,16 +140,48 @@ class LatencyStats:
 
     @classmethod
     def of(cls, values: Sequence[float]) -> LatencyStats:
-        return cls(len(values), sum(values) / len(values), percentile(values, 50),
-                   percentile(values, 99), max(values))
+        return cls(
+            len(values),
+            sum(values) / len(values),
+            percentile(values, 50),
+            percentile(values, 99),
+            max(values),
+        )
+
+
+def slope_per_100k(points: Sequence[tuple[int, int]]) -> float:
+    """Theil–Sen slope (median of pairwise slopes) of ``(txs, value)`` points, in value units per
+    100,000 txs: one odd sample does not make a trend."""
+    slopes = sorted(
+        (v2 - v1) / (n2 - n1)
+        for i, (n1, v1) in enumerate(points)
+        for n2, v2 in points[i + 1 :]
+        if n2 != n1
+    )
+    if not slopes:
+        return 0.0
+    mid = len(slopes) // 2
+    median = slopes[mid] if len(slopes) % 2 else (slopes[mid - 1] + slopes[mid]) / 2
+    return median * 100_000
 
 
 @dataclass
 class MemorySamples:
-    """RSS (KiB) after every 10 % of a run: ``samples`` is ``[(txs done, rss), ...]``."""
+    """Memory after every 10 % of a run: ``samples`` is ``[(txs done, VmRSS KiB), ...]``, the
+    RSS of the process and its child processes (``peak_kib``: the sum of their VmHWM).
+
+    For the benchmark's own process it also counts live Python allocations
+    (``sys.getallocatedblocks()``), which — unlike RSS — cannot hide growth in memory the allocator
+    freed earlier in the run: ``py_blocks`` after every 10 % (these swing by tens of thousands
+    with the transactions in flight, so no trend is drawn from them), and ``idle_blocks``
+    ``(before, after)``: with nothing in flight just before the first submit and after the last
+    receipt, the same signed transactions held both times.
+    """
 
     before_kib: int = 0
     samples: list[tuple[int, int]] = field(default_factory=list)
+    py_blocks: list[tuple[int, int]] = field(default_factory=list)
+    idle_blocks: tuple[int, int] | None = None
     peak_kib: int = 0
 
     @property
@@ -137,37 +192,58 @@ class MemorySamples:
     def last_kib(self) -> int:
         return self.samples[-1][1]
 
-    def growth_per_100k(self, since: int = 0) -> float:
-        """KiB of RSS growth per 100,000 txs from sample ``since`` to the last one."""
-        (n0, r0), (n1, r1) = self.samples[since], self.samples[-1]
+    def growth_per_100k(self) -> float:
+        """KiB of RSS growth per 100,000 txs from the first sample to the last one."""
+        (n0, r0), (n1, r1) = self.samples[0], self.samples[-1]
         return 0.0 if n1 == n0 else (r1 - r0) * 100_000 / (n1 - n0)
 
+    def second_half_slope_per_100k(self) -> float:
+        """RSS trend (KiB per 100,000 txs) over the second half of the samples."""
+        return slope_per_100k(self.samples[len(self.samples) // 2 :])
+
+    def retained_blocks_per_tx(self) -> float | None:
+        """Live Python blocks gained per tx between the idle samples (None: not sampled)."""
+        if self.idle_blocks is None or not self.samples:
+            return None
+        before, after = self.idle_blocks
+        return (after - before) / self.samples[-1][0]
+
     def to_doc(self) -> dict[str, Any]:
-        half = len(self.samples) // 2
         return {
-            "before_kib": self.before_kib, "samples": self.samples, "peak_kib": self.peak_kib,
-            "first_kib": self.first_kib, "last_kib": self.last_kib,
+            "before_kib": self.before_kib,
+            "samples": self.samples,
+            "peak_kib": self.peak_kib,
+            "first_kib": self.first_kib,
+            "last_kib": self.last_kib,
             "growth_kib_per_100k": round(self.growth_per_100k(), 1),
-            "second_half_growth_kib_per_100k": round(self.growth_per_100k(half), 1),
+            "second_half_slope_kib_per_100k": round(self.second_half_slope_per_100k(), 1),
+            "py_blocks": self.py_blocks,
+            "idle_blocks": self.idle_blocks,
+            "retained_blocks_per_tx": self.retained_blocks_per_tx(),
         }
 
 
 class _Sampler:
-    """Takes an RSS sample each time ``tick(done)`` crosses another tenth of ``total``."""
+    """Takes a memory sample each time ``tick(done)`` crosses another tenth of ``total``."""
 
     def __init__(self, total: int, pid: int | str = "self") -> None:
         self.total, self.pid = total, pid
-        self.mem = MemorySamples(before_kib=rss_kib(pid))
+        self.mem = MemorySamples(before_kib=tree_rss_kib(pid))
         self._next = 1
 
-    def tick(self, done: int) -> None:
-        if self._next <= 10 and done * 10 >= self.total * self._next:
-            self.mem.samples.append((done, rss_kib(self.pid)))
-            while self._next <= 10 and done * 10 >= self.total * self._next:
-                self._next += 1
+    def tick(self, done: int) -> bool:
+        """Sample if ``done`` crossed another tenth; True if it did."""
+        if not (self._next <= 10 and done * 10 >= self.total * self._next):
+            return False
+        self.mem.samples.append((done, tree_rss_kib(self.pid)))
+        if self.pid == "self":
+            self.mem.py_blocks.append((done, sys.getallocatedblocks()))
+        while self._next <= 10 and done * 10 >= self.total * self._next:
+            self._next += 1
+        return True
 
     def finish(self) -> MemorySamples:
-        self.mem.peak_kib = hwm_kib(self.pid)
+        self.mem.peak_kib = tree_rss_kib(self.pid, "VmHWM")
         return self.mem
 
 
@@ -200,9 +276,10 @@ def _machine_busy() -> int:
 
 
 def _proc_ticks(pid: int | str) -> int:
+    """utime + stime of ``pid``, plus those of its reaped children (cutime + cstime)."""
     stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()
-    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    fields = stat[stat.rindex(")") + 2 :].split()  # fields[0] is field 3 of proc(5)
+    return sum(int(x) for x in fields[11:15])
 
 
 def background_cpu(seconds: float = 2.0) -> float:
@@ -236,21 +313,35 @@ class Machine:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemTotal:"):
                 mem_kib = int(line.split()[1])
-        return cls(len(os.sched_getaffinity(0)), model,
-                   f"{platform.python_implementation()} {platform.python_version()}",
-                   platform.platform(), round(mem_kib / 2**20, 1),
-                   datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), _revision())
+        return cls(
+            len(os.sched_getaffinity(0)),
+            model,
+            f"{platform.python_implementation()} {platform.python_version()}",
+            platform.platform(),
+            round(mem_kib / 2**20, 1),
+            datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            _revision(),
+        )
 
 
 def _revision() -> str:
     """``git describe``-like revision of the source tree this package runs from, if any."""
     here = Path(__file__).resolve().parent
     try:
-        head = subprocess.run(["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, timeout=10, check=True).stdout
+        head = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
         dirty = subprocess.run(
             ["git", "-C", str(here), "status", "--porcelain", "--", str(here.parent)],
-            capture_output=True, text=True, timeout=10, check=True).stdout
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     return head.strip() + (" + uncommitted changes" if dirty.strip() else "")
@@ -296,16 +387,17 @@ def signature_baseline(
     one = verifications / _verify_loop(signed, public_key, verifications)
     with ThreadPoolExecutor(2) as threads:
         t0 = time.perf_counter()
-        jobs = [threads.submit(_verify_loop, signed, public_key, n)
-                for n in (half, verifications - half)]
+        jobs = [
+            threads.submit(_verify_loop, signed, public_key, n)
+            for n in (half, verifications - half)
+        ]
         for f in jobs:
             f.result()
         two = verifications / (time.perf_counter() - t0)
     with ProcessPoolExecutor(2) as procs:
         list(procs.map(_verify_loop, [signed] * 2, [public_key] * 2, [200, 200]))
         t0 = time.perf_counter()
-        list(procs.map(_verify_loop, [signed] * 2, [public_key] * 2,
-                       [half, verifications - half]))
+        list(procs.map(_verify_loop, [signed] * 2, [public_key] * 2, [half, verifications - half]))
         two_procs = verifications / (time.perf_counter() - t0)
     return SigBaseline(verifications, len(message), one, two, two_procs, watch.other_pct())
 
@@ -320,8 +412,11 @@ def enrol_gateways(node: Node, ws: Workspace) -> list[Client]:
     for org in HOSPITALS:
         key = SigningKey.generate()
         root = Client(node, node.chain_id, f"{org}/root", ring.signing[f"{org}/root"])
-        r = root.call("consortium", "enroll", {"member": f"{org}/gateway", "role": "gateway",
-                                               "public_key": b64(key.public)})
+        r = root.call(
+            "consortium",
+            "enroll",
+            {"member": f"{org}/gateway", "role": "gateway", "public_key": b64(key.public)},
+        )
         if not r.ok:
             raise BenchError(f"enrolling {org}/gateway failed: {r.code} {r.message}")
         gateways.append(Client(node, node.chain_id, f"{org}/gateway", key))
@@ -336,9 +431,13 @@ def build_registrations(
     for i in range(start, start + count):
         gw = gateways[i % len(gateways)]
         rid = f"{tag}-{i:09d}"
-        args = {"record_id": rid, "record_type": "Encounter", "source_system": "bench-his",
-                "content_hash": hashlib.sha256(rid.encode()).hexdigest(),
-                "schema_version": "fhir-r4/1"}
+        args = {
+            "record_id": rid,
+            "record_type": "Encounter",
+            "source_system": "bench-his",
+            "content_hash": hashlib.sha256(rid.encode()).hexdigest(),
+            "schema_version": "fhir-r4/1",
+        }
         out.append(gw.build("registry", "register", args))
     return out
 
@@ -352,6 +451,7 @@ class InProcessResult:
     gateways: int
     chunk: int
     window_chunks: int
+    admit_processes: int
     max_block_txs: int
     max_wait_ms: float
     sign_seconds: float
@@ -366,6 +466,7 @@ class InProcessResult:
     store_mib: float
     store_path: str
     other_cpu_pct: float
+    tenths_tx_per_s: list[float]  # committed tx/s within each 10 % of the run, in order
 
     def to_doc(self) -> dict[str, Any]:
         doc = {k: v for k, v in self.__dict__.items() if k not in ("memory", "chunk_latency_ms")}
@@ -389,20 +490,19 @@ def feed(
     chunk: int,
     window: int,
     out: _Feed,
-    on_done: Callable[[int], None],
+    on_done: Callable[[int, float], None],
     timeout: float = 300.0,
 ) -> None:
     """Submit ``raws`` in chunks from this thread, at most ``window`` chunks awaiting receipts.
 
     A chunk's latency runs from its ``submit_many`` call to the receipt of its last transaction
-    (taken in the commit thread by a done-callback); receipts resolve in log order, which
-    ``_drain`` checks.
+    (taken in the commit thread by a done-callback); receipts resolve in log order, so that one
+    resolves last, which ``drain`` checks.
     """
     inflight: deque[tuple[list[Future[Receipt]], list[float]]] = deque()
-    done = 0
+    t0 = time.perf_counter()
 
     def drain() -> None:
-        nonlocal done
         futs, stamp = inflight.popleft()
         last = -1
         for f in futs:
@@ -419,10 +519,8 @@ def feed(
         if futs[-1].exception() is None and futs[-1].result().index != last:
             raise BenchError("receipts of a chunk did not resolve in log order")
         out.latencies.append(stamp[1] - stamp[0])
-        done += len(futs)
-        on_done(len(futs))
+        on_done(len(futs), out.seconds + time.perf_counter() - t0)
 
-    t0 = time.perf_counter()
     for i in range(0, len(raws), chunk):
         while len(inflight) >= window:
             drain()
@@ -446,25 +544,30 @@ def run_inprocess(
     max_block_txs: int = 2000,
     max_wait: float = 0.02,
     chunk: int = 1000,
-    window: int = 8,
+    window: int = 4,
     sign_round: int = 100_000,
     tag: str = "enc",
+    admit_processes: int = 0,
     progress: Progress = _quiet,
 ) -> InProcessResult:
     """Commit ``txs`` pre-signed registrations through the embedded node (see module doc).
 
     Transactions are signed in rounds of ``sign_round`` before each round is fed, so a run of
     millions does not hold every signed transaction at once; only feeding is timed.
+    ``admit_processes`` is passed to the node (0: its ingress checks run on threads).
     """
     ws = Workspace.init(root, f"bench-{tag}")
     result = _Feed()
     sign_seconds = 0.0
     watch = CpuWatch()
-    with ws.node(max_block_txs=max_block_txs, max_wait=max_wait) as node:
+    with ws.node(
+        max_block_txs=max_block_txs, max_wait=max_wait, admit_processes=admit_processes
+    ) as node:
         gateways = enrol_gateways(node, ws)
         h0 = node.height
         sampler: _Sampler | None = None
         done = 0
+        ticks: list[tuple[int, float]] = [(0, 0.0)]  # (txs done, feeding seconds) per sample
         for start in range(0, txs, sign_round):
             n = min(sign_round, txs - start)
             progress(f"signing txs {start:,}..{start + n:,} of {txs:,}")
@@ -473,28 +576,48 @@ def run_inprocess(
             sign_seconds += time.perf_counter() - t0
             if sampler is None:
                 sampler = _Sampler(txs)
+                gc.collect()
+                blocks_before = sys.getallocatedblocks()
 
-            def on_done(k: int, s: _Sampler = sampler) -> None:
+            def on_done(k: int, clock: float, s: _Sampler = sampler) -> None:
                 nonlocal done
                 done += k
-                s.tick(done)
+                if s.tick(done):
+                    ticks.append((done, clock))
 
             progress(f"feeding txs {start:,}..{start + n:,} through submit_many")
             feed(node, raws, chunk=chunk, window=window, out=result, on_done=on_done)
-            del raws
-        blocks = node.height - h0
+            if start + n < txs:
+                del raws
         assert sampler is not None
+        gc.collect()
+        sampler.mem.idle_blocks = (blocks_before, sys.getallocatedblocks())
+        blocks = node.height - h0
         memory = sampler.finish()
     db = root / ws.config["store"]
     return InProcessResult(
-        txs=txs, gateways=len(gateways), chunk=chunk, window_chunks=window,
-        max_block_txs=max_block_txs, max_wait_ms=max_wait * 1000,
-        sign_seconds=sign_seconds, sign_per_s=txs / sign_seconds,
-        seconds=result.seconds, tx_per_s=txs / result.seconds,
+        txs=txs,
+        gateways=len(gateways),
+        chunk=chunk,
+        window_chunks=window,
+        admit_processes=admit_processes,
+        max_block_txs=max_block_txs,
+        max_wait_ms=max_wait * 1000,
+        sign_seconds=sign_seconds,
+        sign_per_s=txs / sign_seconds,
+        seconds=result.seconds,
+        tx_per_s=txs / result.seconds,
         chunk_latency_ms=LatencyStats.of([x * 1000 for x in result.latencies]),
-        blocks=blocks, receipts_ok=result.ok, not_ok=result.not_ok, memory=memory,
-        store_mib=round(_db_bytes(db) / 2**20, 1), store_path=str(db),
+        blocks=blocks,
+        receipts_ok=result.ok,
+        not_ok=result.not_ok,
+        memory=memory,
+        store_mib=round(_db_bytes(db) / 2**20, 1),
+        store_path=str(db),
         other_cpu_pct=watch.other_pct(),
+        tenths_tx_per_s=[
+            (n1 - n0) / (t1 - t0) for (n0, t0), (n1, t1) in itertools.pairwise(ticks) if t1 > t0
+        ],
     )
 
 
@@ -520,10 +643,12 @@ class HttpResult:
     not_ok: dict[str, int]
     server_memory: MemorySamples
     other_cpu_pct: float
+    server_exit_code: int | None
 
     def to_doc(self) -> dict[str, Any]:
-        doc = {k: v for k, v in self.__dict__.items()
-               if k not in ("server_memory", "batch_latency_ms")}
+        doc = {
+            k: v for k, v in self.__dict__.items() if k not in ("server_memory", "batch_latency_ms")
+        }
         doc["batch_latency_ms"] = self.batch_latency_ms.__dict__
         doc["server_memory"] = self.server_memory.to_doc()
         return doc
@@ -559,6 +684,7 @@ def _tail(log: Path, lines: int = 20) -> str:
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C (the node commits what is queued and exits), then terminate, then kill."""
     if proc.poll() is not None:
         return
     proc.send_signal(signal.SIGINT)
@@ -597,9 +723,21 @@ def run_http(
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     log = root / "node.log"
-    cmd = [sys.executable, "-m", "medledger.cli.main", "node", "start", "--dir", str(root),
-           "--port", str(port), "--max-block-txs", str(max_block_txs),
-           "--max-wait-ms", str(round(max_wait * 1000))]
+    cmd = [
+        sys.executable,
+        "-m",
+        "medledger.cli.main",
+        "node",
+        "start",
+        "--dir",
+        str(root),
+        "--port",
+        str(port),
+        "--max-block-txs",
+        str(max_block_txs),
+        "--max-wait-ms",
+        str(round(max_wait * 1000)),
+    ]
     progress(f"starting the node on {base}")
     with log.open("wb") as log_fh:
         proc = subprocess.Popen(cmd, stdout=log_fh, stderr=subprocess.STDOUT)
@@ -618,16 +756,21 @@ def run_http(
                 with lock:
                     clients.append(http)
             t = time.perf_counter()
-            resp = http.post("/v1/txs", params={"wait": "true", "timeout": "60"}, content=body,
-                             headers={"content-type": "application/x-ndjson"})
+            resp = http.post(
+                "/v1/txs",
+                params={"wait": "true", "timeout": "60"},
+                content=body,
+                headers={"content-type": "application/x-ndjson"},
+            )
             latency = time.perf_counter() - t
             if resp.status_code != 200:
                 raise BenchError(f"POST /v1/txs: HTTP {resp.status_code}: {resp.text[:500]}")
             receipts: list[dict[str, Any]] = resp.json()["receipts"]
             return latency, receipts
 
-        progress(f"posting {len(bodies):,} NDJSON batches of {batch:,} "
-                 f"on {concurrency} connections")
+        progress(
+            f"posting {len(bodies):,} NDJSON batches of {batch:,} on {concurrency} connections"
+        )
         ok, not_ok, latencies, done = 0, dict[str, int](), list[float](), 0
         try:
             with ThreadPoolExecutor(concurrency) as pool:
@@ -652,10 +795,20 @@ def run_http(
         progress("stopping the node")
         _stop(proc)
     return HttpResult(
-        txs=txs, batch=batch, concurrency=concurrency, max_block_txs=max_block_txs,
-        max_wait_ms=max_wait * 1000, sign_seconds=sign_seconds, seconds=seconds,
-        tx_per_s=txs / seconds, batch_latency_ms=LatencyStats.of([x * 1000 for x in latencies]),
-        receipts_ok=ok, not_ok=not_ok, server_memory=memory, other_cpu_pct=other,
+        txs=txs,
+        batch=batch,
+        concurrency=concurrency,
+        max_block_txs=max_block_txs,
+        max_wait_ms=max_wait * 1000,
+        sign_seconds=sign_seconds,
+        seconds=seconds,
+        tx_per_s=txs / seconds,
+        batch_latency_ms=LatencyStats.of([x * 1000 for x in latencies]),
+        receipts_ok=ok,
+        not_ok=not_ok,
+        server_memory=memory,
+        other_cpu_pct=other,
+        server_exit_code=proc.returncode,
     )
 
 
@@ -684,10 +837,15 @@ def run_verify(db: Path, threads: int = 2) -> VerifyResult:
     finally:
         store.close()
     return VerifyResult(
-        ok=report.ok, blocks=report.blocks, txs=report.txs, checkpoints=report.checkpoints,
-        seconds=report.seconds, tx_per_s=report.txs / report.seconds if report.seconds else 0.0,
+        ok=report.ok,
+        blocks=report.blocks,
+        txs=report.txs,
+        checkpoints=report.checkpoints,
+        seconds=report.seconds,
+        tx_per_s=report.txs / report.seconds if report.seconds else 0.0,
         findings=[f"height {f.height}: {f.check}: {f.detail}" for f in report.findings[:5]],
-        peak_rss_mib=round(hwm_kib() / 1024, 1), other_cpu_pct=watch.other_pct(),
+        peak_rss_mib=round(hwm_kib() / 1024, 1),
+        other_cpu_pct=watch.other_pct(),
     )
 
 
@@ -788,8 +946,9 @@ def run_proofs(
             inc_us.append((time.perf_counter_ns() - t) / 1000)
             inc_len += len(proof)
             if k % verify_every == 0:
-                merkle.verify_inclusion(merkle.leaf_hash(synthetic_leaf(index)), index, leaves,
-                                        proof, root)
+                merkle.verify_inclusion(
+                    merkle.leaf_hash(synthetic_leaf(index)), index, leaves, proof, root
+                )
                 inc_ok += 1
         con_us, con_len, con_ok = [], 0, 0
         for k in range(proofs):
@@ -806,11 +965,18 @@ def run_proofs(
     finally:
         store.close()
     return ProofResult(
-        leaves=leaves, nodes=nodes, build_seconds=build_seconds,
-        store_mib=round(_db_bytes(db) / 2**20, 1), seed=seed,
-        inclusion_us=LatencyStats.of(inc_us), consistency_us=LatencyStats.of(con_us),
-        inclusion_hashes_mean=inc_len / proofs, consistency_hashes_mean=con_len / proofs,
-        verified_inclusion=inc_ok, verified_consistency=con_ok, other_cpu_pct=watch.other_pct(),
+        leaves=leaves,
+        nodes=nodes,
+        build_seconds=build_seconds,
+        store_mib=round(_db_bytes(db) / 2**20, 1),
+        seed=seed,
+        inclusion_us=LatencyStats.of(inc_us),
+        consistency_us=LatencyStats.of(con_us),
+        inclusion_hashes_mean=inc_len / proofs,
+        consistency_hashes_mean=con_len / proofs,
+        verified_inclusion=inc_ok,
+        verified_consistency=con_ok,
+        other_cpu_pct=watch.other_pct(),
     )
 
 
@@ -841,12 +1007,15 @@ class LedgerBench:
 
     def to_doc(self) -> dict[str, Any]:
         return {
-            "machine": self.machine.__dict__, "baseline": self.baseline.__dict__,
+            "machine": self.machine.__dict__,
+            "baseline": self.baseline.__dict__,
             "inprocess": self.inprocess.to_doc(),
             "http": None if self.http is None else self.http.to_doc(),
             "verify_build": None if self.verify_build is None else self.verify_build.to_doc(),
-            "verify": self.verify.__dict__, "proofs": self.proofs.to_doc(),
-            "checks": [c.__dict__ for c in self.checks], "seconds": self.seconds,
+            "verify": self.verify.__dict__,
+            "proofs": self.proofs.to_doc(),
+            "checks": [c.__dict__ for c in self.checks],
+            "seconds": self.seconds,
             "background_cpu_before": self.background_cpu_before,
             "background_cpu_after": self.background_cpu_after,
         }
@@ -857,46 +1026,83 @@ def checks(b: LedgerBench) -> list[Check]:
     out = []
     ceiling = b.baseline.ceiling_per_s
     ip = b.inprocess
-    out.append(Check(
-        "in-process commit", f">= {TARGET_INPROCESS_TPS:,} tx/s",
-        f"{ip.tx_per_s:,.0f} tx/s ({ip.tx_per_s / ceiling:.0%} of the in-process Ed25519 "
-        f"ceiling of {ceiling:,.0f}/s)",
-        ip.tx_per_s >= TARGET_INPROCESS_TPS and ip.receipts_ok == ip.txs))
+    out.append(
+        Check(
+            "in-process commit",
+            f">= {TARGET_INPROCESS_TPS:,} tx/s",
+            f"{ip.tx_per_s:,.0f} tx/s ({ip.tx_per_s / ceiling:.0%} of the in-process Ed25519 "
+            f"ceiling of {ceiling:,.0f}/s"
+            + (f"; ingress in {ip.admit_processes} processes)" if ip.admit_processes else ")"),
+            ip.tx_per_s >= TARGET_INPROCESS_TPS and ip.receipts_ok == ip.txs,
+        )
+    )
     if b.http is not None:
         h = b.http
-        out.append(Check("HTTP batch endpoint", f">= {TARGET_HTTP_TPS:,} tx/s",
-                         f"{h.tx_per_s:,.0f} tx/s", h.tx_per_s >= TARGET_HTTP_TPS
-                         and h.receipts_ok == h.txs))
+        out.append(
+            Check(
+                "HTTP batch endpoint",
+                f">= {TARGET_HTTP_TPS:,} tx/s",
+                f"{h.tx_per_s:,.0f} tx/s",
+                h.tx_per_s >= TARGET_HTTP_TPS and h.receipts_ok == h.txs,
+            )
+        )
     v = b.verify
     projected = TARGET_VERIFY_TXS / v.tx_per_s if v.tx_per_s else float("inf")
     big = v.txs >= TARGET_VERIFY_TXS
-    out.append(Check(
-        "full verify", f"{TARGET_VERIFY_TXS:,} txs in <= {TARGET_VERIFY_SECONDS:.0f} s",
-        f"{v.txs:,} txs in {v.seconds:.1f} s ({v.tx_per_s:,.0f} tx/s"
-        + ("" if big else f"; {projected:.0f} s projected for {TARGET_VERIFY_TXS:,}") + ")",
-        (v.ok and v.seconds * TARGET_VERIFY_TXS / v.txs <= TARGET_VERIFY_SECONDS) if big
-        else None))
+    out.append(
+        Check(
+            "full verify",
+            f"{TARGET_VERIFY_TXS:,} txs in <= {TARGET_VERIFY_SECONDS:.0f} s",
+            f"{v.txs:,} txs in {v.seconds:.1f} s ({v.tx_per_s:,.0f} tx/s"
+            + ("" if big else f"; {projected:.0f} s projected for {TARGET_VERIFY_TXS:,}")
+            + ")",
+            (v.ok and v.seconds * TARGET_VERIFY_TXS / v.txs <= TARGET_VERIFY_SECONDS)
+            if big
+            else None,
+        )
+    )
     p = b.proofs
     full = p.leaves >= TARGET_PROOF_LEAVES
-    for name, stats in (("inclusion proof", p.inclusion_us), ("consistency proof",
-                                                               p.consistency_us)):
-        out.append(Check(
-            name, f"<= {TARGET_PROOF_US:,.0f} µs on {TARGET_PROOF_LEAVES:,} entries",
-            f"p50 {stats.p50:.0f} µs, p99 {stats.p99:.0f} µs on {p.leaves:,} entries",
-            stats.p99 <= TARGET_PROOF_US if full else None))
-    for label, mem, run in (("node memory (in-process run)", ip.memory, ip),
-                            ("node memory (verify-chain build)",
-                             b.verify_build.memory if b.verify_build else None, b.verify_build)):
-        if mem is None or run is None:
-            continue
-        half = len(mem.samples) // 2
-        growth = mem.growth_per_100k(half)
-        out.append(Check(
-            label, f"bounded: second-half RSS growth <= {TARGET_MEMORY_KIB_PER_100K / 1024:g} MiB "
-            "per 100k txs",
-            f"{mem.first_kib / 1024:,.0f} → {mem.last_kib / 1024:,.0f} MiB over {run.txs:,} txs; "
-            f"second half {growth / 1024:+.2f} MiB per 100k txs",
-            growth <= TARGET_MEMORY_KIB_PER_100K if run.txs >= MEMORY_MIN_TXS else None))
+    for name, stats in (
+        ("inclusion proof", p.inclusion_us),
+        ("consistency proof", p.consistency_us),
+    ):
+        out.append(
+            Check(
+                name,
+                f"<= {TARGET_PROOF_US:,.0f} µs on {TARGET_PROOF_LEAVES:,} entries",
+                f"p50 {stats.p50:.0f} µs, p99 {stats.p99:.0f} µs on {p.leaves:,} entries",
+                stats.p99 <= TARGET_PROOF_US if full else None,
+            )
+        )
+    runs: list[tuple[str, MemorySamples, int]] = [
+        ("node memory (in-process run)", ip.memory, ip.txs)
+    ]
+    if b.http is not None:
+        runs.append(("node memory (HTTP server)", b.http.server_memory, b.http.txs))
+    if b.verify_build is not None:
+        runs.append(("node memory (verify-chain build)", b.verify_build.memory, b.verify_build.txs))
+    for label, mem, txs in runs:
+        slope = mem.second_half_slope_per_100k()
+        retained = mem.retained_blocks_per_tx()
+        measured = (
+            f"{mem.first_kib / 1024:,.0f} → {mem.last_kib / 1024:,.0f} MiB over {txs:,} "
+            f"txs; second half {slope / 1024:+.2f} MiB per 100k txs"
+            + (
+                ""
+                if retained is None or mem.idle_blocks is None
+                else f"; idle Python blocks {mem.idle_blocks[1] - mem.idle_blocks[0]:+,}"
+            )
+        )
+        out.append(
+            Check(
+                label,
+                f"bounded: second-half RSS trend <= {TARGET_MEMORY_KIB_PER_100K / 1024:g} MiB "
+                f"per 100k txs (runs >= {MEMORY_MIN_TXS:,} txs)",
+                measured,
+                slope <= TARGET_MEMORY_KIB_PER_100K if txs >= MEMORY_MIN_TXS else None,
+            )
+        )
     return out
 
 
@@ -909,8 +1115,9 @@ def run(
     proof_leaves: int = 1_000_000,
     max_block_txs: int = 2000,
     max_wait: float = 0.02,
-    window: int = 8,
+    window: int = 4,
     http_concurrency: int = 3,
+    admit_processes: int = 0,
     progress: Progress = _quiet,
 ) -> LedgerBench:
     """Run every workload in ``workdir`` (which must not hold a previous run)."""
@@ -921,32 +1128,65 @@ def run(
     probe = workdir / "probe"
     ws = Workspace.init(probe, "bench-probe")
     key = ws.keyring().signing["hosp-a/root"]
-    sample = decode(Client(_NoSubmit(), "bench-probe", "hosp-a/root", key).build(
-        "registry", "register", {"record_id": "probe", "record_type": "Encounter",
-                                 "source_system": "bench-his", "content_hash": "0" * 64,
-                                 "schema_version": "fhir-r4/1"}))
+    sample = decode(
+        Client(_NoSubmit(), "bench-probe", "hosp-a/root", key).build(
+            "registry",
+            "register",
+            {
+                "record_id": "probe",
+                "record_type": "Encounter",
+                "source_system": "bench-his",
+                "content_hash": "0" * 64,
+                "schema_version": "fhir-r4/1",
+            },
+        )
+    )
     progress("measuring the Ed25519 verification ceiling")
     baseline = signature_baseline(sample.signed, sample.sigs[0].sig, key.public)
     progress(f"in-process run: {txs:,} txs")
-    inproc = run_inprocess(workdir / "inprocess", txs, max_block_txs=max_block_txs,
-                           max_wait=max_wait, window=window, tag="enc", progress=progress)
+    inproc = run_inprocess(
+        workdir / "inprocess",
+        txs,
+        max_block_txs=max_block_txs,
+        max_wait=max_wait,
+        window=window,
+        tag="enc",
+        admit_processes=admit_processes,
+        progress=progress,
+    )
     if inproc.receipts_ok != txs:
-        raise BenchError(f"in-process run: only {inproc.receipts_ok} of {txs} receipts ok: "
-                         f"{inproc.not_ok}")
+        raise BenchError(
+            f"in-process run: only {inproc.receipts_ok} of {txs} receipts ok: {inproc.not_ok}"
+        )
     http = None
     if http_txs:
         progress(f"HTTP run: {http_txs:,} txs")
-        http = run_http(workdir / "http", http_txs, concurrency=http_concurrency,
-                        max_block_txs=max_block_txs, max_wait=max_wait, progress=progress)
+        http = run_http(
+            workdir / "http",
+            http_txs,
+            concurrency=http_concurrency,
+            max_block_txs=max_block_txs,
+            max_wait=max_wait,
+            progress=progress,
+        )
         if http.receipts_ok != http_txs:
-            raise BenchError(f"HTTP run: only {http.receipts_ok} of {http_txs} receipts ok: "
-                             f"{http.not_ok}")
+            raise BenchError(
+                f"HTTP run: only {http.receipts_ok} of {http_txs} receipts ok: {http.not_ok}"
+            )
     build = None
     db = Path(inproc.store_path)
     if verify_txs:
         progress(f"building a chain of {verify_txs:,} txs to verify")
-        build = run_inprocess(workdir / "verify", verify_txs, max_block_txs=max_block_txs,
-                              max_wait=max_wait, window=window, tag="ver", progress=progress)
+        build = run_inprocess(
+            workdir / "verify",
+            verify_txs,
+            max_block_txs=max_block_txs,
+            max_wait=max_wait,
+            window=window,
+            tag="ver",
+            admit_processes=admit_processes,
+            progress=progress,
+        )
         if build.receipts_ok != verify_txs:
             raise BenchError(f"verify chain: only {build.receipts_ok} of {verify_txs} ok")
         db = Path(build.store_path)
@@ -957,8 +1197,19 @@ def run(
     proofs = run_proofs(workdir / "proofs" / "log.db", proof_leaves, progress=progress)
     seconds = time.perf_counter() - started
     idle_after = background_cpu(3.0)
-    bench = LedgerBench(machine, baseline, inproc, http, build, verified, proofs, [], seconds,
-                        idle_before, idle_after)
+    bench = LedgerBench(
+        machine,
+        baseline,
+        inproc,
+        http,
+        build,
+        verified,
+        proofs,
+        [],
+        seconds,
+        idle_before,
+        idle_after,
+    )
     bench.checks = checks(bench)
     return bench
 

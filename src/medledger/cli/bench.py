@@ -12,39 +12,62 @@ from rich.table import Table
 from medledger.bench import ledger as bench
 from medledger.cli.common import console, err_console
 
-app = typer.Typer(help="Measure throughput, verify speed, proof latency and memory.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Measure throughput, verify speed, proof latency and memory.", no_args_is_help=True
+)
 
 
 @app.command("ledger")
 def ledger(
     txs: int = typer.Option(100_000, min=1, help="Transactions for the in-process run."),
-    http_txs: int = typer.Option(50_000, min=0,
-                                 help="Transactions for the HTTP run (0 skips it)."),
+    http_txs: int = typer.Option(50_000, min=0, help="Transactions for the HTTP run (0 skips it)."),
     verify_txs: int = typer.Option(
-        0, min=0, help="Build and verify a chain of this many txs (0: verify the in-process "
-        "run's chain)."),
-    proof_leaves: int = typer.Option(1_000_000, min=2,
-                                     help="Leaves of the synthetic log for the proof timings."),
+        0,
+        min=0,
+        help="Build and verify a chain of this many txs (0: verify the in-process run's chain).",
+    ),
+    proof_leaves: int = typer.Option(
+        1_000_000, min=2, help="Leaves of the synthetic log for the proof timings."
+    ),
     max_block_txs: int = typer.Option(2000, min=1, help="Node: cut a block at this many txs."),
     max_wait_ms: int = typer.Option(20, min=0, help="Node: …or this long after its first tx."),
-    window: int = typer.Option(8, min=1,
-                               help="In-process: chunks of 1,000 awaiting receipts at once."),
+    window: int = typer.Option(
+        4, min=1, help="In-process: chunks of 1,000 awaiting receipts at once."
+    ),
     http_concurrency: int = typer.Option(3, min=1, help="HTTP: concurrent batch requests."),
+    admit_processes: int = typer.Option(
+        0,
+        min=0,
+        help="In-process node: run ingress checks in this many worker processes "
+        "(0: on threads, the node's default). The HTTP node uses its own default.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+    save: Path | None = typer.Option(None, help="Also write the results as JSON to this file."),
     workdir: Path | None = typer.Option(
-        None, help="Keep the workspaces and stores here (an empty or new directory); "
-        "default: a temporary directory, removed afterwards."),
+        None,
+        help="Keep the workspaces and stores here (an empty or new directory); "
+        "default: a temporary directory, removed afterwards.",
+    ),
 ) -> None:
     """Run every ledger workload and compare the figures with the issue's targets."""
+
     def progress(msg: str) -> None:
         err_console.print(f"[dim]… {msg}[/]")
 
     def go(root: Path) -> bench.LedgerBench:
-        return bench.run(root, txs=txs, http_txs=http_txs, verify_txs=verify_txs,
-                         proof_leaves=proof_leaves, max_block_txs=max_block_txs,
-                         max_wait=max_wait_ms / 1000, window=window,
-                         http_concurrency=http_concurrency, progress=progress)
+        return bench.run(
+            root,
+            txs=txs,
+            http_txs=http_txs,
+            verify_txs=verify_txs,
+            proof_leaves=proof_leaves,
+            max_block_txs=max_block_txs,
+            max_wait=max_wait_ms / 1000,
+            window=window,
+            http_concurrency=http_concurrency,
+            admit_processes=admit_processes,
+            progress=progress,
+        )
 
     try:
         if workdir is not None:
@@ -59,8 +82,11 @@ def ledger(
     except bench.BenchError as exc:
         err_console.print(f"[bold red]benchmark failed[/] {exc}")
         raise typer.Exit(1) from None
+    doc = json.dumps(result.to_doc(), indent=1, default=str)
+    if save is not None:
+        save.write_text(doc + "\n")
     if as_json:
-        print(json.dumps(result.to_doc(), indent=1, default=str))
+        print(doc)
     else:
         render(result)
 
@@ -76,27 +102,63 @@ def _mem_rows(mem: bench.MemorySamples, txs: int) -> list[tuple[str, str]]:
     half = len(mem.samples) // 2
     samples = ", ".join(f"{n // 1000:,}k: {r / 1024:,.0f}" for n, r in mem.samples)
     return [
-        ("RSS (MiB) after each 10 %", samples),
-        ("RSS first → last sample", f"{mem.first_kib / 1024:,.1f} → {mem.last_kib / 1024:,.1f} MiB"
-         f" (before the run {mem.before_kib / 1024:,.1f}, peak {mem.peak_kib / 1024:,.1f})"),
-        ("growth per 100k txs", f"{mem.growth_per_100k() / 1024:+,.2f} MiB over the run, "
-         f"{mem.growth_per_100k(half) / 1024:+,.2f} MiB over its second half "
-         f"({mem.samples[half][0]:,} → {txs:,} txs)"),
+        ("RSS (MiB, with child processes) after each 10 %", samples),
+        (
+            "RSS first → last sample",
+            f"{mem.first_kib / 1024:,.1f} → {mem.last_kib / 1024:,.1f} MiB"
+            f" (before the run {mem.before_kib / 1024:,.1f}, peak {mem.peak_kib / 1024:,.1f})",
+        ),
+        (
+            "growth per 100k txs",
+            f"{mem.growth_per_100k() / 1024:+,.2f} MiB first → last "
+            f"sample; {mem.second_half_slope_per_100k() / 1024:+,.2f} MiB trend over the second "
+            f"half ({mem.samples[half][0]:,} → {txs:,} txs)",
+        ),
+        *_blocks_rows(mem),
+    ]
+
+
+def _blocks_rows(mem: bench.MemorySamples) -> list[tuple[str, str]]:
+    retained = mem.retained_blocks_per_tx()
+    if mem.idle_blocks is None or retained is None:
+        return []
+    before, after = mem.idle_blocks
+    return [
+        (
+            "live Python blocks, idle",
+            f"{before:,} before the first submit → {after:,} after "
+            f"the last receipt ({after - before:+,}, {retained:+.3f} per tx; includes the "
+            "node's last block, which it keeps until the next one)",
+        )
     ]
 
 
 def _inproc_rows(r: bench.InProcessResult) -> list[tuple[str, str]]:
     lat = r.chunk_latency_ms
     return [
-        ("committed", f"{r.tx_per_s:,.0f} tx/s ({r.txs:,} txs in {r.seconds:.2f} s, first "
-         "submit → last receipt)"),
+        (
+            "committed",
+            f"{r.tx_per_s:,.0f} tx/s ({r.txs:,} txs in {r.seconds:.2f} s, first "
+            "submit → last receipt)",
+        ),
         ("receipts ok", f"{r.receipts_ok:,} of {r.txs:,}" + (f"; {r.not_ok}" if r.not_ok else "")),
-        ("blocks cut", f"{r.blocks:,} (max_block_txs {r.max_block_txs:,}, max_wait "
-         f"{r.max_wait_ms:g} ms; {r.txs / max(r.blocks, 1):,.0f} txs per block)"),
-        ("feeding", f"submit_many chunks of {r.chunk:,} from one thread, at most "
-         f"{r.window_chunks} chunks awaiting receipts; {r.gateways} gateways"),
-        ("chunk submit → receipt", f"p50 {lat.p50:,.0f} ms, p99 {lat.p99:,.0f} ms, "
-         f"max {lat.max:,.0f} ms ({lat.count:,} chunks)"),
+        (
+            "blocks cut",
+            f"{r.blocks:,} (max_block_txs {r.max_block_txs:,}, max_wait "
+            f"{r.max_wait_ms:g} ms; {r.txs / max(r.blocks, 1):,.0f} txs per block)",
+        ),
+        (
+            "feeding",
+            f"submit_many chunks of {r.chunk:,} from one thread, at most "
+            f"{r.window_chunks} chunks awaiting receipts; {r.gateways} gateways; ingress checks "
+            + (f"in {r.admit_processes} worker processes" if r.admit_processes else "on threads"),
+        ),
+        ("tx/s per 10 % of the run", ", ".join(f"{x:,.0f}" for x in r.tenths_tx_per_s)),
+        (
+            "chunk submit → receipt",
+            f"p50 {lat.p50:,.0f} ms, p99 {lat.p99:,.0f} ms, "
+            f"max {lat.max:,.0f} ms ({lat.count:,} chunks)",
+        ),
         ("client signing (untimed)", f"{r.sign_seconds:.2f} s ({r.sign_per_s:,.0f} tx/s)"),
         ("store size", f"{r.store_mib:,.1f} MiB"),
         ("other processes' CPU", f"{r.other_cpu_pct:.0f} % of the machine during this run"),
@@ -106,67 +168,120 @@ def _inproc_rows(r: bench.InProcessResult) -> list[tuple[str, str]]:
 
 def render(b: bench.LedgerBench) -> None:
     m, s = b.machine, b.baseline
-    console.print(_table("Machine", [
-        ("cpu", f"{m.cpu_model}, nproc {m.nproc}, {m.memory_gib} GiB"),
-        ("python", m.python), ("platform", m.platform), ("date", m.date_utc),
-        ("revision", m.revision),
-        ("other processes' CPU", f"{b.background_cpu_before:.0f} % of the machine before the "
-         f"run, {b.background_cpu_after:.0f} % after (3 s idle samples)"),
-    ]))
-    console.print(_table("Ed25519 verification ceiling (PyNaCl crypto_sign_open)", [
-        ("1 thread", f"{s.one_thread_per_s:,.0f} /s"),
-        ("2 threads", f"{s.two_threads_per_s:,.0f} /s"),
-        ("2 processes", f"{s.two_processes_per_s:,.0f} /s"),
-        ("sample", f"{s.verifications:,} verifications of {s.message_bytes} signed bytes"),
-        ("other processes' CPU", f"{s.other_cpu_pct:.0f} % of the machine meanwhile"),
-    ]))
+    console.print(
+        _table(
+            "Machine",
+            [
+                ("cpu", f"{m.cpu_model}, nproc {m.nproc}, {m.memory_gib} GiB"),
+                ("python", m.python),
+                ("platform", m.platform),
+                ("date", m.date_utc),
+                ("revision", m.revision),
+                (
+                    "other processes' CPU",
+                    f"{b.background_cpu_before:.0f} % of the machine before the "
+                    f"run, {b.background_cpu_after:.0f} % after (3 s idle samples)",
+                ),
+            ],
+        )
+    )
+    console.print(
+        _table(
+            "Ed25519 verification ceiling (PyNaCl crypto_sign_open)",
+            [
+                ("1 thread", f"{s.one_thread_per_s:,.0f} /s"),
+                ("2 threads", f"{s.two_threads_per_s:,.0f} /s"),
+                ("2 processes", f"{s.two_processes_per_s:,.0f} /s"),
+                ("sample", f"{s.verifications:,} verifications of {s.message_bytes} signed bytes"),
+                ("other processes' CPU", f"{s.other_cpu_pct:.0f} % of the machine meanwhile"),
+            ],
+        )
+    )
     console.print(_table("In-process (Node.submit_many)", _inproc_rows(b.inprocess)))
     if b.http is not None:
         h = b.http
         lat = h.batch_latency_ms
-        console.print(_table("HTTP (POST /v1/txs?wait=true, NDJSON)", [
-            ("committed", f"{h.tx_per_s:,.0f} tx/s ({h.txs:,} txs in {h.seconds:.2f} s)"),
-            ("receipts ok", f"{h.receipts_ok:,} of {h.txs:,}"
-             + (f"; {h.not_ok}" if h.not_ok else "")),
-            ("requests", f"batches of {h.batch:,} on {h.concurrency} connections; "
-             f"max_block_txs {h.max_block_txs:,}, max_wait {h.max_wait_ms:g} ms"),
-            ("batch latency", f"p50 {lat.p50:,.0f} ms, p99 {lat.p99:,.0f} ms"),
-            ("other processes' CPU", f"{h.other_cpu_pct:.0f} % of the machine (bench client "
-             "and server excluded)"),
-            *[(f"server {k}", v) for k, v in _mem_rows(h.server_memory, h.txs)],
-        ]))
+        console.print(
+            _table(
+                "HTTP (POST /v1/txs?wait=true, NDJSON)",
+                [
+                    ("committed", f"{h.tx_per_s:,.0f} tx/s ({h.txs:,} txs in {h.seconds:.2f} s)"),
+                    (
+                        "receipts ok",
+                        f"{h.receipts_ok:,} of {h.txs:,}" + (f"; {h.not_ok}" if h.not_ok else ""),
+                    ),
+                    (
+                        "requests",
+                        f"batches of {h.batch:,} on {h.concurrency} connections; "
+                        f"max_block_txs {h.max_block_txs:,}, max_wait {h.max_wait_ms:g} ms",
+                    ),
+                    ("batch latency", f"p50 {lat.p50:,.0f} ms, p99 {lat.p99:,.0f} ms"),
+                    ("server", f"stopped with SIGINT, exit code {h.server_exit_code}"),
+                    (
+                        "other processes' CPU",
+                        f"{h.other_cpu_pct:.0f} % of the machine (bench client "
+                        "and server excluded)",
+                    ),
+                    *[(f"server {k}", v) for k, v in _mem_rows(h.server_memory, h.txs)],
+                ],
+            )
+        )
     if b.verify_build is not None:
-        console.print(_table("Chain built for verify (same in-process workload)",
-                             _inproc_rows(b.verify_build)))
+        console.print(
+            _table(
+                "Chain built for verify (same in-process workload)", _inproc_rows(b.verify_build)
+            )
+        )
     v = b.verify
-    console.print(_table("Full verify (verify_store, 2 threads)", [
-        ("result", "OK" if v.ok else f"FAILED: {v.findings}"),
-        ("replayed", f"{v.txs:,} txs in {v.blocks:,} blocks, {v.checkpoints:,} checkpoints"),
-        ("time", f"{v.seconds:.2f} s ({v.tx_per_s:,.0f} tx/s)"),
-        ("process peak RSS", f"{v.peak_rss_mib:,.0f} MiB"),
-        ("other processes' CPU", f"{v.other_cpu_pct:.0f} % of the machine"),
-    ]))
+    console.print(
+        _table(
+            "Full verify (verify_store, 2 threads)",
+            [
+                ("result", "OK" if v.ok else f"FAILED: {v.findings}"),
+                (
+                    "replayed",
+                    f"{v.txs:,} txs in {v.blocks:,} blocks, {v.checkpoints:,} checkpoints",
+                ),
+                ("time", f"{v.seconds:.2f} s ({v.tx_per_s:,.0f} tx/s)"),
+                (
+                    "bench process peak RSS",
+                    f"{v.peak_rss_mib:,.0f} MiB (VmHWM so far; verify's worker "
+                    "processes not included)",
+                ),
+                ("other processes' CPU", f"{v.other_cpu_pct:.0f} % of the machine"),
+            ],
+        )
+    )
     p = b.proofs
-    console.print(_table("Proofs on a synthetic log (SQLite log_nodes)", [
-        ("log", f"{p.leaves:,} leaves, {p.nodes:,} stored nodes, {p.store_mib:,.0f} MiB"),
-        ("build", f"{p.build_seconds:.1f} s (CompactRange.append + executemany)"),
-        ("inclusion", _lat_us(p.inclusion_us, p.inclusion_hashes_mean)),
-        ("consistency", _lat_us(p.consistency_us, p.consistency_hashes_mean)),
-        ("verified", f"{p.verified_inclusion} inclusion, {p.verified_consistency} consistency "
-         f"(every 10th); seed {p.seed}"),
-        ("other processes' CPU", f"{p.other_cpu_pct:.0f} % of the machine"),
-    ]))
+    console.print(
+        _table(
+            "Proofs on a synthetic log (SQLite log_nodes)",
+            [
+                ("log", f"{p.leaves:,} leaves, {p.nodes:,} stored nodes, {p.store_mib:,.0f} MiB"),
+                ("build", f"{p.build_seconds:.1f} s (CompactRange.append + executemany)"),
+                ("inclusion", _lat_us(p.inclusion_us, p.inclusion_hashes_mean)),
+                ("consistency", _lat_us(p.consistency_us, p.consistency_hashes_mean)),
+                (
+                    "verified",
+                    f"{p.verified_inclusion} inclusion, {p.verified_consistency} consistency "
+                    f"(every 10th); seed {p.seed}",
+                ),
+                ("other processes' CPU", f"{p.other_cpu_pct:.0f} % of the machine"),
+            ],
+        )
+    )
     t = Table(title="Issue 2 targets", title_justify="left")
     for col in ("figure", "target", "measured", "result"):
         t.add_column(col)
     for c in b.checks:
-        verdict = {True: "[green]PASS[/]", False: "[red]FAIL[/]", None: "[yellow]n/a[/]"}[
-            c.passed]
+        verdict = {True: "[green]PASS[/]", False: "[red]FAIL[/]", None: "[yellow]n/a[/]"}[c.passed]
         t.add_row(c.figure, c.target, c.measured, verdict)
     console.print(t)
     console.print(f"total {b.seconds:.0f} s")
 
 
 def _lat_us(s: bench.LatencyStats, hashes: float) -> str:
-    return (f"mean {s.mean:,.0f} µs, p50 {s.p50:,.0f} µs, p99 {s.p99:,.0f} µs, max "
-            f"{s.max:,.0f} µs ({s.count:,} proofs, {hashes:.1f} hashes each on average)")
+    return (
+        f"mean {s.mean:,.0f} µs, p50 {s.p50:,.0f} µs, p99 {s.p99:,.0f} µs, max "
+        f"{s.max:,.0f} µs ({s.count:,} proofs, {hashes:.1f} hashes each on average)"
+    )

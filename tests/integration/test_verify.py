@@ -6,6 +6,7 @@ hypothesis, and asserts that verification fails and names a height.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -71,7 +72,7 @@ def _where(keys: str) -> str:
     return " AND ".join(f"{k.strip()} = ?" for k in keys.split(","))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=FIXTURE_OK)
+@settings(max_examples=int(os.environ.get("TAMPER_EXAMPLES", "60")), deadline=None, suppress_health_check=FIXTURE_OK)
 @given(data=st.data())
 def test_any_flipped_byte_is_caught(pristine: Path, tmp_path: Path, data: st.DataObject) -> None:
     db = _copy(pristine, tmp_path)

@@ -113,20 +113,26 @@ class MemoryState:
     def __init__(self, base: StateReader | None = None) -> None:
         self.base = base
         self.data: dict[str, bytes | None] = {}
+        self._base_reads: dict[str, bytes | None] = {}  # the base never changes: cache it
 
     def get_state(self, key: str) -> bytes | None:
         if key in self.data or self.base is None:
             return self.data.get(key)
-        return self.base.get_state(key)
+        if key not in self._base_reads:
+            self._base_reads[key] = self.base.get_state(key)
+        return self._base_reads[key]
 
     def get_states(self, keys: Sequence[str]) -> dict[str, bytes | None]:
         out = {k: self.data.get(k) for k in keys}
         if self.base is not None:
-            missing = [k for k in keys if k not in self.data]
+            missing = [k for k in keys if k not in self.data and k not in self._base_reads]
             if missing:
-                out.update(self.base.get_states(missing))
+                self._base_reads.update(self.base.get_states(missing))
+            out.update((k, self._base_reads[k]) for k in keys if k not in self.data)
         return out
 
     def apply(self, writes: Mapping[str, bytes | None]) -> None:
         """Layer ``writes`` on top (a deletion is kept as None so it hides the base)."""
         self.data.update(writes)
+        for k in writes:
+            self._base_reads.pop(k, None)

@@ -38,7 +38,7 @@ from medledger.ledger.checkpoint import CheckpointError, verify_checkpoint
 from medledger.ledger.checkpoint import key_id as note_key_id
 from medledger.ledger.execute import Executed, Executor
 from medledger.ledger.state import HistoricalState, MemoryState, writes_root
-from medledger.ledger.store.base import Store, StoredBlock, TxRecord
+from medledger.ledger.store.base import BlockCommit, Store, StoredBlock, TxRecord
 from medledger.ledger.tx import Signature, Transaction, decode
 
 CHUNK_TXS = 4096
@@ -87,6 +87,8 @@ class _Segment:
     roots: dict[int, tuple[int, bytes, bytes]] = field(default_factory=dict)
     log_size: int = 0
     log_hashes: list[bytes] = field(default_factory=list)
+    writes: int = 0  # state rows this segment's blocks must have stored
+    nodes: int = 0  # Merkle nodes this segment's blocks must have stored
 
     def fail(self, height: int | None, check: str, detail: str) -> None:
         self.findings.append(Finding(height, check, detail))
@@ -118,6 +120,7 @@ class _Replayer:
                 raws=[], executed=Executed([], genesis_writes(self.genesis)),
             )
             self._compare_block(self.store.block(0), sealed.commit.block, 0)
+            self._compare_stored(0, sealed.commit)
             state = MemoryState()
             state.apply(sealed.commit.writes)
             self._remember_pubs(sealed.commit.writes)
@@ -216,7 +219,7 @@ class _Replayer:
         txs = []
         for i, r in enumerate(recs):
             tx = decoded.get(r.tx_id)
-            if tx is None or tx.raw != r.raw:
+            if tx is None or tx.raw != r.raw or tx.tx_id != r.tx_id:
                 self.out.fail(h, "tx", f"transaction at log index {r.index} does not decode "
                               "or its id is not SHA-256 of its bytes")
                 raise _Stop
@@ -242,6 +245,7 @@ class _Replayer:
                       prev_state_root=prev.state_root, log=log,
                       tx_ids=[t.tx_id for t in txs], raws=[t.raw for t in txs], executed=executed)
         self._compare_block(blk, sealed.commit.block, h)
+        self._compare_stored(h, sealed.commit)
         if stored.time < prev.time:
             self.out.fail(h, "header", f"block time {stored.time} earlier than {prev.time}")
         state.apply(executed.writes)
@@ -273,6 +277,25 @@ class _Replayer:
             self.out.fail(h, "block", f"block {h} claims txs [{got.first_index}, "
                           f"+{got.tx_count}), replay has [{want.first_index}, +{want.tx_count})")
             raise _Stop
+
+    def _compare_stored(self, h: int, commit: BlockCommit) -> None:
+        """The block's stored state rows and Merkle nodes equal what replay derived."""
+        stored = self.store.block_writes(h, list(commit.writes))
+        if stored != commit.writes:
+            bad = sorted(k for k in commit.writes if stored.get(k, b"") != commit.writes[k])
+            self.out.fail(h, "state", f"stored state writes of block {h} differ from replay "
+                          f"({len(bad)} keys, first {bad[0] if bad else '?'})")
+            raise _Stop
+        ids = [nid for nid, _ in commit.nodes]
+        try:
+            nodes = self.store.get_nodes(ids)
+        except KeyError:
+            nodes = []
+        if nodes != [hsh for _, hsh in commit.nodes]:
+            self.out.fail(h, "log_nodes", f"stored Merkle nodes of block {h} missing or wrong")
+            raise _Stop
+        self.out.writes += len(commit.writes)
+        self.out.nodes += len(ids)
 
     def _remember_pubs(self, writes: dict[str, bytes | None]) -> None:
         for k, v in writes.items():
@@ -306,11 +329,26 @@ class _Derived:
         self.checkpoints = 0
 
     def run(self) -> _Segment:
+        """Every block's own rows were compared during replay; here only what could lie outside
+        them: extra rows (found by counting, then located by a scan), compact range and
+        checkpoints."""
         size, hashes = self.store.compact()
         if size != self.seg.log_size or list(hashes) != self.seg.log_hashes:
             self.out.fail(self.head, "compact", "stored compact range differs from replay")
-        self._state_history()
-        self._nodes()
+        counts = self.store.row_counts()
+        if counts["state"] != self.seg.writes:
+            self._state_history()
+            if not self.out.findings:
+                self.out.fail(self.head, "state", f"{counts['state']} state rows stored, "
+                              f"replay wrote {self.seg.writes}")
+        if counts["log_nodes"] != self.seg.nodes:
+            self._nodes()
+            if not any(f.check == "log_nodes" for f in self.out.findings):
+                self.out.fail(self.head, "log_nodes", f"{counts['log_nodes']} Merkle nodes "
+                              f"stored, the log has {self.seg.nodes}")
+        if counts["txs"] != self.seg.log_size:
+            self.out.fail(self.head, "tx", f"{counts['txs']} transactions stored, the log has "
+                          f"{self.seg.log_size}")
         self._checkpoints()
         return self.out
 
@@ -468,6 +506,8 @@ def verify_store(
         merged.blocks += seg.blocks
         merged.txs += seg.txs
     merged.log_size, merged.log_hashes = results[-1].log_size, results[-1].log_hashes
+    merged.writes = sum(seg.writes for seg in results)
+    merged.nodes = sum(seg.nodes for seg in results)
     report.blocks, report.txs = merged.blocks, merged.txs
     report.findings.extend(merged.findings)
     if not merged.findings:

@@ -115,6 +115,15 @@ class Store(ABC):
         """Every stored state write (key, height, value) ordered by height, then key."""
 
     @abstractmethod
+    def block_writes(self, height: int, keys: Sequence[str]) -> dict[str, bytes | None]:
+        """Stored writes of block ``height`` for ``keys`` (a key without a row is absent;
+        a deletion maps to None)."""
+
+    @abstractmethod
+    def row_counts(self) -> dict[str, int]:
+        """Row counts of ``blocks``, ``txs``, ``state``, ``log_nodes`` and ``checkpoints``."""
+
+    @abstractmethod
     def get_nodes(self, ids: Sequence[int]) -> list[bytes]:
         """Merkle node hashes by id (``merkle.node_id``); KeyError if one is missing."""
 

@@ -203,6 +203,22 @@ class SQLiteStore(Store):
                 out[k] = _blob(v)
         return out
 
+    def block_writes(self, height: int, keys: Sequence[str]) -> dict[str, bytes | None]:
+        out: dict[str, bytes | None] = {}
+        unique = list(dict.fromkeys(keys))
+        for i in range(0, len(unique), 500):
+            chunk = unique[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT key, value FROM state WHERE height = ? AND key IN ({marks})",
+                (height, *chunk))
+            out.update((k, _blob(v)) for k, v in rows)
+        return out
+
+    def row_counts(self) -> dict[str, int]:
+        return {t: int(self._db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])
+                for t in ("blocks", "txs", "state", "log_nodes", "checkpoints")}
+
     def opener(self) -> Callable[[], Store] | None:
         return None if self.path is None else partial(SQLiteStore, self.path)
 

@@ -828,12 +828,13 @@ class VerifyResult:
     other_cpu_pct: float
 
 
-def run_verify(db: Path, threads: int = 2) -> VerifyResult:
-    """``verify_store`` over the store at ``db``."""
+def run_verify(db: Path) -> VerifyResult:
+    """``verify_store`` over the store at ``db`` (its default: one replay process per core for
+    large chains)."""
     store = SQLiteStore(db)
     watch = CpuWatch()
     try:
-        report = verify_store(store, default_registry(), threads=threads)
+        report = verify_store(store, default_registry())
     finally:
         store.close()
     return VerifyResult(

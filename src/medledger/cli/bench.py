@@ -235,7 +235,7 @@ def render(b: bench.LedgerBench) -> None:
     v = b.verify
     console.print(
         _table(
-            "Full verify (verify_store, 2 threads)",
+            "Full verify (verify_store, one replay process per core)",
             [
                 ("result", "OK" if v.ok else f"FAILED: {v.findings}"),
                 (

@@ -39,7 +39,8 @@ def init(
 
 def verify(
     directory: Path = WorkspaceOpt,
-    threads: int = typer.Option(2, min=1, help="Signature-verification threads."),
+    workers: int = typer.Option(
+        0, min=0, help="Replay processes (0: one per core for large chains, else one)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Replay the whole chain from genesis and check every signature, hash and root."""
@@ -51,7 +52,7 @@ def verify(
                   TimeRemainingColumn(), console=err_console, transient=True,
                   disable=as_json) as bar:
         task = bar.add_task("verify", total=total)
-        report = verify_store(store, default_registry(), threads=threads,
+        report = verify_store(store, default_registry(), workers=workers or None,
                               progress=lambda h, _t: bar.update(task, completed=h))
     if as_json:
         console.print_json(json.dumps({

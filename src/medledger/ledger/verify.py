@@ -20,16 +20,15 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import os
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-
-import orjson
 
 from medledger.consortium.genesis import Genesis, genesis_writes
 from medledger.contracts.base import Registry
-from medledger.crypto.keys import unb64, verify
+from medledger.crypto.keys import verify
 from medledger.errors import MedLedgerError
 from medledger.ledger import merkle
 from medledger.ledger.block import BlockHeader, leaf_data_raw
@@ -97,11 +96,10 @@ class _Segment:
 class _Replayer:
     """Replays one segment of the chain against a store."""
 
-    def __init__(self, store: Store, registry: Registry, genesis: Genesis, threads: int) -> None:
-        self.store, self.genesis, self.threads = store, genesis, threads
+    def __init__(self, store: Store, registry: Registry, genesis: Genesis) -> None:
+        self.store, self.genesis = store, genesis
         self.executor = Executor(registry, genesis.chain_id)
         self.out = _Segment()
-        self.pubs: dict[tuple[str, str], bytes] = {}
 
     def run(self, start: int, stop: int, progress: Callable[[int, int], None] | None) -> _Segment:
         try:
@@ -123,7 +121,6 @@ class _Replayer:
             self._compare_stored(0, sealed.commit)
             state = MemoryState()
             state.apply(sealed.commit.writes)
-            self._remember_pubs(sealed.commit.writes)
             self.out.roots[0] = (0, log.root(), sealed.header.hash)
             return state, log, sealed.header
         blk = self.store.block(start - 1)
@@ -137,8 +134,6 @@ class _Replayer:
             self.out.fail(start - 1, "log_nodes", f"Merkle nodes for log size {prev.log_size} "
                           "missing")
             raise _Stop from None
-        for _, raw in self.store.scan_state("consortium/member/", limit=10_000_000):
-            self._remember_pubs({"consortium/member/": raw})
         return MemoryState(HistoricalState(self.store, start - 1)), log, prev
 
     def _blocks(
@@ -150,22 +145,11 @@ class _Replayer:
         stop: int,
         progress: Callable[[int, int], None] | None,
     ) -> None:
-        with ThreadPoolExecutor(self.threads) as pool:
-            chunks = self._chunks(start, stop)
-            current = next(chunks, None)
-            pending: Future[set[tuple[bytes, str, bytes]]] | None = None
-            while current is not None:
-                blocks, decoded = current
-                if pending is None:
-                    pending = pool.submit(self._check_sigs, decoded)
-                nxt = next(chunks, None)
-                good = pending.result()
-                pending = None if nxt is None else pool.submit(self._check_sigs, nxt[1])
-                for blk, recs in blocks:
-                    prev = self._block(state, log, prev, blk, recs, decoded, good)
-                    if progress:
-                        progress(blk.height, stop - 1)
-                current = nxt
+        for blocks, decoded in self._chunks(start, stop):
+            for blk, recs in blocks:
+                prev = self._block(state, log, prev, blk, recs, decoded)
+                if progress:
+                    progress(blk.height, stop - 1)
         self.out.log_size, self.out.log_hashes = log.size, log.to_hashes()
 
     def _chunks(
@@ -192,15 +176,6 @@ class _Replayer:
                 h += 1
             yield blocks, decoded
 
-    def _check_sigs(self, decoded: dict[bytes, Transaction]) -> set[tuple[bytes, str, bytes]]:
-        good = set()
-        for tx in decoded.values():
-            for s in tx.sigs:
-                pub = self.pubs.get((s.by, s.kid))
-                if pub is not None and verify(pub, tx.signed, s.sig):
-                    good.add((tx.tx_id, s.by, pub))
-        return good
-
     def _block(
         self,
         state: MemoryState,
@@ -209,7 +184,6 @@ class _Replayer:
         blk: StoredBlock,
         recs: list[TxRecord],
         decoded: dict[bytes, Transaction],
-        good: set[tuple[bytes, str, bytes]],
     ) -> BlockHeader:
         h = blk.height
         if blk.first_index != log.size or len(recs) != blk.tx_count:
@@ -229,11 +203,8 @@ class _Replayer:
                 raise _Stop
             txs.append(tx)
 
-        def sig_ok(tx: Transaction, sig: Signature, pub: bytes) -> bool:
-            return (tx.tx_id, sig.by, pub) in good or verify(pub, tx.signed, sig.sig)
-
         stored = self._decode_header(blk)
-        executed = self.executor.execute_block(state, txs, h, stored.time, sig_ok)
+        executed = self.executor.execute_block(state, txs, h, stored.time, _sig_ok)
         for i, (r, res, enc) in enumerate(
             zip(recs, executed.results, executed.encoded, strict=True)
         ):
@@ -249,7 +220,6 @@ class _Replayer:
         if stored.time < prev.time:
             self.out.fail(h, "header", f"block time {stored.time} earlier than {prev.time}")
         state.apply(executed.writes)
-        self._remember_pubs(executed.writes)
         self.out.roots[log.size] = (h, log.root(), sealed.header.hash)
         self.out.blocks += 1
         self.out.txs += len(txs)
@@ -297,25 +267,19 @@ class _Replayer:
         self.out.writes += len(commit.writes)
         self.out.nodes += len(ids)
 
-    def _remember_pubs(self, writes: dict[str, bytes | None]) -> None:
-        for k, v in writes.items():
-            if k.startswith("consortium/member/") and v is not None:
-                try:
-                    m = orjson.loads(v)
-                    for key in m["keys"]:
-                        self.pubs[(m["id"], key["kid"])] = unb64(key["pub"], length=32)
-                except (orjson.JSONDecodeError, KeyError, TypeError, MedLedgerError):
-                    continue  # a damaged record fails verification elsewhere; this is a cache
+
+def _sig_ok(tx: Transaction, sig: Signature, pub: bytes) -> bool:
+    return verify(pub, tx.signed, sig.sig)
 
 
 def _replay_segment(
-    opener: Callable[[], Store], registry: Registry, start: int, stop: int, threads: int
+    opener: Callable[[], Store], registry: Registry, start: int, stop: int
 ) -> _Segment:
     """Process entry point: replay [start, stop) on a freshly opened store."""
     store = opener()
     try:
         genesis = Genesis.load(store.genesis() or b"")
-        return _Replayer(store, registry, genesis, threads).run(start, stop, None)
+        return _Replayer(store, registry, genesis).run(start, stop, None)
     finally:
         store.close()
 
@@ -455,14 +419,15 @@ def verify_store(
     store: Store,
     registry: Registry,
     *,
-    threads: int = 2,
     workers: int | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> VerifyReport:
     """Replay and check the whole chain in ``store``; see the module docstring.
 
-    ``workers`` processes replay segments in parallel (default: ``threads`` when the store can
-    be reopened and holds at least ``PARALLEL_MIN_TXS`` transactions, else 1).
+    ``workers`` processes replay segments in parallel (default: one per core when the store can
+    be reopened and holds at least ``PARALLEL_MIN_TXS`` transactions, else 1, in-process).
+    Signatures are verified inline: libsodium releases the GIL, but a verifying thread beside a
+    busy interpreter waits for the lock after every call, so threads do not help here.
     """
     began = time.perf_counter()
     report = VerifyReport()
@@ -484,17 +449,18 @@ def verify_store(
     except (MedLedgerError, ValueError, KeyError, TypeError):
         log_size = 0
     if workers is None:
-        workers = threads if opener is not None and log_size >= PARALLEL_MIN_TXS else 1
+        big = opener is not None and log_size >= PARALLEL_MIN_TXS
+        workers = (os.cpu_count() or 1) if big else 1
     segments = _split(store, head, workers) if workers > 1 and opener is not None else [
         (0, head + 1)]
     report.workers = len(segments)
     if len(segments) == 1:
-        results = [_Replayer(store, registry, genesis, threads).run(0, head + 1, progress)]
+        results = [_Replayer(store, registry, genesis).run(0, head + 1, progress)]
     else:
         assert opener is not None
         ctx = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(len(segments), mp_context=ctx) as pool:
-            futures = [pool.submit(_replay_segment, opener, registry, a, b, 1)
+            futures = [pool.submit(_replay_segment, opener, registry, a, b)
                        for a, b in segments]
             results = [f.result() for f in futures]
             if progress:

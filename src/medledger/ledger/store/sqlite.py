@@ -212,7 +212,7 @@ class SQLiteStore(Store):
             rows = self._db.execute(
                 f"SELECT key, value FROM state WHERE height = ? AND key IN ({marks})",
                 (height, *chunk))
-            out.update((k, _blob(v)) for k, v in rows)
+            out.update(rows)  # values stay as stored: a hand-edited TEXT value then differs
         return out
 
     def row_counts(self) -> dict[str, int]:

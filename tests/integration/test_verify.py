@@ -22,6 +22,7 @@ from tests.integration.chainbuilder import build_chain
 
 pytestmark = pytest.mark.integration
 FIXTURE_OK = [HealthCheck.function_scoped_fixture]
+FLIPS = int(os.environ.get("TAMPER_EXAMPLES", "60"))  # raise it for a longer hunt
 
 # table -> (key columns identifying a row, columns whose bytes matter)
 TABLES = {
@@ -72,7 +73,7 @@ def _where(keys: str) -> str:
     return " AND ".join(f"{k.strip()} = ?" for k in keys.split(","))
 
 
-@settings(max_examples=int(os.environ.get("TAMPER_EXAMPLES", "60")), deadline=None, suppress_health_check=FIXTURE_OK)
+@settings(max_examples=FLIPS, deadline=None, suppress_health_check=FIXTURE_OK)
 @given(data=st.data())
 def test_any_flipped_byte_is_caught(pristine: Path, tmp_path: Path, data: st.DataObject) -> None:
     db = _copy(pristine, tmp_path)

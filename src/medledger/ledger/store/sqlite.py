@@ -53,7 +53,8 @@ class SQLiteStore(Store):
         self._writer = self._connect()  # also keeps a shared in-memory database alive
         self._writer.executescript(SCHEMA)
         self._cache: OrderedDict[str, bytes | None] = OrderedDict()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the cache
+        self._write_lock = threading.Lock()  # one writer transaction at a time
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._uri, uri=True, isolation_level=None, check_same_thread=False)
@@ -86,7 +87,7 @@ class SQLiteStore(Store):
     def _write(self, bc: BlockCommit, genesis: bytes | None) -> None:
         db, b = self._writer, bc.block
         h = b.height
-        with self._lock:
+        with self._write_lock:  # readers keep going while the block is written
             db.execute("BEGIN IMMEDIATE")
             try:
                 if genesis is not None:
@@ -113,14 +114,16 @@ class SQLiteStore(Store):
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
-                self._cache.clear()
+                with self._lock:
+                    self._cache.clear()
                 raise
-            for k, v in bc.writes.items():
-                if k in self._cache:
-                    self._cache[k] = v
+            with self._lock:  # a reader that missed the cache holds this lock until it stores
+                for k, v in bc.writes.items():  # what it read, so this update lands after it
+                    if k in self._cache:
+                        self._cache[k] = v
 
     def add_checkpoint(self, size: int, height: int, note: bytes) -> None:
-        with self._lock:
+        with self._write_lock:
             self._writer.execute("INSERT OR REPLACE INTO checkpoints VALUES (?,?,?)",
                                  (size, height, note))
 

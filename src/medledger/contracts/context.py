@@ -63,5 +63,5 @@ class Context:
         return None if raw is None else orjson.loads(raw)
 
     def emit(self, name: str, data: JSON) -> None:
-        canonical.encode(data)  # refuse floats early, in the contract's own frame
+        canonical.check(data)  # refuse floats early, in the contract's own frame
         self.events.append(Event(name, data))

@@ -59,6 +59,11 @@ def _check(value: JSON, depth: int = 0) -> None:
     raise CanonicalError(Code.NON_CANONICAL, f"type {t.__name__} is not JSON")
 
 
+def check(value: JSON) -> None:
+    """Raise CanonicalError unless ``value`` can be encoded (JSON, no floats, safe integers)."""
+    _check(value)
+
+
 def encode(value: JSON) -> bytes:
     """Return the canonical bytes of ``value``; raises CanonicalError for floats and non-JSON."""
     _check(value)

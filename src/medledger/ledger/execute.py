@@ -58,6 +58,8 @@ class Executor:
         self.registry = registry
         self.chain_id = chain_id
         self._decoded: dict[bytes, Any] = {}  # member/org records by their bytes (read-only)
+        # per block: (member record bytes, kid) -> (caller, public key, org record bytes)
+        self._auth: dict[tuple[bytes, str], tuple[Caller, bytes, bytes | None]] = {}
 
     def _load(self, raw: bytes) -> Any:
         value = self._decoded.get(raw)
@@ -76,6 +78,7 @@ class Executor:
         sig_ok: SigOracle,
     ) -> Executed:
         state = BlockState(base)
+        self._auth = {}
         for contract in self.registry.contracts.values():
             tx_state = state.tx()
             contract.begin_block(Context(tx_state, contract.name, height, time, "", SYSTEM))
@@ -129,7 +132,7 @@ class Executor:
                 _check_cosign(spec.cosign(args), cosigners)
             ctx = Context(tx_state, contract.name, height, time, tx.tx_id.hex(), caller, cosigners)
             value = spec.fn(contract, ctx, args)
-            canonical.encode(value)
+            canonical.check(value)
         except _Invalid as exc:
             return result_doc(exc.code, exc.message)
         except MedLedgerError as exc:
@@ -161,6 +164,14 @@ class Executor:
         raw = state.get(f"consortium/member/{sig.by}")
         if raw is None:
             raise _Invalid(Code.UNKNOWN_SIGNER, f"no enrolled member {sig.by}")
+        hit = self._auth.get((raw, sig.kid))
+        if hit is not None:  # same member record and key, same block time: same verdict
+            caller, pub, org_raw = hit
+            if state.get(f"consortium/org/{caller.org}") is org_raw:
+                if not sig_ok(tx, sig, pub):
+                    raise _Invalid(Code.BAD_SIGNATURE,
+                                   f"signature by {sig.by} (key {sig.kid}) is invalid")
+                return caller
         member = self._load(raw)
         if member["status"] == "revoked" and member["revoked_at"] <= time:
             raise _Invalid(Code.MEMBER_REVOKED, f"member {sig.by} revoked")
@@ -180,9 +191,12 @@ class Executor:
             status = key_status(known[0], time)
             code = Code.KEY_REVOKED if status == "revoked" else Code.KEY_EXPIRED
             raise _Invalid(code, f"key {sig.kid} of {sig.by} is {status} at {time}")
-        if not sig_ok(tx, sig, _pub(key)):
+        pub = _pub(key)
+        caller = Caller(sig.by, member["org"], member["role"], org["kind"])
+        self._auth[(raw, sig.kid)] = (caller, pub, org_raw)
+        if not sig_ok(tx, sig, pub):
             raise _Invalid(Code.BAD_SIGNATURE, f"signature by {sig.by} (key {sig.kid}) is invalid")
-        return Caller(sig.by, member["org"], member["role"], org["kind"])
+        return caller
 
 
 def _pub(key: dict[str, Any]) -> bytes:

@@ -366,6 +366,21 @@ class MemoryNodeStore:
         return set(self._nodes)
 
 
+def root_of(leaf_hashes: Sequence[bytes]) -> bytes:
+    """MTH over leaves given by their hashes, computed level by level: pairing neighbours and
+    carrying an odd last node up unchanged builds exactly the RFC 9162 §2.1.1 tree (its left
+    subtrees are the largest powers of two)."""
+    level = list(leaf_hashes)
+    if not level:
+        return EMPTY_ROOT
+    while len(level) > 1:
+        nxt = [node_hash(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0]
+
+
 def reference_root(leaves: Sequence[bytes]) -> bytes:
     """MTH(D[n]) over leaf *data*, recursively as RFC 9162 §2.1.1 defines it (slow, for tests)."""
     n = len(leaves)

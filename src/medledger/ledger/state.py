@@ -36,10 +36,7 @@ def encode_write(key: str, value: bytes | None) -> bytes:
 
 
 def writes_root(writes: Mapping[str, bytes | None]) -> bytes:
-    tree = merkle.CompactRange()
-    for key in sorted(writes):
-        tree.append(merkle.leaf_hash(encode_write(key, writes[key])))
-    return tree.root()
+    return merkle.root_of([merkle.leaf_hash(encode_write(k, writes[k])) for k in sorted(writes)])
 
 
 def next_state_root(prev: bytes, root_of_writes: bytes) -> bytes:

@@ -23,6 +23,7 @@ from medledger.ledger.merkle import (
     reference_inclusion_proof,
     reference_root,
     root_from_inclusion,
+    root_of,
     split_node_id,
     tree_root,
     verify_consistency,
@@ -317,3 +318,8 @@ def test_consistency_property(leaves: list[bytes], data: st.DataObject) -> None:
     for other in range(size1, 2 * size2 + 2):
         same = ((size1 - 1) ^ (other - 1)).bit_length() == ((size1 - 1) ^ (size2 - 1)).bit_length()
         assert fails(size1, other, root1, root2, proof) != same
+
+
+@given(st.lists(st.binary(max_size=8), max_size=70))
+def test_root_of_matches_reference(leaves: list[bytes]) -> None:
+    assert root_of([leaf_hash(x) for x in leaves]) == reference_root(leaves)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from medledger.errors import Code, MedLedgerError
+
 ORG_KINDS = frozenset(
     {
         "hospital", "cdc", "research", "pharmacy", "insurer", "regulator",
@@ -80,6 +82,20 @@ def active_key(member: dict[str, Any], kid: str, time: int) -> dict[str, Any] | 
         if k["kid"] == kid:
             return k if key_status(k, time) == "ok" else None
     return None
+
+
+def signing_key(member: dict[str, Any], kid: str, time: int) -> dict[str, Any]:
+    """The member's key ``kid`` valid at ``time``; raises MedLedgerError with ``unknown_signer``
+    (no such key), ``key_revoked`` or ``key_expired``."""
+    key = active_key(member, kid, time)
+    if key is not None:
+        return key
+    known = [k for k in member["keys"] if k["kid"] == kid]
+    if not known:
+        raise MedLedgerError(Code.UNKNOWN_SIGNER, f"member {member['id']} has no key {kid}")
+    status = key_status(known[0], time)
+    code = Code.KEY_REVOKED if status == "revoked" else Code.KEY_EXPIRED
+    raise MedLedgerError(code, f"key {kid} of {member['id']} is {status} at {time}")
 
 
 def key_status(key: dict[str, Any], time: int) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from medledger.consortium.model import active_key, key_status
+from medledger.consortium.model import signing_key
 from medledger.contracts.base import Registry
 from medledger.contracts.context import Caller, Context
 from medledger.crypto import canonical
@@ -183,14 +183,10 @@ class Executor:
         org = self._load(org_raw) if org_raw else None
         if org is None or org["status"] != "active":
             raise _Invalid(Code.ORG_INACTIVE, f"organisation {member['org']} is not active")
-        key = active_key(member, sig.kid, time)
-        if key is None:
-            known = [k for k in member["keys"] if k["kid"] == sig.kid]
-            if not known:
-                raise _Invalid(Code.UNKNOWN_SIGNER, f"member {sig.by} has no key {sig.kid}")
-            status = key_status(known[0], time)
-            code = Code.KEY_REVOKED if status == "revoked" else Code.KEY_EXPIRED
-            raise _Invalid(code, f"key {sig.kid} of {sig.by} is {status} at {time}")
+        try:
+            key = signing_key(member, sig.kid, time)
+        except MedLedgerError as exc:
+            raise _Invalid(exc.code, exc.message) from None
         pub = _pub(key)
         caller = Caller(sig.by, member["org"], member["role"], org["kind"])
         self._auth[(raw, sig.kid)] = (caller, pub, org_raw)

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from medledger.consortium.model import active_key, key_status
+from medledger.consortium.model import signing_key
 from medledger.crypto.keys import unb64, verify
 from medledger.errors import Code, MedLedgerError, RejectedError
 from medledger.ledger.execute import nonce_key
@@ -33,6 +33,7 @@ class Reader(Protocol):
 class Admitted:
     tx: Transaction
     keys: tuple[bytes, ...]  # public keys the signatures verified with, in ``tx.sigs`` order
+    committed: bool = False  # already in the chain (a resubmission): answer from the store
 
 
 def admit_batch(
@@ -68,7 +69,7 @@ def admit_batch(
                     item.tx_id not in committed:  # a committed tx resubmitted stays idempotent
                 raise RejectedError(Code.REPLAYED_NONCE,
                                     f"{item.signer} already used nonce {item.nonce}")
-            result.append(Admitted(item, keys))
+            result.append(Admitted(item, keys, item.tx_id in committed))
         except MedLedgerError as exc:
             result.append(exc)
     return result
@@ -87,14 +88,10 @@ def _check_sig(
         member = loaded[key_name] = orjson.loads(raw)
     if member["status"] == "revoked":
         raise RejectedError(Code.MEMBER_REVOKED, f"member {sig.by} was revoked")
-    key = active_key(member, sig.kid, now)
-    if key is None:
-        known = [k for k in member["keys"] if k["kid"] == sig.kid]
-        if not known:
-            raise RejectedError(Code.UNKNOWN_SIGNER, f"{sig.by} has no key {sig.kid}")
-        status = key_status(known[0], now)
-        code = Code.KEY_REVOKED if status == "revoked" else Code.KEY_EXPIRED
-        raise RejectedError(code, f"key {sig.kid} of {sig.by} is {status}")
+    try:
+        key = signing_key(member, sig.kid, now)
+    except MedLedgerError as exc:
+        raise RejectedError(exc.code, exc.message) from None
     pub = unb64(key["pub"], length=32)
     if not verify(pub, tx.signed, sig.sig):
         raise RejectedError(Code.BAD_SIGNATURE, f"signature by {sig.by} does not verify")
@@ -106,7 +103,7 @@ def _check_sig(
 _worker_store: Store | None = None
 _worker_chain = ""
 
-Outcome = tuple[str, str, tuple[bytes, ...]]  # ("ok", "", keys) or (code, message, ())
+Outcome = tuple[str, str, tuple[bytes, ...]]  # ("ok"|"committed", "", keys) or (code, msg, ())
 
 
 def worker_init(opener: Callable[[], Store], chain_id: str) -> None:
@@ -121,7 +118,7 @@ def worker_admit(raws: Sequence[bytes], now: int) -> list[Outcome]:
     out: list[Outcome] = []
     for r in admit_batch(raws, _worker_chain, _worker_store, now):
         if isinstance(r, Admitted):
-            out.append(("ok", "", r.keys))
+            out.append(("committed" if r.committed else "ok", "", r.keys))
         else:
             out.append((str(r.code), r.message, ()))
     return out
@@ -130,6 +127,6 @@ def worker_admit(raws: Sequence[bytes], now: int) -> list[Outcome]:
 def from_outcome(raw: bytes, outcome: Outcome) -> Admitted | MedLedgerError:
     """Rebuild a worker's verdict in the node's process (the bytes were already checked)."""
     status, message, keys = outcome
-    if status == "ok":
-        return Admitted(decode_trusted(raw), keys)
+    if status in ("ok", "committed"):
+        return Admitted(decode_trusted(raw), keys, status == "committed")
     return RejectedError(Code(status), message)

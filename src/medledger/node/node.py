@@ -198,8 +198,9 @@ class Node:
     def _enqueue(self, admitted: list[Admitted | MedLedgerError]) -> list[Future[Receipt]]:
         futures: list[Future[Receipt]] = []
         fresh: list[Admitted] = []
-        ids = [a.tx.tx_id for a in admitted if isinstance(a, Admitted)]
-        committed = self.store.known_txs(ids)
+        # admission flags a resubmitted tx whose nonce its first copy used; one that committed
+        # as invalid (nonce unused) is answered from the store when its block is built
+        committed = {a.tx.tx_id for a in admitted if isinstance(a, Admitted) and a.committed}
         with self._lock:
             for a in admitted:
                 fut: Future[Receipt] = Future()

@@ -36,10 +36,10 @@ def ledger(
     ),
     http_concurrency: int = typer.Option(3, min=1, help="HTTP: concurrent batch requests."),
     admit_processes: int = typer.Option(
-        0,
+        2,
         min=0,
-        help="In-process node: run ingress checks in this many worker processes "
-        "(0: on threads, the node's default). The HTTP node uses its own default.",
+        help="In-process node: run ingress checks in this many worker processes (0: on "
+        "threads). The HTTP run uses `medledger node start`'s default, also 2.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
     save: Path | None = typer.Option(None, help="Also write the results as JSON to this file."),

@@ -19,7 +19,7 @@ def start(
     max_block_txs: int = typer.Option(2000, min=1, help="Cut a block at this many txs."),
     max_wait_ms: int = typer.Option(20, min=0, help="…or this long after its first tx."),
     admit_processes: int = typer.Option(
-        0, min=0, help="Run ingress checks in this many worker processes (0: threads)."),
+        2, min=0, help="Run ingress checks in this many worker processes (0: threads)."),
 ) -> None:
     """Start the embedded node and its HTTP API (Ctrl-C stops it cleanly)."""
     import uvicorn

@@ -239,17 +239,19 @@ class Node:
                         fut.set_exception(RejectedError(Code.NODE_UNAVAILABLE, str(exc)))
                 self._pending.clear()
 
-    def _commit_batch(self, items: list[Admitted], block_time: int) -> None:
+    def _commit_batch(
+        self, items: list[Admitted], block_time: int, check_store: bool = False
+    ) -> None:
         seen: set[bytes] = set()
         unique = []
         for a in items:  # the orderer may carry a retried tx twice: keep the first
             if a.tx.tx_id not in seen:
                 seen.add(a.tx.tx_id)
                 unique.append(a)
-        # A resubmission admitted just before its first copy committed (``_enqueue`` checked the
-        # store, then the commit landed and left ``_pending``) would commit the same tx twice and
-        # stop the node on the store's unique tx id: answer it from the store instead.
-        done = self.store.known_txs(list(seen))
+        # A resubmission of a tx that committed as invalid, or one admitted just before its first
+        # copy committed, would repeat a stored tx: the store refuses the block (duplicate_tx),
+        # and the block is rebuilt without it, answering it from the store instead.
+        done = self.store.known_txs(list(seen)) if check_store else set()
         if done:
             with self._lock:
                 for tid in done:
@@ -279,9 +281,12 @@ class Node:
         commit = replace(sealed.commit, checkpoint=(sealed.header.log_size, height, note))
         try:
             self.store.commit(commit)
-        except BaseException:
+        except BaseException as exc:
             size, hashes = self.store.compact()
             self._log = merkle.CompactRange.from_hashes(size, hashes)
+            if isinstance(exc, StoreError) and exc.code == Code.DUPLICATE_TX and not check_store:
+                self._commit_batch(items, block_time, check_store=True)
+                return
             raise
         self._head = sealed.header
         if _time.monotonic() >= self._next_expiry_check:

@@ -63,7 +63,8 @@ class Store(ABC):
 
     @abstractmethod
     def commit(self, bc: BlockCommit) -> None:
-        """Append the next block atomically; raises StoreError unless height == head + 1."""
+        """Append the next block atomically; raises StoreError unless height == head + 1, and
+        StoreError ``duplicate_tx`` (writing nothing) if a transaction id is already stored."""
 
     @abstractmethod
     def add_checkpoint(self, size: int, height: int, note: bytes) -> None:

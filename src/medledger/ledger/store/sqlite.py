@@ -112,10 +112,12 @@ class SQLiteStore(Store):
                 if bc.checkpoint is not None:
                     db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?,?,?)", bc.checkpoint)
                 db.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 db.execute("ROLLBACK")
                 with self._lock:
                     self._cache.clear()
+                if isinstance(exc, sqlite3.IntegrityError) and "txs.tx_id" in str(exc):
+                    raise StoreError(Code.DUPLICATE_TX, "block repeats a committed tx") from exc
                 raise
             with self._lock:  # a reader that missed the cache holds this lock until it stores
                 for k, v in bc.writes.items():  # what it read, so this update lands after it

@@ -55,6 +55,8 @@ class SQLiteStore(Store):
         self._cache: OrderedDict[str, bytes | None] = OrderedDict()
         self._lock = threading.Lock()  # guards the cache
         self._write_lock = threading.Lock()  # one writer transaction at a time
+        self._readers: list[sqlite3.Connection] = []  # per-thread read connections, for close()
+        self._readers_lock = threading.Lock()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._uri, uri=True, isolation_level=None, check_same_thread=False)
@@ -68,6 +70,8 @@ class SQLiteStore(Store):
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._local.conn = self._connect()
+            with self._readers_lock:  # not self._lock: get_state holds that while calling here
+                self._readers.append(conn)
         return conn
 
     # -- writes ------------------------------------------------------------------------
@@ -292,10 +296,12 @@ class SQLiteStore(Store):
         return [(int(s), int(h), bytes(n)) for s, h, n in rows]
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        """Close every connection this store opened, in any thread (call once, at the end)."""
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for conn in readers:
             conn.close()
-            self._local.conn = None
+        self._local.conn = None
         self._writer.close()
 
 

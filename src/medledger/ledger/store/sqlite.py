@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from medledger.errors import Code
 from medledger.ledger.store.base import BlockCommit, Store, StoredBlock, StoreError, TxRecord
@@ -164,13 +165,8 @@ class SQLiteStore(Store):
         return None if row is None else TxRecord(*row)
 
     def known_txs(self, tx_ids: Sequence[bytes]) -> set[bytes]:
-        found: set[bytes] = set()
-        for i in range(0, len(tx_ids), 500):
-            chunk = list(tx_ids[i : i + 500])
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(f"SELECT tx_id FROM txs WHERE tx_id IN ({marks})", chunk)
-            found.update(bytes(r[0]) for r in rows)
-        return found
+        sql = "SELECT tx_id FROM txs WHERE tx_id IN ({})"
+        return {bytes(r[0]) for r in self._select_in(sql, tx_ids)}
 
     def get_state(self, key: str) -> bytes | None:
         with self._lock:
@@ -187,42 +183,29 @@ class SQLiteStore(Store):
             return value
 
     def get_states(self, keys: Sequence[str]) -> dict[str, bytes | None]:
-        out: dict[str, bytes | None] = dict.fromkeys(keys)
-        unique = list(out)
-        for i in range(0, len(unique), 500):
-            chunk = unique[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                f"SELECT key, value FROM state WHERE key IN ({marks}) ORDER BY key, height", chunk
-            )
-            for k, v in rows:  # the last row per key is the newest
-                out[k] = _blob(v)
-        return out
+        return self.get_states_at(keys, 2**62)
 
     def get_states_at(self, keys: Sequence[str], height: int) -> dict[str, bytes | None]:
         out: dict[str, bytes | None] = dict.fromkeys(keys)
-        unique = list(out)
-        for i in range(0, len(unique), 500):
-            chunk = unique[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                f"SELECT key, value FROM state WHERE key IN ({marks}) AND height <= ? "
-                "ORDER BY key, height", (*chunk, height))
-            for k, v in rows:
-                out[k] = _blob(v)
+        sql = "SELECT key, value FROM state WHERE key IN ({}) AND height <= ? ORDER BY key, height"
+        for k, v in self._select_in(sql, list(out), after=(height,)):
+            out[k] = _blob(v)  # rows come oldest first: the last one per key wins
         return out
 
+    def _select_in(
+        self, sql: str, items: Sequence[object], before: tuple[object, ...] = (),
+        after: tuple[object, ...] = (),
+    ) -> Iterator[tuple[Any, ...]]:
+        """Rows of ``sql`` (with ``{}`` for the IN list) over ``items``, 500 at a time."""
+        for i in range(0, len(items), 500):
+            chunk = list(items[i : i + 500])
+            yield from self._db.execute(sql.format(",".join("?" * len(chunk))),
+                                        (*before, *chunk, *after))
+
     def block_writes(self, height: int, keys: Sequence[str]) -> dict[str, bytes | None]:
-        out: dict[str, bytes | None] = {}
-        unique = list(dict.fromkeys(keys))
-        for i in range(0, len(unique), 500):
-            chunk = unique[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                f"SELECT key, value FROM state WHERE height = ? AND key IN ({marks})",
-                (height, *chunk))
-            out.update(rows)  # values stay as stored: a hand-edited TEXT value then differs
-        return out
+        sql = "SELECT key, value FROM state WHERE height = ? AND key IN ({})"
+        # values stay as stored: a hand-edited TEXT value then differs from the replayed bytes
+        return dict(self._select_in(sql, list(dict.fromkeys(keys)), before=(height,)))
 
     def row_counts(self) -> dict[str, int]:
         return {t: int(self._db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])

@@ -32,7 +32,7 @@ from medledger.ledger.block import BlockHeader
 from medledger.ledger.chain import seal
 from medledger.ledger.checkpoint import Checkpoint, sign_checkpoint
 from medledger.ledger.execute import Executed, Executor
-from medledger.ledger.store.base import Store, StoreError
+from medledger.ledger.store.base import BlockCommit, Store, StoreError
 from medledger.ledger.tx import Signature, Transaction
 from medledger.node.admit import Admitted, admit_batch, from_outcome, worker_admit, worker_init
 from medledger.ordering.solo import SoloOrderer, wall_ms
@@ -59,6 +59,27 @@ class Receipt:
         return {"tx_id": self.tx_id.hex(), "height": self.height, "index": self.index,
                 "code": self.code, "message": self.message, "value": self.value,
                 "events": self.events}
+
+
+_InFlight = tuple[BlockHeader, BlockCommit, list[dict[str, Any]], "Future[None]"]
+
+
+class _Overlay:
+    """Committed state plus the writes of the block whose commit is still in flight."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.writes: dict[str, bytes | None] = {}
+
+    def get_state(self, key: str) -> bytes | None:
+        writes = self.writes
+        return writes[key] if key in writes else self.store.get_state(key)
+
+    def get_states(self, keys: Sequence[str]) -> dict[str, bytes | None]:
+        writes = self.writes
+        out = self.store.get_states([k for k in keys if k not in writes])
+        out.update((k, writes[k]) for k in keys if k in writes)
+        return out
 
 
 def checkpoint_origin(chain_id: str) -> str:
@@ -103,7 +124,11 @@ class Node:
         self._log = merkle.CompactRange.from_hashes(size, hashes)
         head = store.head()
         assert head is not None
-        self._head = BlockHeader.decode(head.header)
+        self._head = BlockHeader.decode(head.header)  # committed and durable
+        self._tip = self._head  # newest sealed block (durable or with its commit in flight)
+        self._overlay = _Overlay(store)
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="writer")
+        self._inflight: _InFlight | None = None
         self._thread: threading.Thread | None = None
         self._next_expiry_check = 0.0
         self._failure: BaseException | None = None
@@ -147,6 +172,7 @@ class Node:
             self._thread.join()
             self._thread = None
         self._pool.shutdown(wait=True)
+        self._writer.shutdown(wait=True)
         if self._procs is not None:
             self._procs.shutdown(wait=True)
             self._procs = None
@@ -227,8 +253,17 @@ class Node:
     # -- ordering and commit -------------------------------------------------------------
 
     def _commit_loop(self) -> None:
+        """Execute block N+1 while block N's commit (its fsync) completes on the writer thread."""
         try:
-            while (batch := self.orderer.next_batch()) is not None:
+            while True:
+                if self._inflight is not None:
+                    # take only a batch that is (nearly) due; otherwise finish block N now
+                    batch = self.orderer.next_batch(timeout=0.0)
+                    if batch is None:
+                        self._finish_write()
+                        continue
+                elif (batch := self.orderer.next_batch()) is None:
+                    break  # closed and drained, nothing in flight
                 self._commit_batch(batch.items, batch.time)
         except BaseException as exc:  # a store failure: stop, fail every waiter
             self._failure = exc
@@ -268,19 +303,21 @@ class Node:
         def sig_ok(tx: Transaction, sig: Signature, pub: bytes) -> bool:
             return (tx.tx_id, sig.by, pub) in verified or verify(pub, tx.signed, sig.sig)
 
-        height = self._head.height + 1
-        time = max(block_time, self._head.time)
+        tip = self._tip
+        height, time = tip.height + 1, max(block_time, tip.time)
         txs = [a.tx for a in unique]
-        executed = self.executor.execute_block(self.store, txs, height, time, sig_ok)
+        # reads see committed state plus the writes of the block whose commit is in flight
+        executed = self.executor.execute_block(self._overlay, txs, height, time, sig_ok)
         sealed = seal(
-            chain=self.chain_id, height=height, time=time, prev_hash=self._head.hash,
-            prev_state_root=self._head.state_root, log=self._log,
+            chain=self.chain_id, height=height, time=time, prev_hash=tip.hash,
+            prev_state_root=tip.state_root, log=self._log,
             tx_ids=[t.tx_id for t in txs], raws=[t.raw for t in txs], executed=executed,
         )
         note = self._checkpoint_note(sealed.header)
         commit = replace(sealed.commit, checkpoint=(sealed.header.log_size, height, note))
+        self._finish_write()  # block N must be durable before block N+1 is written
         try:
-            self.store.commit(commit)
+            finish = self.store.stage(commit)
         except BaseException as exc:
             size, hashes = self.store.compact()
             self._log = merkle.CompactRange.from_hashes(size, hashes)
@@ -288,14 +325,26 @@ class Node:
                 self._commit_batch(items, block_time, check_store=True)
                 return
             raise
-        self._head = sealed.header
+        self._tip = sealed.header
+        self._overlay.writes = commit.writes
+        self._inflight = (sealed.header, commit, executed.results, self._writer.submit(finish))
+
+    def _finish_write(self) -> None:
+        """Wait until the block in flight is durable, then hand out its receipts."""
+        if self._inflight is None:
+            return
+        header, commit, results, durable = self._inflight
+        durable.result()  # a failed commit raises here and stops the loop
+        self._inflight = None
+        self._overlay.writes = {}
+        self._head = header
         if _time.monotonic() >= self._next_expiry_check:
             self.report_expiring()
         with self._lock:
-            for rec, result in zip(commit.txs, executed.results, strict=True):
+            for rec, result in zip(commit.txs, results, strict=True):
                 fut = self._pending.pop(rec.tx_id, None)
                 if fut is not None and not fut.done():  # a waiter may have cancelled it
-                    fut.set_result(Receipt(rec.tx_id, height, rec.index, result["code"],
+                    fut.set_result(Receipt(rec.tx_id, header.height, rec.index, result["code"],
                                            result["message"], result["value"], result["events"]))
 
     def _checkpoint_note(self, header: BlockHeader) -> bytes:

@@ -66,6 +66,16 @@ class Store(ABC):
         """Append the next block atomically; raises StoreError unless height == head + 1, and
         StoreError ``duplicate_tx`` (writing nothing) if a transaction id is already stored."""
 
+    def stage(self, bc: BlockCommit) -> Callable[[], None]:
+        """Write ``bc`` without making it durable yet; return the call that commits it.
+
+        Lets a node execute the next block while this one's commit (its fsync) completes on
+        another thread. Until that call returns, readers do not see the block. The default
+        commits at once. The returned call must be made exactly once, before the next stage.
+        """
+        self.commit(bc)
+        return lambda: None
+
     @abstractmethod
     def add_checkpoint(self, size: int, height: int, note: bytes) -> None:
         """Store a signed checkpoint note for log ``size`` (replacing one of the same size)."""

@@ -7,6 +7,7 @@ memory does not grow with the chain.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import sqlite3
 import threading
@@ -80,54 +81,72 @@ class SQLiteStore(Store):
     def init(self, genesis: bytes, block0: BlockCommit) -> None:
         if self.genesis() is not None:
             raise StoreError(Code.CONFLICT, "store already holds a chain")
-        self._write(block0, genesis)
+        self._write(block0, genesis)()
 
     def commit(self, bc: BlockCommit) -> None:
+        self.stage(bc)()
+
+    def stage(self, bc: BlockCommit) -> Callable[[], None]:
         head = self.head()
         want = 0 if head is None else head.height + 1
         if bc.block.height != want:
             raise StoreError(Code.CONFLICT, f"got block {bc.block.height}, want {want}")
-        self._write(bc, None)
+        return self._write(bc, None)
 
-    def _write(self, bc: BlockCommit, genesis: bytes | None) -> None:
+    def _write(self, bc: BlockCommit, genesis: bytes | None) -> Callable[[], None]:
+        """Insert the block inside a transaction; the returned call commits it (the fsync)."""
         db, b = self._writer, bc.block
         h = b.height
-        with self._write_lock:  # readers keep going while the block is written
+        self._write_lock.acquire()  # released by the finisher, possibly on another thread
+        try:
             db.execute("BEGIN IMMEDIATE")
+            if genesis is not None:
+                db.execute("INSERT INTO meta VALUES ('genesis', ?)", (genesis,))
+            db.execute(
+                "INSERT INTO blocks VALUES (?,?,?,?,?)",
+                (h, b.hash, b.header, b.first_index, b.tx_count),
+            )
+            db.executemany(
+                "INSERT INTO txs VALUES (?,?,?,?,?)",
+                [(t.index, t.tx_id, t.height, t.raw, t.result) for t in bc.txs],
+            )
+            db.executemany("INSERT INTO log_nodes VALUES (?,?)", bc.nodes)
+            db.executemany(
+                "INSERT INTO state VALUES (?,?,?)", [(k, h, v) for k, v in bc.writes.items()]
+            )
+            size, hashes = bc.compact
+            db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('compact', ?)",
+                (size.to_bytes(8, "big") + b"".join(hashes),),
+            )
+            if bc.checkpoint is not None:
+                db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?,?,?)", bc.checkpoint)
+        except BaseException as exc:
+            self._abort()
+            if isinstance(exc, sqlite3.IntegrityError) and "txs.tx_id" in str(exc):
+                raise StoreError(Code.DUPLICATE_TX, "block repeats a committed tx") from exc
+            raise
+
+        def finish() -> None:
             try:
-                if genesis is not None:
-                    db.execute("INSERT INTO meta VALUES ('genesis', ?)", (genesis,))
-                db.execute(
-                    "INSERT INTO blocks VALUES (?,?,?,?,?)",
-                    (h, b.hash, b.header, b.first_index, b.tx_count),
-                )
-                db.executemany(
-                    "INSERT INTO txs VALUES (?,?,?,?,?)",
-                    [(t.index, t.tx_id, t.height, t.raw, t.result) for t in bc.txs],
-                )
-                db.executemany("INSERT INTO log_nodes VALUES (?,?)", bc.nodes)
-                db.executemany(
-                    "INSERT INTO state VALUES (?,?,?)", [(k, h, v) for k, v in bc.writes.items()]
-                )
-                size, hashes = bc.compact
-                db.execute(
-                    "INSERT OR REPLACE INTO meta VALUES ('compact', ?)",
-                    (size.to_bytes(8, "big") + b"".join(hashes),),
-                )
-                if bc.checkpoint is not None:
-                    db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?,?,?)", bc.checkpoint)
                 db.execute("COMMIT")
-            except BaseException as exc:
-                db.execute("ROLLBACK")
-                with self._lock:
-                    self._cache.clear()
-                if isinstance(exc, sqlite3.IntegrityError) and "txs.tx_id" in str(exc):
-                    raise StoreError(Code.DUPLICATE_TX, "block repeats a committed tx") from exc
+            except BaseException:
+                self._abort()
                 raise
             with self._lock:  # a reader that missed the cache holds this lock until it stores
                 for k, v in bc.writes.items():  # what it read, so this update lands after it
                     if k in self._cache:
                         self._cache[k] = v
+            self._write_lock.release()
+
+        return finish
+
+    def _abort(self) -> None:
+        with contextlib.suppress(sqlite3.Error):  # no transaction left after a failed COMMIT
+            self._writer.execute("ROLLBACK")
+        with self._lock:
+            self._cache.clear()
+        self._write_lock.release()
 
     def add_checkpoint(self, size: int, height: int, note: bytes) -> None:
         with self._write_lock:

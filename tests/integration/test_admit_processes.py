@@ -42,3 +42,10 @@ def test_worker_processes_admit_and_refuse(tmp_path: Path) -> None:
         assert codes == ["bad_signature", "unknown_signer", "malformed_json"]
         again = node.submit(good[0]).result(30)  # idempotent through the workers too
         assert again == receipts[0]
+        later = [gw.build("registry", "register", {
+            "record_id": f"q{i}", "record_type": "Encounter", "source_system": "HIS",
+            "content_hash": f"{i:064x}", "schema_version": "1"}) for i in range(200)]
+        chunks = [node.submit_many(later[i : i + 50], wait_admission=False)
+                  for i in range(0, 200, 50)]
+        indexes = [f.result(30).index for c in chunks for f in c]
+        assert indexes == sorted(indexes) and len(set(indexes)) == 200

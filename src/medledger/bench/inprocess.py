@@ -107,7 +107,8 @@ def feed(
         while len(inflight) >= window:
             drain()
         stamp = [time.perf_counter(), 0.0]
-        futs = node.submit_many(raws[i : i + chunk])
+        # the next chunk's ingress checks start while this one's are still running
+        futs = node.submit_many(raws[i : i + chunk], wait_admission=False)
 
         def stamp_last(_: Future[Receipt], stamp: list[float] = stamp) -> None:
             stamp[1] = time.perf_counter()

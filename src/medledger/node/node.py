@@ -17,7 +17,8 @@ import threading
 import time as _time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import orjson
@@ -62,6 +63,27 @@ class Receipt:
 
 
 _InFlight = tuple[BlockHeader, BlockCommit, list[dict[str, Any]], "Future[None]"]
+
+
+@dataclass
+class _Admission:
+    """One ``submit_many`` call whose ingress checks are running."""
+
+    seq: int
+    parts: list[list[bytes]]
+    futures: list[Future[Receipt]]
+    jobs: list[Future[Any]]
+    enqueued: threading.Event = field(default_factory=threading.Event)
+
+
+def _copy_outcome(target: Future[Receipt], source: Future[Receipt]) -> None:
+    if target.done():
+        return
+    exc = source.exception()
+    if exc is not None:
+        target.set_exception(exc)
+    else:
+        target.set_result(source.result())
 
 
 class _Overlay:
@@ -119,6 +141,9 @@ class Node:
         self._procs: ProcessPoolExecutor | None = None
         self._procs_n = admit_processes if store.opener() is not None else 0
         self._pending: dict[bytes, Future[Receipt]] = {}
+        self._admit_lock = threading.Lock()
+        self._admit_seq = self._admit_next = 0
+        self._admit_ready: dict[int, _Admission] = {}
         self._lock = threading.Lock()
         size, hashes = store.compact()
         self._log = merkle.CompactRange.from_hashes(size, hashes)
@@ -196,8 +221,17 @@ class Node:
     def submit(self, raw: bytes) -> Future[Receipt]:
         return self.submit_many([raw])[0]
 
-    def submit_many(self, raws: Sequence[bytes]) -> list[Future[Receipt]]:
-        """Admit and enqueue; each future yields a Receipt or raises RejectedError."""
+    def submit_many(
+        self, raws: Sequence[bytes], *, wait_admission: bool = True
+    ) -> list[Future[Receipt]]:
+        """Admit ``raws`` and return one future per transaction.
+
+        Each future yields a Receipt once the transaction's block is durable, or raises
+        RejectedError. By default the call returns once the ingress checks are done (a refused
+        transaction's future is already failed). With ``wait_admission=False`` it returns at
+        once and the checks run in the background, so a caller can hand over the next batch
+        meanwhile. Either way batches are ordered as submitted, transactions as given.
+        """
         if self._failure is not None:
             raise RejectedError(Code.NODE_UNAVAILABLE, f"commit loop failed: {self._failure}")
         if self._thread is None:
@@ -205,50 +239,83 @@ class Node:
         if self.orderer.free() < len(raws):
             raise RejectedError(Code.NODE_UNAVAILABLE, "ingress queue is full; retry later")
         now = self._clock()
-        admitted: list[Admitted | MedLedgerError] = []
+        futures: list[Future[Receipt]] = [Future() for _ in raws]
+        with self._admit_lock:
+            seq = self._admit_seq
+            self._admit_seq += 1
+        jobs: list[Future[Any]] = []
         if self._procs is not None:
             size = max(64, -(-len(raws) // self._procs_n))
-            parts = [raws[i : i + size] for i in range(0, len(raws), size)]
-            futures = [self._procs.submit(worker_admit, p, now) for p in parts]
-            for part, fut in zip(parts, futures, strict=True):
-                admitted.extend(from_outcome(r, o) for r, o in zip(part, fut.result(),
-                                                                   strict=True))
+            parts = [list(raws[i : i + size]) for i in range(0, len(raws), size)]
+            jobs.extend(self._procs.submit(worker_admit, p, now) for p in parts)
         else:
-            parts = [raws[i : i + 256] for i in range(0, len(raws), 256)]
-            for res in self._pool.map(
-                lambda p: admit_batch(p, self.chain_id, self.store, now), parts
-            ):
-                admitted.extend(res)
-        return self._enqueue(admitted)
+            parts = [list(raws[i : i + 256]) for i in range(0, len(raws), 256)]
+            jobs.extend(self._pool.submit(admit_batch, p, self.chain_id, self.store, now)
+                        for p in parts)
+        batch = _Admission(seq, parts, futures, jobs)
+        done = partial(self._admission_done, batch)
+        for job in jobs:
+            job.add_done_callback(done)
+        if wait_admission:
+            batch.enqueued.wait()
+        return futures
 
-    def _enqueue(self, admitted: list[Admitted | MedLedgerError]) -> list[Future[Receipt]]:
-        futures: list[Future[Receipt]] = []
+    def _admission_done(self, batch: _Admission, _job: Future[Any] | None = None) -> None:
+        """When every job of a batch is done, enqueue ready batches in submission order."""
+        if not all(j.done() for j in batch.jobs):
+            return
+        with self._admit_lock:
+            if batch.seq in self._admit_ready or batch.seq < self._admit_next:
+                return  # another job's callback got here first
+            self._admit_ready[batch.seq] = batch
+            while self._admit_next in self._admit_ready:
+                ready = self._admit_ready.pop(self._admit_next)
+                self._admit_next += 1
+                try:
+                    self._enqueue(self._verdicts(ready), ready.futures)
+                finally:
+                    ready.enqueued.set()
+
+    def _verdicts(self, batch: _Admission) -> list[Admitted | MedLedgerError]:
+        out: list[Admitted | MedLedgerError] = []
+        for part, job in zip(batch.parts, batch.jobs, strict=True):
+            try:
+                result = job.result()
+            except Exception as exc:  # a broken worker: refuse these, never hang the caller
+                out.extend(RejectedError(Code.NODE_UNAVAILABLE, f"admission failed: {exc}")
+                           for _ in part)
+                continue
+            if self._procs is not None:
+                out.extend(from_outcome(r, o) for r, o in zip(part, result, strict=True))
+            else:
+                out.extend(result)
+        return out
+
+    def _enqueue(
+        self, admitted: list[Admitted | MedLedgerError], futures: list[Future[Receipt]]
+    ) -> None:
         fresh: list[Admitted] = []
         # admission flags a resubmitted tx whose nonce its first copy used; one that committed
         # as invalid (nonce unused) is answered from the store when its block is built
-        committed = {a.tx.tx_id for a in admitted if isinstance(a, Admitted) and a.committed}
         with self._lock:
-            for a in admitted:
-                fut: Future[Receipt] = Future()
+            for a, fut in zip(admitted, futures, strict=True):
                 if isinstance(a, MedLedgerError):
                     fut.set_exception(a)
-                elif a.tx.tx_id in committed:
+                elif a.committed:
                     receipt = self.receipt(a.tx.tx_id)
                     assert receipt is not None
                     fut.set_result(receipt)
                 elif a.tx.tx_id in self._pending:
-                    fut = self._pending[a.tx.tx_id]
+                    self._pending[a.tx.tx_id].add_done_callback(partial(_copy_outcome, fut))
                 else:
                     self._pending[a.tx.tx_id] = fut
                     fresh.append(a)
-                futures.append(fut)
             try:
                 self.orderer.put(fresh)
-            except RuntimeError:  # closed between the check above and now
+            except RuntimeError:  # closed meanwhile
                 for a in fresh:
-                    self._pending.pop(a.tx.tx_id, None)
-                raise RejectedError(Code.NODE_UNAVAILABLE, "node is stopping") from None
-        return futures
+                    fut = self._pending.pop(a.tx.tx_id)
+                    fut.set_exception(RejectedError(Code.NODE_UNAVAILABLE, "node is stopping"))
 
     # -- ordering and commit -------------------------------------------------------------
 

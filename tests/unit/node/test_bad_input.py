@@ -384,3 +384,17 @@ def test_resubmission_racing_its_own_commit(
     monkeypatch.undo()
     assert ledger.filler("hosp-b/gw").ok  # the node still runs
     assert ledger.log_size == size + 2
+
+
+def test_background_admission_keeps_verdicts_and_order(ledger: Ledger) -> None:
+    raws = [ledger.build("hosp-a/gw", "registry", "anchor_batch",
+                         {**ANCHOR, "batch_id": f"bg-{i}"}) for i in range(40)]
+    bad = raws[3].replace(b'"bg-3"', b'"bg-3x"')
+    first = ledger.node.submit_many([*raws[:20], bad], wait_admission=False)
+    second = ledger.node.submit_many(raws[20:], wait_admission=False)
+    receipts = [f.result(10) for f in [*first[:20], *second]]
+    assert all(r.ok for r in receipts)
+    assert [r.index for r in receipts] == sorted(r.index for r in receipts)  # submission order
+    with pytest.raises(RejectedError) as info:
+        first[20].result(10)
+    assert info.value.code == Code.BAD_SIGNATURE

@@ -58,6 +58,15 @@ def test_submit_proofs_and_verify(ws: Path) -> None:
     merkle.verify_inclusion(bytes.fromhex(proof["leaf_hash"]), proof["index"], proof["size"],
                             [bytes.fromhex(h) for h in proof["hashes"]], cp.root)
     assert proof["root"] == cp.root.hex()
+    # the printed bundle is exactly what the light client checks offline
+    from medledger.client.light import LightClient, LightClientError
+    from medledger.workspace import Workspace
+
+    genesis = Workspace(ws).genesis()
+    light = LightClient(genesis.chain_id, genesis.org_keys())
+    assert light.verify_bundle(proof).size == proof["size"]
+    with pytest.raises(LightClientError):
+        light.verify_bundle({**proof, "leaf_hash": "00" * 32})
     code, out = _run("proof", "consistency", "1", "2", "--dir", str(ws))
     assert code == 0, out
     cons = json.loads(out)

@@ -1,9 +1,9 @@
 """The ``Store`` contract: one suite that every storage backend must pass.
 
 Backends are entries in ``BACKENDS``. Each entry builds a ``Backend`` for a test: how to open the
-store (again, for persistent backends). To add PostgreSQL, add one entry that creates a fresh
-database or schema (from a DSN in the environment, skipping when none is set) and returns
-``Backend("postgres", open=lambda: PostgresStore(dsn), persistent=True)``.
+store (again, for persistent backends) and what to clean up afterwards. The PostgreSQL entry gives
+each test a fresh schema on the server of ``tests.support.services.PG_DSN`` and drops it after;
+without the server it skips (fails under ``CI=true``).
 
 Commits here are built by hand with arbitrary bytes: the store must not interpret them.
 """
@@ -13,16 +13,21 @@ from __future__ import annotations
 import hashlib
 import pickle
 import threading
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
+from tests.support.services import PG_DSN, require_port
 
 from medledger.ledger.merkle import node_id
 from medledger.ledger.store.base import BlockCommit, Store, StoredBlock, StoreError, TxRecord
+from medledger.ledger.store.postgres import PostgresStore
 from medledger.ledger.store.sqlite import SQLiteStore
 
 
@@ -31,6 +36,7 @@ class Backend:
     name: str
     open: Callable[[], Store]  # for a persistent backend, opens the same data every time
     persistent: bool
+    cleanup: Callable[[], None] = lambda: None  # after the test and its stores are closed
 
 
 def _sqlite_file(tmp_path: Path) -> Backend:
@@ -42,15 +48,32 @@ def _sqlite_memory(tmp_path: Path) -> Backend:
     return Backend("sqlite-memory", lambda: SQLiteStore(":memory:"), persistent=False)
 
 
+def _postgres(tmp_path: Path) -> Backend:
+    info = psycopg.conninfo.conninfo_to_dict(PG_DSN)
+    require_port(str(info.get("host", "127.0.0.1")), int(info.get("port", 5432)), "PostgreSQL")
+    schema = f"contract_{uuid.uuid4().hex[:16]}"
+
+    def drop() -> None:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+    return Backend("postgres", lambda: PostgresStore(PG_DSN, schema), persistent=True,
+                   cleanup=drop)
+
+
 BACKENDS: dict[str, Callable[[Path], Backend]] = {
     "sqlite-file": _sqlite_file,
     "sqlite-memory": _sqlite_memory,
+    "postgres": _postgres,
 }
+MARKS = {"postgres": pytest.mark.postgres}
 
 
-@pytest.fixture(params=list(BACKENDS))
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return BACKENDS[request.param](tmp_path)
+@pytest.fixture(params=[pytest.param(name, marks=MARKS.get(name, ())) for name in BACKENDS])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    b = BACKENDS[request.param](tmp_path)
+    yield b
+    b.cleanup()
 
 
 @pytest.fixture

@@ -60,6 +60,8 @@ class Code(StrEnum):
     STORE_CORRUPT = "store_corrupt"
     VERIFY_FAILED = "verify_failed"
     INTERNAL = "internal"
+    ORDERING_FAULT = "ordering_fault"
+    FENCED = "fenced"
 
 
 CATALOG: dict[Code, tuple[int, str]] = {
@@ -99,6 +101,8 @@ CATALOG: dict[Code, tuple[int, str]] = {
     Code.STORE_CORRUPT: (500, "Stored ledger data is inconsistent"),
     Code.VERIFY_FAILED: (500, "Ledger verification failed"),
     Code.INTERNAL: (500, "Internal error"),
+    Code.ORDERING_FAULT: (502, "The ordering service delivered something malformed"),
+    Code.FENCED: (409, "This sequencer lost its position; another one appended"),
 }
 
 

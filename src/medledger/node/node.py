@@ -36,7 +36,7 @@ from medledger.ledger.execute import Executed, Executor
 from medledger.ledger.store.base import BlockCommit, Store, StoreError
 from medledger.ledger.tx import Signature, Transaction
 from medledger.node.admit import Admitted, admit_batch, from_outcome, worker_admit, worker_init
-from medledger.ordering.solo import SoloOrderer, wall_ms
+from medledger.ordering.solo import Orderer, SoloOrderer, wall_ms
 
 log = logging.getLogger("medledger.node")
 EXPIRY_CHECK_INTERVAL = 600.0  # seconds between expiring-key reports
@@ -122,9 +122,11 @@ class Node:
         verify_threads: int = 2,
         admit_processes: int = 0,
         clock: Callable[[], int] = wall_ms,
+        orderer: Callable[[Node], Orderer[Admitted]] | None = None,
     ) -> None:
         """``admit_processes`` > 0 runs ingress checks in that many worker processes (needs a
-        store that ``opener()`` can reopen); otherwise on ``verify_threads`` threads."""
+        store that ``opener()`` can reopen); otherwise on ``verify_threads`` threads.
+        ``orderer`` builds the ordering service for this node (default: solo, in-process)."""
         raw = store.genesis()
         if raw is None:
             raise StoreError(Code.NOT_FOUND, "store holds no chain; use Node.create")
@@ -134,9 +136,7 @@ class Node:
         self.executor = Executor(registry, self.chain_id)
         self.signer = signer
         self._clock = clock  # Unix ms: block times and ingress key-validity checks
-        self.orderer: SoloOrderer[Admitted] = SoloOrderer(
-            max_txs=max_block_txs, max_wait=max_wait, clock=clock
-        )
+        self.on_durable: list[Callable[[BlockHeader], None]] = []  # after each block commit
         self._pool = ThreadPoolExecutor(verify_threads, thread_name_prefix="admit")
         self._procs: ProcessPoolExecutor | None = None
         self._procs_n = admit_processes if store.opener() is not None else 0
@@ -157,6 +157,10 @@ class Node:
         self._thread: threading.Thread | None = None
         self._next_expiry_check = 0.0
         self._failure: BaseException | None = None
+        self.orderer: Orderer[Admitted] = (
+            SoloOrderer(max_txs=max_block_txs, max_wait=max_wait, clock=clock)
+            if orderer is None else orderer(self)
+        )
 
     @classmethod
     def create(cls, store: Store, genesis: Genesis, registry: Registry, **kw: Any) -> Node:
@@ -331,7 +335,7 @@ class Node:
                         continue
                 elif (batch := self.orderer.next_batch()) is None:
                     break  # closed and drained, nothing in flight
-                self._commit_batch(batch.items, batch.time)
+                self._commit_batch(batch.items, batch.time, height=batch.height)
         except BaseException as exc:  # a store failure: stop, fail every waiter
             self._failure = exc
             log.exception("commit loop stopped")
@@ -342,8 +346,15 @@ class Node:
                 self._pending.clear()
 
     def _commit_batch(
-        self, items: list[Admitted], block_time: int, check_store: bool = False
+        self, items: list[Admitted], block_time: int, check_store: bool = False,
+        height: int | None = None,
     ) -> None:
+        """Build, execute and stage one block. With ``height`` (a cluster's orderer fixed it)
+        the block is built even if nothing in it survives deduplication, so that every peer's
+        heights match the stream's."""
+        if height is not None and height != self._tip.height + 1:
+            raise MedLedgerError(Code.ORDERING_FAULT,
+                                 f"orderer gave block {height} after {self._tip.height}")
         seen: set[bytes] = set()
         unique = []
         for a in items:  # the orderer may carry a retried tx twice: keep the first
@@ -362,10 +373,10 @@ class Node:
                     if fut is not None and not fut.done() and receipt is not None:
                         fut.set_result(receipt)
             unique = [a for a in unique if a.tx.tx_id not in done]
-            if not unique:
+            if not unique and height is None:
                 return
-        verified = {(a.tx.tx_id, s.by, k) for a in unique for s, k in zip(a.tx.sigs, a.keys,
-                                                                           strict=True)}
+        verified = {(a.tx.tx_id, s.by, k) for a in unique if a.keys
+                    for s, k in zip(a.tx.sigs, a.keys, strict=True)}
 
         def sig_ok(tx: Transaction, sig: Signature, pub: bytes) -> bool:
             return (tx.tx_id, sig.by, pub) in verified or verify(pub, tx.signed, sig.sig)
@@ -389,7 +400,7 @@ class Node:
             size, hashes = self.store.compact()
             self._log = merkle.CompactRange.from_hashes(size, hashes)
             if isinstance(exc, StoreError) and exc.code == Code.DUPLICATE_TX and not check_store:
-                self._commit_batch(items, block_time, check_store=True)
+                self._commit_batch(items, block_time, check_store=True, height=height)
                 return
             raise
         self._tip = sealed.header
@@ -407,12 +418,30 @@ class Node:
         self._head = header
         if _time.monotonic() >= self._next_expiry_check:
             self.report_expiring()
+        own = 0
         with self._lock:
             for rec, result in zip(commit.txs, results, strict=True):
                 fut = self._pending.pop(rec.tx_id, None)
-                if fut is not None and not fut.done():  # a waiter may have cancelled it
-                    fut.set_result(Receipt(rec.tx_id, header.height, rec.index, result["code"],
-                                           result["message"], result["value"], result["events"]))
+                if fut is not None:
+                    own += 1
+                    if not fut.done():  # a waiter may have cancelled it
+                        fut.set_result(Receipt(rec.tx_id, header.height, rec.index,
+                                               result["code"], result["message"],
+                                               result["value"], result["events"]))
+        self.orderer.committed(own)
+        for hook in self.on_durable:
+            try:
+                hook(header)
+            except Exception:  # a hook (e.g. cosigning) must never stop the commit loop
+                log.exception("after-commit hook failed at height %d", header.height)
+
+    def fail_pending(self, tx_ids: Sequence[bytes], exc: MedLedgerError) -> None:
+        """Fail the waiters of ``tx_ids`` (e.g. the ordering service refused them)."""
+        with self._lock:
+            for tid in tx_ids:
+                fut = self._pending.pop(tid, None)
+                if fut is not None and not fut.done():
+                    fut.set_exception(exc)
 
     def _checkpoint_note(self, header: BlockHeader) -> bytes:
         name, key = self.signer

@@ -13,7 +13,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 T = TypeVar("T")
 
@@ -24,8 +24,26 @@ def wall_ms() -> int:
 
 @dataclass(frozen=True)
 class Batch(Generic[T]):
+    """Items for one block at ``time``; ``height`` is set when the orderer fixes it (cluster)."""
+
     items: list[T]
     time: int
+    height: int | None = None
+
+
+class Orderer(Protocol[T]):
+    """What the node needs from an ordering service (solo here, JetStream in a cluster)."""
+
+    def free(self) -> int: ...
+
+    def put(self, items: Sequence[T]) -> None: ...
+
+    def next_batch(self, timeout: float | None = None) -> Batch[T] | None: ...
+
+    def committed(self, n: int) -> None:
+        """The node made ``n`` of the items it put durable."""
+
+    def close(self) -> None: ...
 
 
 class SoloOrderer(Generic[T]):
@@ -88,6 +106,9 @@ class SoloOrderer(Generic[T]):
         self._first_at = time.monotonic() if self._queue else None
         self._last_time = max(self._last_time, self._clock())
         return Batch(items, self._last_time)
+
+    def committed(self, n: int) -> None:
+        pass
 
     def close(self) -> None:
         with self._cond:

@@ -1,0 +1,109 @@
+"""One organisation's peer in a cluster: a node whose ordering is NATS JetStream.
+
+The peer admits what its clients submit (the same ingress checks as the embedded node) and
+publishes it to the chain's TXS stream; it executes every block of the BLOCKS stream from its own
+height on, re-verifying each transaction; it may hold the sequencer lease; and after each
+durable block it witnesses its own checkpoint and exchanges cosignatures with the other peers
+(``cluster/finality.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from medledger.consortium.genesis import Genesis
+from medledger.contracts.base import Registry
+from medledger.crypto.keys import SigningKey
+from medledger.errors import MedLedgerError
+from medledger.ledger.store.base import Store
+from medledger.ledger.tx import decode
+from medledger.node.admit import Admitted
+from medledger.node.node import Node
+from medledger.ordering.jetstream import ClusterOrderer, Link, Sequencer, ensure_streams
+from medledger.ordering.solo import Orderer
+from medledger.ordering.wire import Names
+
+log = logging.getLogger("medledger.peer")
+
+
+@dataclass
+class PeerOptions:
+    servers: Sequence[str]
+    replicas: int = 1  # stream replicas: 3 on a 3-server cluster
+    sequencer: bool = True  # compete for the sequencer lease
+    max_block_txs: int = 2000
+    max_wait: float = 0.05
+    lease_ttl: float = 3.0
+    admit_processes: int = 0
+    node_kw: dict[str, Any] = field(default_factory=dict)
+
+
+def stream_item(raw: bytes) -> Admitted | None:
+    """A transaction read from the stream, to be verified in full while executing; bytes that
+    do not decode are dropped (every peer decides the same, from the bytes alone)."""
+    try:
+        return Admitted(decode(raw), ())
+    except MedLedgerError:
+        return None
+
+
+class Peer:
+    """A started peer: ``node`` (reads, submissions), ``orderer``, ``link``."""
+
+    def __init__(
+        self,
+        store: Store,
+        genesis: Genesis,
+        registry: Registry,
+        *,
+        org: str,
+        key: SigningKey,
+        options: PeerOptions,
+    ) -> None:
+        self.org, self.options = org, options
+        self.names = Names(genesis.chain_id)
+        self.link = Link(options.servers, name=f"{genesis.chain_id}-{org}")
+        try:
+            self.link.call(ensure_streams(self.link.js, self.names, options.replicas,
+                                          lease_ttl=options.lease_ttl), timeout=30)
+        except BaseException:
+            self.link.close()
+            raise
+        self.orderer: ClusterOrderer | None = None
+
+        def build(node: Node) -> Orderer[Admitted]:
+            seq = Sequencer(self.link.js, self.names, org, max_txs=options.max_block_txs,
+                            max_wait=options.max_wait, lease_ttl=options.lease_ttl) \
+                if options.sequencer else None
+            self.orderer = ClusterOrderer(self.link, self.names, start_height=node.height,
+                                          decode=stream_item, sequencer=seq)
+            return self.orderer
+
+        self.node = Node.create(store, genesis, registry, signer=(org, key), orderer=build,
+                                admit_processes=options.admit_processes, **options.node_kw)
+        assert self.orderer is not None
+        self.orderer.on_lost = self.node.fail_pending
+
+    def start(self) -> Peer:
+        self.node.start()
+        return self
+
+    def stop(self) -> None:
+        """Graceful: stop taking blocks, finish the one in flight, hand over the lease."""
+        try:
+            self.node.stop()
+        finally:
+            self.link.close()
+
+    def __enter__(self) -> Peer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def leading(self) -> bool:
+        return bool(self.orderer and self.orderer.sequencer and self.orderer.sequencer.leading)

@@ -1,0 +1,532 @@
+"""Ordering on NATS JetStream: streams, an in-order reader, the fenced sequencer, the peer feed.
+
+See ``wire.py`` for what the streams carry. Three roles share one NATS connection per peer:
+
+* **submit** — ``ClusterOrderer.put`` publishes admitted transactions to the TXS stream with
+  ``Nats-Msg-Id`` (retried with the same id until acknowledged, so a retry is stored once);
+* **sequence** — the ``Sequencer`` holding the lease (a key in a JetStream KV bucket with a
+  TTL) reads TXS in order, cuts blocks and appends each cut with
+  ``Nats-Expected-Last-Sequence``. The lease is only for liveness: safety comes from the fence, so
+  two peers that both believe they lead still cannot both append block *h* (the loser gets error
+  10071 and re-reads its position). The stream-level header is used, not the subject-level one,
+  which races on nats-server 2.9.10 (nats-server#4320);
+* **feed** — every peer reads BLOCKS and TXS from its own height on, checks that cuts are
+  contiguous and well formed, and hands the node one ``Batch`` per block. The node re-verifies
+  every transaction (decoding, signatures, keys, nonces) while executing: nothing the engine
+  delivers is trusted.
+
+A ``Link`` runs the NATS client's event loop on its own thread; the node's threads call into it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import queue
+import threading
+import time as _time
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NATS
+from nats.js import JetStreamContext, api
+
+from medledger.errors import Code, MedLedgerError, RejectedError
+from medledger.ordering.solo import Batch, wall_ms
+from medledger.ordering.wire import BlockCut, Names, frame_txs, txs_msg_id, unframe_txs
+
+log = logging.getLogger("medledger.ordering")
+T = TypeVar("T")
+WRONG_LAST_SEQUENCE = 10071  # JetStream err_code for a failed Nats-Expected-Last-Sequence
+STREAM_IN_USE = 10058
+LEASE_KEY = "leader"
+# a transient NATS condition: the publish is retried with the same message id
+_TRANSIENT = (nats.errors.TimeoutError, nats.errors.NoRespondersError,
+              nats.errors.ConnectionClosedError, nats.js.errors.NoStreamResponseError,
+              nats.errors.ConnectionReconnectingError, nats.errors.StaleConnectionError,
+              asyncio.TimeoutError)
+
+
+class Link:
+    """A NATS connection on a private event-loop thread."""
+
+    def __init__(self, servers: Sequence[str], name: str, *, timeout: float = 2.0) -> None:
+        self.servers, self.name, self.timeout = list(servers), name, timeout
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=f"nats-{name}",
+                                        daemon=True)
+        self._thread.start()
+        self.nc: NATS = self.call(self._connect(), timeout=30)
+        self.js: JetStreamContext = self.nc.jetstream(timeout=timeout)
+
+    async def _connect(self) -> NATS:
+        async def quiet(exc: Exception) -> None:
+            log.debug("nats %s: %s", self.name, exc)
+
+        return await nats.connect(
+            servers=self.servers, name=self.name, max_reconnect_attempts=-1,
+            reconnect_time_wait=0.25, connect_timeout=2, allow_reconnect=True,
+            error_cb=quiet, ping_interval=2, max_outstanding_pings=3,
+        )
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def spawn(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def close(self) -> None:
+        if self.loop.is_closed():
+            return
+        with contextlib.suppress(Exception):
+            self.call(self.nc.close(), timeout=5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+        self.loop.close()
+
+
+async def ensure_streams(js: JetStreamContext, names: Names, replicas: int = 1,
+                         duplicate_window: float = 120.0, lease_ttl: float = 3.0) -> None:
+    """Create the chain's streams and lease bucket if missing (idempotent, race-safe)."""
+    streams = [
+        (names.txs_stream, [names.txs_subject]),
+        (names.blocks_stream, [names.blocks_subject]),
+        (names.cosig_stream, [names.cosig_subject()]),
+    ]
+    for stream, subjects in streams:
+        cfg = api.StreamConfig(
+            name=stream, subjects=subjects, num_replicas=replicas,
+            storage=api.StorageType.FILE, duplicate_window=duplicate_window,
+            deny_delete=True, deny_purge=True, max_msg_size=8 * 1024 * 1024,
+        )
+        try:
+            await js.add_stream(cfg)
+        except nats.js.errors.BadRequestError as exc:
+            if exc.err_code != STREAM_IN_USE:
+                raise
+    with contextlib.suppress(nats.js.errors.BadRequestError):
+        await js.create_key_value(bucket=names.lease_bucket, ttl=lease_ttl, history=1,
+                                  replicas=replicas)
+
+
+async def _retry(what: str, make: Callable[[], Awaitable[T]], deadline: float) -> T:
+    """Retry a transient NATS failure until ``deadline`` (monotonic)."""
+    delay = 0.05
+    while True:
+        try:
+            return await make()
+        except _TRANSIENT as exc:
+            if _time.monotonic() + delay > deadline:
+                raise RejectedError(Code.NODE_UNAVAILABLE, f"{what}: {exc!r}") from None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+        except nats.js.errors.ServiceUnavailableError as exc:  # no stream leader (election)
+            if _time.monotonic() + delay > deadline:
+                raise RejectedError(Code.NODE_UNAVAILABLE, f"{what}: {exc!r}") from None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
+@dataclass(frozen=True)
+class Entry:
+    seq: int
+    data: bytes
+
+
+class StreamReader:
+    """Reads one stream strictly in order from ``next_seq``.
+
+    An ephemeral pull consumer is created at the reader's own position and thrown away and
+    re-created at the same position on any trouble (a gap, a lost server, a consumer that
+    disappeared with its server). The position lives here, never in the engine.
+    """
+
+    def __init__(self, js: JetStreamContext, stream: str, subject: str, next_seq: int) -> None:
+        self.js, self.stream, self.subject, self.next_seq = js, stream, subject, next_seq
+        self._sub: Any = None
+
+    async def _reset(self) -> None:
+        sub, self._sub = self._sub, None
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+    async def read(self, max_msgs: int = 256, timeout: float = 0.5) -> list[Entry]:
+        if self._sub is None:
+            try:
+                self._sub = await self.js.pull_subscribe(
+                    self.subject, durable=None, stream=self.stream,
+                    config=api.ConsumerConfig(
+                        deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
+                        opt_start_seq=self.next_seq, ack_policy=api.AckPolicy.NONE,
+                        inactive_threshold=30.0, num_replicas=1, mem_storage=True,
+                    ),
+                )
+            except Exception as exc:  # engine unavailable: the caller simply tries again
+                log.debug("reader %s at %d: %r", self.stream, self.next_seq, exc)
+                await asyncio.sleep(0.2)
+                return []
+        try:
+            msgs = await self._sub.fetch(max_msgs, timeout=timeout)
+        except nats.errors.TimeoutError:
+            return []
+        except Exception as exc:
+            log.debug("reader %s at %d: %r; re-creating", self.stream, self.next_seq, exc)
+            await self._reset()
+            await asyncio.sleep(0.1)
+            return []
+        out: list[Entry] = []
+        for m in msgs:
+            seq = m.metadata.sequence.stream
+            if seq < self.next_seq:
+                continue  # redelivered
+            if seq > self.next_seq:
+                log.info("reader %s: gap %d..%d; re-creating", self.stream, self.next_seq, seq)
+                await self._reset()
+                break
+            out.append(Entry(seq, m.data))
+            self.next_seq += 1
+        return out
+
+    async def close(self) -> None:
+        await self._reset()
+
+
+async def last_cut(js: JetStreamContext, names: Names) -> tuple[int, BlockCut | None]:
+    """(height of the last block in the stream, its cut)."""
+    info = await js.stream_info(names.blocks_stream)
+    height = int(info.state.last_seq)
+    if height == 0:
+        return 0, None
+    msg = await js.get_msg(names.blocks_stream, height)
+    assert msg.data is not None
+    return height, BlockCut.decode(msg.data)
+
+
+class Sequencer:
+    """Cuts blocks from the TXS stream while it holds the lease; fenced on every append."""
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        names: Names,
+        name: str,
+        *,
+        max_txs: int = 2000,
+        max_wait: float = 0.05,
+        lease_ttl: float = 3.0,
+        clock: Callable[[], int] = wall_ms,
+    ) -> None:
+        self.js, self.names, self.name = js, names, name
+        self.max_txs, self.max_wait, self.lease_ttl = max_txs, max_wait, lease_ttl
+        self._clock = clock
+        self.leading = False
+        self.appended = 0
+        self.fenced = 0
+
+    async def _acquire(self, kv: Any) -> int | None:
+        """Take or renew the lease; the KV revision to renew against, or None."""
+        try:
+            return int(await kv.create(LEASE_KEY, self.name.encode()))
+        except nats.js.errors.KeyWrongLastSequenceError:
+            pass
+        except Exception:
+            return None
+        try:
+            entry = await kv.get(LEASE_KEY)
+        except Exception:
+            return None
+        if entry.value == self.name.encode():  # ours from before a restart
+            with contextlib.suppress(Exception):
+                return int(await kv.update(LEASE_KEY, self.name.encode(), last=entry.revision))
+        return None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        kv: Any = None
+        while not stop.is_set():
+            try:
+                if kv is None:
+                    kv = await self.js.key_value(self.names.lease_bucket)
+                rev = await self._acquire(kv)
+                if rev is None:
+                    await _sleep_or_stop(stop, self.lease_ttl / 3)
+                    continue
+                self.leading = True
+                log.info("%s leads sequencing", self.name)
+                await self._lead(kv, rev, stop)
+            except Exception as exc:  # keep trying: NATS may be electing a leader
+                log.warning("sequencer %s: %r", self.name, exc)
+                await _sleep_or_stop(stop, 0.25)
+            finally:
+                self.leading = False
+
+    async def _lead(self, kv: Any, rev: int, stop: asyncio.Event) -> None:
+        height, cut = await last_cut(self.js, self.names)
+        reader = StreamReader(self.js, self.names.txs_stream, self.names.txs_subject,
+                              1 if cut is None else cut.last + 1)
+        last_time = 0 if cut is None else cut.time
+        renew_at = _time.monotonic() + self.lease_ttl / 3
+        pending: list[Entry] = []
+        count, first_at = 0, 0.0
+        try:
+            while not stop.is_set():
+                now = _time.monotonic()
+                if now >= renew_at:
+                    rev = int(await kv.update(LEASE_KEY, self.name.encode(), last=rev))
+                    renew_at = now + self.lease_ttl / 3
+                due = pending and (count >= self.max_txs or now >= first_at + self.max_wait)
+                if not due:
+                    wait = self.max_wait if not pending else max(0.001,
+                                                                 first_at + self.max_wait - now)
+                    got = await reader.read(512, timeout=min(wait, 0.25) if pending else 0.25)
+                    for e in got:
+                        if not pending:
+                            first_at = _time.monotonic()
+                        pending.append(e)
+                        count += e.data.count(b"\n") + 1
+                    continue
+                # cut at a message boundary, at least one message
+                take, n = 0, 0
+                while take < len(pending) and (take == 0 or n < self.max_txs):
+                    n += pending[take].data.count(b"\n") + 1
+                    take += 1
+                last_time = max(last_time, self._clock())
+                new = BlockCut(pending[0].seq, pending[take - 1].seq, last_time, self.name)
+                await self._append(height, new)
+                height += 1
+                self.appended += 1
+                pending, count = pending[take:], count - n
+                first_at = _time.monotonic() if pending else 0.0
+        finally:
+            await reader.close()
+            if stop.is_set():  # hand over quickly on a clean shutdown
+                with contextlib.suppress(Exception):
+                    await kv.delete(LEASE_KEY, last=rev)
+
+    async def _append(self, height: int, cut: BlockCut) -> None:
+        headers = {"Nats-Msg-Id": cut.msg_id, "Nats-Expected-Last-Sequence": str(height)}
+        payload = cut.encode()
+        while True:
+            try:
+                ack = await self.js.publish(self.names.blocks_subject, payload,
+                                            headers=dict(headers), timeout=1.0)
+            except nats.js.errors.APIError as exc:
+                if exc.err_code == WRONG_LAST_SEQUENCE:
+                    self.fenced += 1
+                    raise RejectedError(Code.FENCED, f"{self.name} cannot append block "
+                                        f"{height + 1}: {exc.description}") from None
+                if isinstance(exc, nats.js.errors.ServiceUnavailableError):
+                    await asyncio.sleep(0.1)
+                    continue
+                raise
+            except _TRANSIENT:
+                await asyncio.sleep(0.1)  # same msg id: a stored first attempt is not repeated
+                continue
+            if ack.seq != height + 1:
+                raise RejectedError(Code.FENCED, f"block {height + 1} stored at {ack.seq}")
+            return
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+Decoder = Callable[[bytes], Any]  # raw tx -> node item, or None to drop it
+
+
+class ClusterOrderer:
+    """The node's orderer in a cluster: ``put`` submits to TXS, ``next_batch`` yields blocks.
+
+    ``decode`` turns one raw transaction from the stream into the node's item (or None: bytes
+    that do not decode are dropped — the same decision on every peer, since it depends on the
+    bytes alone). ``on_lost`` is told about transactions that could not be submitted.
+    """
+
+    def __init__(
+        self,
+        link: Link,
+        names: Names,
+        *,
+        start_height: int,
+        decode: Decoder,
+        sequencer: Sequencer | None = None,
+        capacity: int = 100_000,
+        submit_timeout: float = 15.0,
+        feed_depth: int = 32,
+    ) -> None:
+        self.link, self.names, self.decode = link, names, decode
+        self.sequencer = sequencer
+        self.capacity, self.submit_timeout = capacity, submit_timeout
+        self.on_lost: Callable[[list[bytes], MedLedgerError], None] = lambda ids, exc: None
+        self.on_fault: Callable[[MedLedgerError], None] = lambda exc: None
+        self._blocks: queue.Queue[Batch[Any] | MedLedgerError] = queue.Queue(feed_depth)
+        self._inflight = 0
+        self._local: dict[bytes, Any] = {}  # tx id -> this peer's admitted item, until fed
+        self._lock = threading.Lock()
+        self._closed = False
+        self.height = start_height  # last block handed to the node
+        self.stream_height = start_height  # last block seen in the stream
+        self._stop = asyncio.Event()
+        self._tasks = [link.spawn(self._feed(start_height))]
+        if sequencer is not None:
+            self._tasks.append(link.spawn(sequencer.run(self._stop)))
+
+    # -- node-facing (thread) side --------------------------------------------------------
+
+    def free(self) -> int:
+        with self._lock:
+            return self.capacity - self._inflight
+
+    def put(self, items: Sequence[Any]) -> None:
+        """Submit admitted items (with ``.tx.raw`` and ``.tx.tx_id``) as one TXS message."""
+        if self._closed:
+            raise RuntimeError("orderer closed")
+        if not items:
+            return
+        with self._lock:
+            self._inflight += len(items)
+        raws = [a.tx.raw for a in items]
+        ids = [a.tx.tx_id for a in items]
+        with self._lock:  # the feed reuses these (already verified at admission)
+            for tid, a in zip(ids, items, strict=True):
+                self._local[tid] = a
+        fut = self.link.spawn(self._publish(raws, ids))
+        fut.add_done_callback(lambda f: self._published(f, ids))
+
+    def _published(self, fut: Future[None], ids: list[bytes]) -> None:
+        exc = fut.exception()
+        if exc is not None:
+            with self._lock:
+                self._inflight -= len(ids)
+            err = exc if isinstance(exc, MedLedgerError) else RejectedError(
+                Code.NODE_UNAVAILABLE, f"submission failed: {exc!r}")
+            self.on_lost(ids, err)
+
+    def committed(self, n: int) -> None:
+        """The node committed ``n`` of this peer's own submissions."""
+        with self._lock:
+            self._inflight = max(0, self._inflight - n)
+
+    def next_batch(self, timeout: float | None = None) -> Batch[Any] | None:
+        """The next block; None on timeout, or once closed and drained."""
+        deadline = None if timeout is None else _time.monotonic() + timeout
+        while True:
+            wait = 0.2 if deadline is None else min(0.2, deadline - _time.monotonic())
+            try:
+                item = self._blocks.get(timeout=max(wait, 0.0001))
+                break
+            except queue.Empty:
+                if self._closed or (deadline is not None and _time.monotonic() >= deadline):
+                    return None
+        if isinstance(item, MedLedgerError):
+            raise item
+        return item
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.link.loop.call_soon_threadsafe(self._stop.set)
+        for t in self._tasks:
+            with contextlib.suppress(Exception):
+                t.result(timeout=10)
+
+    # -- event-loop side -------------------------------------------------------------------
+
+    async def _publish(self, raws: list[bytes], ids: list[bytes]) -> None:
+        payload = frame_txs(raws)
+        headers = {"Nats-Msg-Id": txs_msg_id(ids)}
+        deadline = _time.monotonic() + self.submit_timeout
+        await _retry("submit", lambda: self.link.js.publish(
+            self.names.txs_subject, payload, headers=dict(headers), timeout=1.0), deadline)
+
+    async def _feed(self, start_height: int) -> None:
+        names, js = self.names, self.link.js
+        blocks = StreamReader(js, names.blocks_stream, names.blocks_subject, start_height + 1)
+        txs: StreamReader | None = None
+        prev_last: int | None = None
+        if start_height > 0:
+            while not self._stop.is_set():
+                try:
+                    msg = await js.get_msg(names.blocks_stream, start_height)
+                    assert msg.data is not None
+                    prev_last = BlockCut.decode(msg.data).last
+                    break
+                except MedLedgerError as exc:
+                    await self._fault(exc)
+                    return
+                except Exception as exc:
+                    log.debug("feed start: %r", exc)
+                    await _sleep_or_stop(self._stop, 0.2)
+        buffered: list[Entry] = []
+        try:
+            while not self._stop.is_set():
+                got = await blocks.read(64, timeout=0.25)
+                for entry in got:
+                    try:
+                        cut = BlockCut.decode(entry.data)
+                    except MedLedgerError as exc:
+                        await self._fault(exc)
+                        return
+                    expected = 1 if prev_last is None else prev_last + 1
+                    if cut.first != expected and not (prev_last is None and start_height > 0):
+                        await self._fault(MedLedgerError(
+                            Code.ORDERING_FAULT, f"block {entry.seq} starts at tx message "
+                            f"{cut.first}, want {expected}"))
+                        return
+                    if txs is None:
+                        txs = StreamReader(js, names.txs_stream, names.txs_subject, cut.first)
+                    raws: list[bytes] = []
+                    buffered = [e for e in buffered if e.seq >= cut.first]
+                    while not buffered or buffered[-1].seq < cut.last:
+                        if self._stop.is_set():
+                            return
+                        buffered.extend(await txs.read(512, timeout=0.25))
+                    for e in buffered:
+                        if e.seq > cut.last:
+                            break
+                        raws.extend(unframe_txs(e.data))
+                    buffered = [e for e in buffered if e.seq > cut.last]
+                    items = self._items(raws)
+                    self.stream_height = entry.seq
+                    batch: Batch[Any] = Batch(items, cut.time, entry.seq)
+                    while not self._stop.is_set():
+                        try:
+                            self._blocks.put_nowait(batch)
+                            break
+                        except queue.Full:
+                            await asyncio.sleep(0.005)
+                    self.height = entry.seq
+                    prev_last = cut.last
+        finally:
+            await blocks.close()
+            if txs is not None:
+                await txs.close()
+
+    def _items(self, raws: list[bytes]) -> list[Any]:
+        out = []
+        with self._lock:
+            local = [self._local.pop(hashlib.sha256(r).digest(), None) for r in raws]
+        for raw, mine in zip(raws, local, strict=True):
+            item = mine if mine is not None else self.decode(raw)
+            if item is not None:
+                out.append(item)
+        return out
+
+    async def _fault(self, exc: MedLedgerError) -> None:
+        log.error("ordering fault: %s", exc)
+        self.on_fault(exc)
+        while not self._stop.is_set():
+            try:
+                self._blocks.put_nowait(exc)
+                return
+            except queue.Full:
+                await asyncio.sleep(0.01)

@@ -51,7 +51,8 @@ def make_blocks(count: int, txs: int) -> list[BlockCommit]:
                           (0, []))]
     for h in range(1, count + 1):
         first = (h - 1) * txs
-        recs, writes = [], {}
+        recs: list[TxRecord] = []
+        writes: dict[str, bytes | None] = {}
         for i in range(first, first + txs):
             raw = (b'{"body":{"n":%d},"pad":"' % i).ljust(348, b"x") + b'"}'
             recs.append(TxRecord(i, hashlib.sha256(raw).digest(), h, raw, RESULT))

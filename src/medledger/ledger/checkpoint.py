@@ -5,7 +5,8 @@ extension lines (tlog-checkpoint "Note text"). A signed note is the text (ending
 blank line, then one or more lines ``— <key name> base64(key ID || signature)`` (signed-note
 "Format"). The key ID is ``SHA-256(name || 0x0A || 0x01 || public key)[:4]`` and the signature
 is Ed25519 (RFC 8032) over the text (signed-note "Ed25519 signatures"). Verifier keys travel as
-``name+hex(key ID)+base64(0x01 || public key)``, as golang.org/x/mod/sumdb/note writes them.
+``name+hex(key ID)+base64(0x01 || public key)``, as golang.org/x/mod/sumdb/note writes them
+(type 0x04 for witness cosigner keys, see :mod:`medledger.ledger.cosignature`).
 
 Base64 here is standard (RFC 4648 §4) and must be canonical, so a one-character change to a
 root or a known signer's signature never decodes to the same bytes. Every failure raises
@@ -20,6 +21,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import nacl.exceptions
 import nacl.signing
@@ -124,25 +126,27 @@ def key_id(name: str, public_key: bytes, alg: int = ALG_ED25519) -> bytes:
     return hashlib.sha256(name.encode("utf-8") + b"\n" + bytes([alg]) + public_key).digest()[:4]
 
 
-def vkey_string(name: str, public_key: bytes) -> str:
-    """Verifier key ``name+hex(key ID)+base64(0x01 || public key)``."""
+def vkey_string(name: str, public_key: bytes, alg: int = ALG_ED25519) -> str:
+    """Verifier key ``name+hex(key ID)+base64(alg || public key)`` (signed-note "Verifier
+    keys"); ``alg`` is 0x01 for note signatures, 0x04 for Ed25519 cosignatures."""
     _check_name(name)
     if len(public_key) != 32:
         raise CheckpointError("bad_vkey", f"public key is {len(public_key)} bytes, want 32")
-    return f"{name}+{key_id(name, public_key).hex()}+{_b64(bytes([ALG_ED25519]) + public_key)}"
+    return f"{name}+{key_id(name, public_key, alg).hex()}+{_b64(bytes([alg]) + public_key)}"
 
 
-def parse_vkey(vkey: str) -> tuple[str, bytes]:
-    """Parse a verifier key into ``(name, public key)``; checks algorithm, length and key ID."""
+def parse_vkey(vkey: str, alg: int = ALG_ED25519) -> tuple[str, bytes]:
+    """Parse a verifier key of type ``alg`` into ``(name, public key)``; checks the type byte,
+    the key length and the key ID."""
     parts = vkey.split("+", 2)
     if len(parts) != 3 or not _HEX8_RE.fullmatch(parts[1]):
         raise CheckpointError("bad_vkey", f"not name+keyid+key: {vkey[:60]!r}")
     name, kid_hex, key64 = parts
     _check_name(name, "bad_vkey")
     raw = _b64decode(key64, "bad_vkey", "verifier key")
-    if len(raw) != 33 or raw[0] != ALG_ED25519:
-        raise CheckpointError("bad_vkey", "key must be 0x01 followed by 32 Ed25519 bytes")
-    if key_id(name, raw[1:]) != bytes.fromhex(kid_hex):
+    if len(raw) != 33 or raw[0] != alg:
+        raise CheckpointError("bad_vkey", f"key must be 0x{alg:02x} followed by 32 Ed25519 bytes")
+    if key_id(name, raw[1:], alg) != bytes.fromhex(kid_hex):
         raise CheckpointError("bad_vkey", f"key ID {kid_hex} does not match name and key")
     return name, raw[1:]
 
@@ -178,10 +182,17 @@ def make_verifiers(vkeys: Iterable[str]) -> dict[tuple[str, bytes], bytes]:
     return out
 
 
-def _signature_line(text: bytes, name: str, signing_key: nacl.signing.SigningKey) -> str:
+def format_signature_line(name: str, kid: bytes, signature: bytes) -> str:
+    """``— <name> base64(key ID || signature)`` and a newline (signed-note "Format")."""
     _check_name(name)
+    if len(kid) != 4 or not signature:
+        raise CheckpointError("malformed_note", "want a 4-byte key ID and a non-empty signature")
+    return f"{_SIG_PREFIX}{name} {_b64(kid + signature)}\n"
+
+
+def _signature_line(text: bytes, name: str, signing_key: nacl.signing.SigningKey) -> str:
     kid = key_id(name, bytes(signing_key.verify_key))
-    return f"{_SIG_PREFIX}{name} {_b64(kid + signing_key.sign(text).signature)}\n"
+    return format_signature_line(name, kid, signing_key.sign(text).signature)
 
 
 def _check_text(text: bytes) -> str:
@@ -201,8 +212,26 @@ def sign_note(text: bytes, name: str, signing_key: nacl.signing.SigningKey) -> b
     return text + b"\n" + _signature_line(text, name, signing_key).encode("utf-8")
 
 
-def _split_note(note: bytes) -> tuple[bytes, list[tuple[str, bytes, str, bytes]]]:
-    """``(text, [(name, key ID, line, signature)])``; checks syntax only (signed-note "Format")."""
+class SignatureLine(NamedTuple):
+    """One parsed signature line: key ``name``, 4-byte ``key_id``, the ``b64`` text as written
+    and the decoded ``signature`` bytes that follow the key ID."""
+
+    name: str
+    key_id: bytes
+    b64: str
+    signature: bytes
+
+    def canonical(self) -> bool:
+        """True when the base64 is canonical (re-encoding gives back the same text)."""
+        return _b64(self.key_id + self.signature) == self.b64
+
+    def line(self) -> str:
+        return f"{_SIG_PREFIX}{self.name} {self.b64}\n"
+
+
+def split_note(note: bytes) -> tuple[bytes, list[SignatureLine]]:
+    """``(text, signature lines)``; checks syntax only (signed-note "Format"), so lines from
+    unknown keys or of other signature types are returned too."""
     s = _check_text(note)
     split = s.rfind("\n\n")
     if split < 0 or not s.endswith("\n") or split + 2 == len(s):
@@ -210,7 +239,7 @@ def _split_note(note: bytes) -> tuple[bytes, list[tuple[str, bytes, str, bytes]]
     lines = s[split + 2 : -1].split("\n")
     if len(lines) > MAX_SIGNATURES:
         raise CheckpointError("malformed_note", f"{len(lines)} signatures, max {MAX_SIGNATURES}")
-    sigs: list[tuple[str, bytes, str, bytes]] = []
+    sigs: list[SignatureLine] = []
     for line in lines:
         name, sep, b64 = line.removeprefix(_SIG_PREFIX).partition(" ")
         if not line.startswith(_SIG_PREFIX) or not sep or not _valid_name(name):
@@ -221,16 +250,55 @@ def _split_note(note: bytes) -> tuple[bytes, list[tuple[str, bytes, str, bytes]]
             raise CheckpointError("malformed_note", f"bad signature line {line[:60]!r}") from None
         if len(raw) < 5:
             raise CheckpointError("malformed_note", f"signature of {len(raw)} bytes is too short")
-        sigs.append((name, raw[:4], b64, raw[4:]))
+        sigs.append(SignatureLine(name, raw[:4], b64, raw[4:]))
     return s[: split + 1].encode("utf-8"), sigs
 
 
 def add_signature(note: bytes, name: str, signing_key: nacl.signing.SigningKey) -> bytes:
     """Append a signature by ``signing_key`` to ``note`` (replacing one by the same key)."""
-    text, sigs = _split_note(note)
+    text, sigs = split_note(note)
     kid = key_id(name, bytes(signing_key.verify_key))
     kept = "".join(f"{_SIG_PREFIX}{n} {b}\n" for n, k, b, _ in sigs if (n, k) != (name, kid))
     return text + b"\n" + (kept + _signature_line(text, name, signing_key)).encode("utf-8")
+
+
+def check_note(
+    note: bytes, verifiers: Verifiers
+) -> tuple[bytes, list[str], list[tuple[str, bytes]]]:
+    """Check every signature by a known key; ``(text, names verified, (name, key ID) failed)``.
+
+    Lenient: signatures whose ``(name, key ID)`` is not in ``verifiers`` are ignored, repeated
+    signatures by one key count once, and a failing one is reported rather than raised (base64
+    that is not canonical fails). Raises only for a malformed note or an inconsistent verifier.
+    """
+    text, sigs = split_note(note)
+    names: list[str] = []
+    failed: list[tuple[str, bytes]] = []
+    seen: set[tuple[str, bytes]] = set()
+    for sig in sigs:
+        pk = verifiers.get((sig.name, sig.key_id))
+        if pk is None or (sig.name, sig.key_id) in seen:
+            continue
+        if len(pk) != 32 or key_id(sig.name, pk) != sig.key_id:
+            raise CheckpointError(
+                "bad_verifier", f"verifier {sig.name}+{sig.key_id.hex()} has another key"
+            )
+        seen.add((sig.name, sig.key_id))
+        if sig.canonical() and _ed25519_ok(pk, text, sig.signature):
+            names.append(sig.name)
+        else:
+            failed.append((sig.name, sig.key_id))
+    return text, names, failed
+
+
+def _ed25519_ok(public_key: bytes, message: bytes, signature: bytes) -> bool:
+    if len(signature) != 64:
+        return False
+    try:
+        nacl.signing.VerifyKey(public_key).verify(message, signature)
+    except nacl.exceptions.BadSignatureError:
+        return False
+    return True
 
 
 def open_note(note: bytes, verifiers: Verifiers) -> tuple[bytes, list[str]]:
@@ -240,30 +308,13 @@ def open_note(note: bytes, verifiers: Verifiers) -> tuple[bytes, list[str]]:
     that fails rejects the note (``bad_signature``); with none verified it is rejected
     (``no_known_signature``). Repeated signatures by one key count once.
     """
-    text, sigs = _split_note(note)
-    names: list[str] = []
-    seen: set[tuple[str, bytes]] = set()
-    for name, kid, b64, sig in sigs:
-        pk = verifiers.get((name, kid))
-        if pk is None or (name, kid) in seen:
-            continue
-        if len(pk) != 32 or key_id(name, pk) != kid:
-            raise CheckpointError("bad_verifier", f"verifier {name}+{kid.hex()} has another key")
-        seen.add((name, kid))
-        _b64decode(b64, "bad_signature", f"signature by {name}")
-        try:
-            if len(sig) != 64:
-                raise nacl.exceptions.BadSignatureError
-            nacl.signing.VerifyKey(pk).verify(text, sig)
-        except nacl.exceptions.BadSignatureError:
-            raise CheckpointError(
-                "bad_signature", f"invalid signature by {name}+{kid.hex()}"
-            ) from None
-        names.append(name)
+    text, names, failed = check_note(note, verifiers)
+    if failed:
+        name, kid = failed[0]
+        raise CheckpointError("bad_signature", f"invalid signature by {name}+{kid.hex()}")
     if not names:
-        raise CheckpointError(
-            "no_known_signature", f"none of {len(sigs)} signatures is from a known key"
-        )
+        n = len(split_note(note)[1])
+        raise CheckpointError("no_known_signature", f"none of {n} signatures is from a known key")
     return text, names
 
 

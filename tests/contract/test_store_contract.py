@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -531,6 +532,36 @@ def test_checkpoints(store: Store) -> None:
     assert len(store.checkpoints()) == 3
 
 
+# -- staged commits --------------------------------------------------------------------------------
+
+
+def test_staged_block_is_invisible_until_finished(store: Store) -> None:
+    init(store, {"a": b"0"})
+    c1 = make_commit(1, 0, 2, {"a": b"1"}, checkpoint=(2, 1, b"note 2"))
+    finish = store.stage(c1)
+    finishing = threading.Event()
+    seen: list[tuple[Any, ...]] = []
+
+    def read() -> None:  # may wait for the commit (SQLite in memory) but must not see it early
+        got = (store.head(), store.get_state("a"), store.tx(c1.txs[0].tx_id), store.checkpoint())
+        seen.append((finishing.is_set(), *got))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    reader.join(0.5)
+    finishing.set()
+    finish()
+    reader.join(15)
+    assert len(seen) == 1
+    finish_called, *got = seen[0]
+    before = [store.block(0), b"0", None, None]
+    after = [c1.block, b"1", c1.txs[0], (2, 1, b"note 2")]
+    assert got == before or (finish_called and got == after), seen
+    assert store.head() == c1.block and store.get_state("a") == b"1"
+    store.commit(make_commit(2, 2, 1, {"a": b"2"}))  # the next block follows as usual
+    assert store.get_state("a") == b"2"
+
+
 # -- threads and reopening -------------------------------------------------------------------------
 
 
@@ -649,3 +680,102 @@ def test_private_stores_are_independent(backend: Backend) -> None:
     finally:
         one.close()
         two.close()
+
+
+# -- peer-local data and cosignatures --------------------------------------------------------------
+
+SIG_A = "— witness-a AAAAAQ==".encode()
+SIG_B = "— witness-b AAAAAg==".encode()
+
+
+def test_local_values(store: Store) -> None:
+    assert store.get_local("witness/last") is None
+    store.set_local("witness/last", b"checkpoint 5")  # before the chain exists
+    init(store)
+    counts = store.row_counts()
+    store.set_local("witness/last", b"checkpoint 7")  # replaced
+    store.set_local("evidence/\u00e9", b"\x00\xff" * 100)
+    store.set_local("empty", b"")
+    assert store.get_local("witness/last") == b"checkpoint 7"
+    assert store.get_local("evidence/\u00e9") == b"\x00\xff" * 100
+    assert store.get_local("empty") == b""
+    assert store.get_local("evidence/") is None
+    # not ledger data: no row counted, no state key, nothing a ledger reader sees
+    assert store.row_counts() == counts
+    assert store.get_state("witness/last") is None
+    assert store.scan_state("") == [("config", b"genesis config")]
+    with ThreadPoolExecutor(1) as pool:  # committed: another thread's connection sees it
+        assert pool.submit(store.get_local, "witness/last").result() == b"checkpoint 7"
+
+
+def test_set_local_is_independent_of_block_commits(store: Store) -> None:
+    init(store, {"a": b"0"})
+    store.set_local("k", b"before")
+    with pytest.raises(StoreError) as err:
+        store.commit(make_commit(1, 0, tx_ids=[tid(1, 0), tid(1, 0)]))
+    assert err.value.code == "duplicate_tx"
+    assert store.get_local("k") == b"before"  # the failed block did not take it with it
+    finish = store.stage(make_commit(1, 0, 1, {"a": b"1"}))
+    done = threading.Event()
+
+    def record() -> None:  # e.g. the witness, while the node's block commit is in flight
+        store.set_local("k", b"during")
+        done.set()
+
+    writer = threading.Thread(target=record)
+    writer.start()
+    time.sleep(0.05)  # let it start while the block is staged (SQLite: it waits for the lock)
+    finish()
+    writer.join(15)
+    assert done.is_set()
+    assert store.get_local("k") == b"during"
+    assert store.head() is not None and store.head().height == 1  # type: ignore[union-attr]
+    assert store.get_state("a") == b"1"
+    store.commit(make_commit(2, 1, 1, {"a": b"2"}))
+    assert store.get_local("k") == b"during"
+
+
+def test_cosignatures(store: Store) -> None:
+    init(store)
+    store.commit(make_commit(1, 0, 2, checkpoint=(2, 1, b"note 2")))
+    assert store.cosignatures(2) == {}
+    counts = store.row_counts()
+    store.add_cosignatures(2, {"witness-b": SIG_B, "witness-a": SIG_A})
+    assert store.cosignatures(2) == {"witness-a": SIG_A, "witness-b": SIG_B}
+    assert list(store.cosignatures(2)) == ["witness-a", "witness-b"]
+    store.add_cosignatures(2, {"witness-a": SIG_A + b"x", "witness-c": b"\xe2\x80\x94 c"})
+    assert store.cosignatures(2) == {
+        "witness-a": SIG_A + b"x", "witness-b": SIG_B, "witness-c": b"\xe2\x80\x94 c"}
+    store.add_cosignatures(2, {})
+    assert len(store.cosignatures(2)) == 3
+    store.add_cosignatures(7, {"witness-a": SIG_A})
+    assert store.cosignatures(7) == {"witness-a": SIG_A}
+    assert store.cosignatures(3) == {}
+    assert store.row_counts() == counts
+    assert store.checkpoint(2) == (2, 1, b"note 2")  # the note itself is untouched
+
+
+def test_local_data_is_durable_and_survives_reopen(backend: Backend) -> None:
+    if not backend.persistent:
+        pytest.skip(f"{backend.name} does not outlive its store object")
+    store = backend.open()
+    try:
+        init(store)
+        store.set_local("witness/last", b"cp 1")
+        store.add_cosignatures(1, {"witness-a": SIG_A, "witness-b": SIG_B})
+        # committed when the calls return: a second, independent open sees both at once
+        other = backend.open()
+        try:
+            assert other.get_local("witness/last") == b"cp 1"
+            assert other.cosignatures(1) == {"witness-a": SIG_A, "witness-b": SIG_B}
+        finally:
+            other.close()
+    finally:
+        store.close()
+    again = backend.open()
+    try:
+        assert again.get_local("witness/last") == b"cp 1"
+        assert again.cosignatures(1) == {"witness-a": SIG_A, "witness-b": SIG_B}
+        assert again.genesis() == GENESIS
+    finally:
+        again.close()

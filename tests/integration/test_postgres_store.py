@@ -57,7 +57,7 @@ def test_schemas_isolate_stores_in_one_database(schemas: list[str]) -> None:
     with psycopg.connect(PG_DSN) as conn:
         tables = conn.execute("SELECT table_schema, count(*) FROM information_schema.tables "
                               "WHERE table_schema = ANY(%s) GROUP BY 1", (schemas,)).fetchall()
-    assert sorted(tables) == sorted((s, 6) for s in schemas)
+    assert sorted(tables) == sorted((s, 8) for s in schemas)
 
 
 def test_open_store_uri_selects_the_schema(schemas: list[str]) -> None:

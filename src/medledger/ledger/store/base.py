@@ -10,7 +10,7 @@ which every backend must pass.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from medledger.errors import MedLedgerError
@@ -152,6 +152,39 @@ class Store(ABC):
 
     @abstractmethod
     def checkpoints(self) -> list[tuple[int, int, bytes]]: ...
+
+    # -- peer-local data: beside the ledger, not part of it --------------------------------
+
+    @abstractmethod
+    def set_local(self, key: str, value: bytes) -> None:
+        """Store ``value`` under ``key`` (replacing any), durable when this returns.
+
+        Peer-local bookkeeping, e.g. a witness's last cosigned checkpoint (persisted before the
+        cosignature is released) or equivocation evidence. It is not ledger data: it is not in
+        ``row_counts`` or any ledger table, and each call is its own committed transaction,
+        never part of a block's (a failed block commit does not undo it). It may wait for a
+        staged block's commit (SQLite allows one writer at a time), so do not call it between
+        ``stage`` and the finisher on the thread that must run the finisher.
+        """
+
+    @abstractmethod
+    def get_local(self, key: str) -> bytes | None:
+        """The value last stored under ``key`` by ``set_local``, or None."""
+
+    @abstractmethod
+    def add_cosignatures(self, size: int, lines: Mapping[str, bytes]) -> None:
+        """Store cosignatures of the checkpoint for log ``size``, durable when this returns.
+
+        ``lines`` maps a signer name to one C2SP signed-note signature line as bytes,
+        em-dash prefix included (``"— name base64sig"``); the store does not interpret it. A
+        signer already stored for ``size`` is replaced; all of ``lines`` commit together, in a
+        transaction of their own (as ``set_local``).
+        """
+
+    @abstractmethod
+    def cosignatures(self, size: int) -> dict[str, bytes]:
+        """Signature lines stored by ``add_cosignatures`` for log ``size``, by signer name
+        in sorted order (empty when there are none)."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any
 
@@ -43,6 +43,10 @@ SCHEMA = [
         PRIMARY KEY (key, height))""",
     """CREATE TABLE IF NOT EXISTS checkpoints (
         size BIGINT PRIMARY KEY, height BIGINT NOT NULL, note BYTEA NOT NULL)""",
+    "CREATE TABLE IF NOT EXISTS local (k TEXT PRIMARY KEY, v BYTEA NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS cosignatures (
+        size BIGINT NOT NULL, signer TEXT NOT NULL, line BYTEA NOT NULL,
+        PRIMARY KEY (size, signer))""",
 ]
 CACHE_ENTRIES = 65_536
 SCHEMA_LOCK = 0x6D65646C65646772  # pg_advisory_xact_lock key: concurrent first opens wait
@@ -193,6 +197,31 @@ class PostgresStore(Store):
                 with contextlib.suppress(psycopg.Error):
                     self._writer.rollback()
                 raise
+
+    # -- peer-local data (on the calling thread's autocommit connection: not the block's
+    #    transaction, and no wait for a staged block) -----------------------------------
+
+    def set_local(self, key: str, value: bytes) -> None:
+        self._db.execute("INSERT INTO local VALUES (%s, %s) "
+                         "ON CONFLICT (k) DO UPDATE SET v = excluded.v", (key, value))
+
+    def get_local(self, key: str) -> bytes | None:
+        row = self._one("SELECT v FROM local WHERE k = %s", (key,))
+        return None if row is None else row[0]
+
+    def add_cosignatures(self, size: int, lines: Mapping[str, bytes]) -> None:
+        if not lines:
+            return
+        db = self._db
+        with db.transaction(), db.cursor() as cur:
+            cur.executemany("INSERT INTO cosignatures VALUES (%s, %s, %s) ON CONFLICT "
+                            "(size, signer) DO UPDATE SET line = excluded.line",
+                            [(size, signer, line) for signer, line in lines.items()])
+
+    def cosignatures(self, size: int) -> dict[str, bytes]:
+        rows = self._all("SELECT signer, line FROM cosignatures WHERE size = %s "
+                         "ORDER BY signer COLLATE \"C\"", (size,))
+        return dict(rows)
 
     # -- reads -------------------------------------------------------------------------
 

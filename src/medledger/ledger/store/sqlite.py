@@ -12,7 +12,7 @@ import itertools
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,10 @@ CREATE TABLE IF NOT EXISTS state (
     PRIMARY KEY (key, height)) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (
     size INTEGER PRIMARY KEY, height INTEGER NOT NULL, note BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS local (k TEXT PRIMARY KEY, v BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS cosignatures (
+    size INTEGER NOT NULL, signer TEXT NOT NULL, line BLOB NOT NULL,
+    PRIMARY KEY (size, signer)) WITHOUT ROWID;
 """
 CACHE_ENTRIES = 65_536
 _memory_ids = itertools.count()
@@ -62,9 +66,9 @@ class SQLiteStore(Store):
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._uri, uri=True, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=10000")  # first: the next pragma may wait for a lock
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=10000")
         return conn
 
     @property
@@ -152,6 +156,34 @@ class SQLiteStore(Store):
         with self._write_lock:
             self._writer.execute("INSERT OR REPLACE INTO checkpoints VALUES (?,?,?)",
                                  (size, height, note))
+
+    # -- peer-local data (on the calling thread's connection: not the block's transaction) --
+
+    def set_local(self, key: str, value: bytes) -> None:
+        self._db.execute("INSERT OR REPLACE INTO local VALUES (?, ?)", (key, value))
+
+    def get_local(self, key: str) -> bytes | None:
+        row = self._db.execute("SELECT v FROM local WHERE k = ?", (key,)).fetchone()
+        return _blob(row[0]) if row else None
+
+    def add_cosignatures(self, size: int, lines: Mapping[str, bytes]) -> None:
+        if not lines:
+            return
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("INSERT OR REPLACE INTO cosignatures VALUES (?, ?, ?)",
+                           [(size, signer, line) for signer, line in lines.items()])
+            db.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise
+
+    def cosignatures(self, size: int) -> dict[str, bytes]:
+        rows = self._db.execute(
+            "SELECT signer, line FROM cosignatures WHERE size = ? ORDER BY signer", (size,))
+        return {signer: _blob(line) or b"" for signer, line in rows}
 
     # -- reads -------------------------------------------------------------------------
 

@@ -139,11 +139,17 @@ def verify_cosignatures(note: bytes, witnesses: WitnessKeys) -> list[tuple[str, 
     return [(c.name, c.timestamp) for c in check.valid]
 
 
-def attach(note: bytes, lines: Iterable[str]) -> bytes:
+def signature_lines(lines: Iterable[str | bytes]) -> list[str]:
+    """Lines as text, each ending in one newline (stores may keep them as bytes, unterminated)."""
+    out = [ln.decode("utf-8") if isinstance(ln, bytes) else ln for ln in lines]
+    return [ln if ln.endswith("\n") else ln + "\n" for ln in out]
+
+
+def attach(note: bytes, lines: Iterable[str | bytes]) -> bytes:
     """``note`` with signature ``lines`` appended (a line already present is not repeated)."""
     text, sigs = split_note(note)
     have = [s.line() for s in sigs]
-    new = [ln for ln in dict.fromkeys(lines) if ln not in have]
+    new = [ln for ln in dict.fromkeys(signature_lines(lines)) if ln not in have]
     out = text + b"\n" + "".join(have + new).encode("utf-8")
     if len(split_note(out)[1]) != len(have) + len(new):  # each new "line" must be exactly one
         raise CheckpointError("malformed_note", "each appended item must be one signature line")

@@ -30,6 +30,7 @@ import time as _time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import nats
@@ -100,6 +101,7 @@ async def ensure_streams(js: JetStreamContext, names: Names, replicas: int = 1,
         (names.blocks_stream, [names.blocks_subject]),
         (names.cosig_stream, [names.cosig_subject()]),
     ]
+    deadline = _time.monotonic() + 30  # a new cluster may still be electing its meta leader
     for stream, subjects in streams:
         cfg = api.StreamConfig(
             name=stream, subjects=subjects, num_replicas=replicas,
@@ -107,13 +109,13 @@ async def ensure_streams(js: JetStreamContext, names: Names, replicas: int = 1,
             deny_delete=True, deny_purge=True, max_msg_size=8 * 1024 * 1024,
         )
         try:
-            await js.add_stream(cfg)
+            await _retry(f"create stream {stream}", partial(js.add_stream, cfg), deadline)
         except nats.js.errors.BadRequestError as exc:
             if exc.err_code != STREAM_IN_USE:
                 raise
     with contextlib.suppress(nats.js.errors.BadRequestError):
-        await js.create_key_value(bucket=names.lease_bucket, ttl=lease_ttl, history=1,
-                                  replicas=replicas)
+        await _retry("create lease bucket", lambda: js.create_key_value(
+            bucket=names.lease_bucket, ttl=lease_ttl, history=1, replicas=replicas), deadline)
 
 
 async def _retry(what: str, make: Callable[[], Awaitable[T]], deadline: float) -> T:
@@ -148,9 +150,12 @@ class StreamReader:
     disappeared with its server). The position lives here, never in the engine.
     """
 
+    PROBE_AFTER = 0.75  # seconds without a message before checking the consumer still exists
+
     def __init__(self, js: JetStreamContext, stream: str, subject: str, next_seq: int) -> None:
         self.js, self.stream, self.subject, self.next_seq = js, stream, subject, next_seq
         self._sub: Any = None
+        self._last_msg = _time.monotonic()
 
     async def _reset(self) -> None:
         sub, self._sub = self._sub, None
@@ -176,6 +181,15 @@ class StreamReader:
         try:
             msgs = await self._sub.fetch(max_msgs, timeout=timeout)
         except nats.errors.TimeoutError:
+            # quiet stream, or a consumer that died with its server: after a while, ask
+            if _time.monotonic() - self._last_msg > self.PROBE_AFTER:
+                self._last_msg = _time.monotonic()
+                try:
+                    await self._sub.consumer_info()
+                except Exception:
+                    log.info("reader %s at %d: consumer lost; re-creating", self.stream,
+                             self.next_seq)
+                    await self._reset()
             return []
         except Exception as exc:
             log.debug("reader %s at %d: %r; re-creating", self.stream, self.next_seq, exc)
@@ -193,6 +207,8 @@ class StreamReader:
                 break
             out.append(Entry(seq, m.data))
             self.next_seq += 1
+        if out:
+            self._last_msg = _time.monotonic()
         return out
 
     async def close(self) -> None:

@@ -1,0 +1,77 @@
+"""A private 3-server NATS JetStream cluster on loopback, shared by this folder's tests."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from medledger.cluster.natsd import NatsCluster
+from medledger.cluster.peer import Peer, PeerOptions
+from medledger.consortium.bootstrap import new_consortium
+from medledger.installed import default_registry
+from medledger.ledger.store.sqlite import SQLiteStore
+from tests.cluster.natsutil import drop_chain, unique_chain
+from tests.conftest import MEMBERS, ORGS, T0, Consortium
+from tests.support.services import require_binary
+
+
+class WallClock:
+    def __call__(self) -> int:
+        return time.time_ns() // 1_000_000
+
+
+@pytest.fixture(scope="module")
+def nats3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    require_binary("nats-server")
+    c = NatsCluster.create(tmp_path_factory.mktemp("nats3"), 3)
+    c.start()
+    try:
+        c.wait_ready()
+        yield c
+    finally:
+        c.stop()
+
+
+@pytest.fixture
+def start_peers(tmp_path: Path, nats3: NatsCluster) -> Iterator[
+        Callable[..., tuple[Consortium, list[Peer]]]]:
+    chain = unique_chain("f")
+    genesis, ring = new_consortium(chain, ORGS, T0, MEMBERS)
+    started: list[Peer] = []
+
+    def start(orgs: tuple[str, ...] = ("hosp-a", "hosp-b", "cdc"), **kw: object) -> tuple[
+            Consortium, list[Peer]]:
+        for org in orgs:
+            opts = PeerOptions(kw.get("servers", nats3.urls), replicas=3, max_wait=0.01)  # type: ignore[arg-type]
+            for k, v in kw.items():
+                setattr(opts, k, v)
+            store = SQLiteStore(tmp_path / f"{org}.db")
+            started.append(Peer(store, genesis, default_registry(), org=org,
+                                key=ring.signing[f"{org}/root"], options=opts).start())
+        return Consortium(genesis, ring), list(started)
+
+    yield start
+    for p in started:
+        try:
+            p.stop()
+        finally:
+            p.node.store.close()
+    drop_chain(nats3.urls, chain)
+
+
+def wait_height(peers: list[Peer], height: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while any(p.node.height < height for p in peers):
+        assert time.monotonic() < deadline, [p.node.height for p in peers]
+        time.sleep(0.02)
+
+
+def same_chain(peers: list[Peer]) -> None:
+    heads = [p.node.store.head() for p in peers]
+    top = min(h.height for h in heads if h is not None)
+    for h in range(1, top + 1):
+        hashes = {p.node.store.block(h).hash for p in peers}  # type: ignore[union-attr]
+        assert len(hashes) == 1, f"peers differ at height {h}"

@@ -1,0 +1,101 @@
+"""A steady client load against peers, retrying refused submissions with the same bytes."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+
+from medledger.errors import MedLedgerError
+from medledger.node.node import Receipt
+from tests.conftest import Ledger
+
+
+class Load:
+    def __init__(self, leds: Sequence[Ledger], members: Sequence[str], *, batch: int = 10,
+                 interval: float = 0.01) -> None:
+        self.leds, self.members, self.batch, self.interval = list(leds), list(members), batch, \
+            interval
+        self.acked: dict[bytes, Receipt] = {}
+        self.ack_times: list[float] = []
+        self.submitted: dict[bytes, bytes] = {}
+        self.retries = 0
+        self._retry: list[bytes] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._nonce = itertools.count(1)
+        self._rr = itertools.count()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> Load:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        i = 0
+        while not self._stop.is_set():
+            raws = []
+            for _ in range(self.batch):
+                n = next(self._nonce)
+                led = self.leds[0]
+                raws.append(led.build(self.members[n % len(self.members)], "registry",
+                                      "anchor_batch", {
+                                          "batch_id": f"load-{n}", "root": f"{n:064x}",
+                                          "count": 1, "record_type": "Filler",
+                                          "source_system": "tests", "schema_version": "1"},
+                                      nonce=n))
+            with self._lock:
+                retry, self._retry = self._retry, []
+            self.send(raws + retry)
+            i += 1
+            time.sleep(self.interval)
+
+    def send(self, raws: list[bytes]) -> None:
+        led = self.leds[next(self._rr) % len(self.leds)]
+        for raw in raws:
+            import hashlib
+
+            self.submitted.setdefault(hashlib.sha256(raw).digest(), raw)
+        try:
+            futs = led.node.submit_many(raws)
+        except MedLedgerError:
+            with self._lock:
+                self._retry.extend(raws)
+                self.retries += len(raws)
+            return
+        for raw, fut in zip(raws, futs, strict=True):
+            fut.add_done_callback(lambda f, r=raw: self._done(r, f))
+
+    def _done(self, raw: bytes, fut: Future[Receipt]) -> None:
+        exc = fut.exception()
+        with self._lock:
+            if exc is None:
+                r = fut.result()
+                self.acked[r.tx_id] = r
+                self.ack_times.append(time.monotonic())
+            else:
+                self._retry.append(raw)
+                self.retries += 1
+
+    def stop(self, settle: float = 40.0) -> None:
+        """Stop generating; keep resubmitting until everything submitted is acknowledged."""
+        self._stop.set()
+        self._thread.join()
+        deadline = time.monotonic() + settle
+        while time.monotonic() < deadline:
+            with self._lock:
+                retry, self._retry = self._retry, []
+                done = len(self.acked) == len(self.submitted)
+            if retry:
+                self.send(retry)
+            elif done:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"{len(self.submitted) - len(self.acked)} never acknowledged")
+
+    def max_gap(self, after: float, until: float) -> float:
+        """Longest pause between acknowledgements in [after, until] (monotonic)."""
+        times = sorted(t for t in self.ack_times if after <= t <= until)
+        return max(b - a for a, b in itertools.pairwise([after, *times, until]))

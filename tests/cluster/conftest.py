@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -58,7 +59,8 @@ def start_peers(tmp_path: Path, nats3: NatsCluster) -> Iterator[
         try:
             p.stop()
         finally:
-            p.node.store.close()
+            with contextlib.suppress(Exception):
+                p.node.store.close()
     drop_chain(nats3.urls, chain)
 
 

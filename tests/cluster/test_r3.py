@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.cluster.conftest import WallClock, same_chain, wait_height
@@ -27,3 +29,23 @@ def test_three_peers_on_r3(start_peers) -> None:  # type: ignore[no-untyped-def]
     wait_height(peers, max(r.height for r in receipts))
     same_chain(peers)
     assert {p.node.head.state_root for p in peers} == {peers[0].node.head.state_root}
+
+
+def test_checkpoints_become_final_with_a_quorum(start_peers) -> None:  # type: ignore[no-untyped-def]
+    from medledger.ledger.finality import ConsortiumKeys, FinalCheckpoint
+
+    cons, peers = start_peers(witnesses=["hosp-a", "hosp-b", "cdc"])
+    led = Ledger(peers[0].node, cons.ring, WallClock())  # type: ignore[arg-type]
+    r = led.filler()
+    deadline = time.monotonic() + 15
+    while any(p.exchange.state.final_height < r.height for p in peers):
+        assert time.monotonic() < deadline, [p.status() for p in peers]
+        time.sleep(0.05)
+    keys = {o: k for o, k in cons.genesis.org_keys().items() if o in ("hosp-a", "hosp-b", "cdc")}
+    for p in peers:
+        note = p.exchange.final_note()
+        assert note is not None
+        fin = FinalCheckpoint.verify(note, ConsortiumKeys(log=keys, witnesses=keys))
+        assert fin.checkpoint.size >= r.index + 1
+        assert len(fin.cosigners) >= 2  # quorum(3) = 2
+        assert not p.exchange.state.alarms

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from medledger.cluster.finality import Exchange
 from medledger.consortium.genesis import Genesis
 from medledger.contracts.base import Registry
 from medledger.crypto.keys import SigningKey
@@ -38,6 +39,8 @@ class PeerOptions:
     max_wait: float = 0.05
     lease_ttl: float = 3.0
     admit_processes: int = 0
+    witnesses: Sequence[str] | None = None  # organisations whose cosignatures count (default all)
+    quorum: int | None = None  # cosignatures needed for finality (default ⌈2n/3⌉)
     node_kw: dict[str, Any] = field(default_factory=dict)
 
 
@@ -73,6 +76,7 @@ class Peer:
             self.link.close()
             raise
         self.orderer: ClusterOrderer | None = None
+        self._stopped = False
 
         def build(node: Node) -> Orderer[Admitted]:
             seq = Sequencer(self.link.js, self.names, org, max_txs=options.max_block_txs,
@@ -86,6 +90,10 @@ class Peer:
                                 admit_processes=options.admit_processes, **options.node_kw)
         assert self.orderer is not None
         self.orderer.on_lost = self.node.fail_pending
+        self.exchange = Exchange(self.link, self.names, store, org=org, key=key,
+                                 org_keys=genesis.org_keys(), witnesses=options.witnesses,
+                                 needed=options.quorum)
+        self.node.on_durable.append(self.exchange.block_durable)
 
     def start(self) -> Peer:
         self.node.start()
@@ -93,8 +101,12 @@ class Peer:
 
     def stop(self) -> None:
         """Graceful: stop taking blocks, finish the one in flight, hand over the lease."""
+        if self._stopped:
+            return
+        self._stopped = True
         try:
             self.node.stop()
+            self.exchange.close()
         finally:
             self.link.close()
 
@@ -103,6 +115,20 @@ class Peer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def status(self) -> dict[str, Any]:
+        """Height, roots, finality and lag, for ``cluster status`` and ``/v1/health``."""
+        head = self.node.head
+        fin = self.exchange.state
+        stream = self.orderer.stream_height if self.orderer else head.height
+        return {
+            "org": self.org, "height": head.height, "log_size": head.log_size,
+            "log_root": head.log_root.hex(), "state_root": head.state_root.hex(),
+            "block_hash": head.hash.hex(), "final_height": fin.final_height,
+            "final_size": fin.final_size, "stream_height": stream,
+            "lag": max(0, stream - head.height), "sequencer": self.leading,
+            "alarms": [{"org": a.org, "height": a.height} for a in fin.alarms],
+        }
 
     @property
     def leading(self) -> bool:

@@ -73,7 +73,7 @@ class Link:
 
         return await nats.connect(
             servers=self.servers, name=self.name, max_reconnect_attempts=-1,
-            reconnect_time_wait=0.25, connect_timeout=2, allow_reconnect=True,
+            reconnect_time_wait=0.25, connect_timeout=5, allow_reconnect=True,
             error_cb=quiet, ping_interval=2, max_outstanding_pings=3,
         )
 

@@ -118,7 +118,10 @@ def pg_node(tmp_path: Path) -> Iterator[tuple[Ledger, str]]:
 def test_compare_postgres_stores(pg_node: tuple[Ledger, str], ws: Path) -> None:
     ledger, schema = pg_node
     ledger.advance_to(6)
-    assert verify_store(ledger.store, default_registry()).ok  # the node's PostgreSQL chain
+    # the node's PostgreSQL chain verifies, replayed by 2 worker processes that reopen the
+    # store through its opener
+    report = verify_store(ledger.store, default_registry(), workers=2)
+    assert report.ok and report.workers == 2, report.findings
     copy = f"{schema}_copy"
     PostgresStore(PG_DSN, copy).close()  # creates the tables
     with psycopg.connect(PG_DSN, autocommit=True) as conn:

@@ -68,7 +68,11 @@ class PostgresStore(Store):
         self._lock = threading.Lock()  # guards the cache
         self._write_lock = threading.Lock()  # one writer transaction at a time
         self._writer = self._connect(autocommit=False)
-        self._create_schema()
+        try:
+            self._create_schema()
+        except BaseException:
+            self._writer.close()
+            raise
 
     def _connect(self, autocommit: bool) -> Conn:
         conn = psycopg.connect(self.dsn, autocommit=autocommit)

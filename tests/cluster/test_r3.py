@@ -49,3 +49,18 @@ def test_checkpoints_become_final_with_a_quorum(start_peers) -> None:  # type: i
         assert fin.checkpoint.size >= r.index + 1
         assert len(fin.cosigners) >= 2  # quorum(3) = 2
         assert not p.exchange.state.alarms
+    # the light client of a cluster accepts only final checkpoints
+    from medledger.client.light import LightClient, LightClientError
+    from medledger.node import views
+
+    lc = LightClient(cons.genesis.chain_id, trusted=keys, witnesses=keys)
+    p = peers[0]
+    note = p.exchange.final_note()
+    assert note is not None
+    cp = lc.checkpoint(note)
+    bare = p.node.store.checkpoint(cp.size)
+    assert bare is not None
+    with pytest.raises(LightClientError, match="not_final"):
+        lc.checkpoint(bare[2])  # signed by the peer alone
+    bundle = views.tx_proof(p.node.store, p.node.store.tx(r.tx_id), cp.size)  # type: ignore[arg-type]
+    assert lc.verify_bundle(bundle).size == cp.size

@@ -86,7 +86,9 @@ def get_block(
     return json_response(view.block_doc(node.store, block))
 
 
-def _checkpoint(cp: tuple[int, int, bytes], fmt: str) -> Response:
+def _checkpoint(cp: tuple[int, int, bytes], fmt: str, store: Any = None) -> Response:
+    if store is not None:
+        cp = (cp[0], cp[1], view.with_cosignatures(store, cp[0], cp[2]))
     if fmt == "json":
         return json_response(view.checkpoint_doc(cp))
     return Response(cp[2], media_type=NOTE_MEDIA_TYPE)
@@ -104,7 +106,24 @@ def get_latest_checkpoint(node: NodeDep, member: Member, format: Format = "note"
     cp = node.store.checkpoint()
     if cp is None:
         raise MedLedgerError(Code.NOT_FOUND, "no checkpoint has been signed")
-    return _checkpoint(cp, format)
+    return _checkpoint(cp, format, node.store)
+
+
+@router.get(
+    "/checkpoints/final",
+    tags=["checkpoints"],
+    summary="The newest final (quorum-cosigned) checkpoint",
+    responses={**_NOTE_RESPONSE, **problem_responses(401, 404, 422)},
+)
+def get_final_checkpoint(node: NodeDep, member: Member, format: Format = "note") -> Response:
+    """The newest checkpoint cosigned by a quorum of the consortium's witnesses, with their
+    cosignature lines attached (C2SP tlog-cosignature). 404 ``not_found`` on an embedded node
+    (no witnesses) or before the first checkpoint is final."""
+    size = node.final_size() if node.final_size is not None else 0
+    cp = node.store.checkpoint(size) if size else None
+    if cp is None:
+        raise MedLedgerError(Code.NOT_FOUND, "no final checkpoint (embedded node, or none yet)")
+    return _checkpoint(cp, format, node.store)
 
 
 @router.get(
@@ -178,5 +197,6 @@ def health(node: NodeDep) -> Response:
             "height": head.height,
             "log_size": header.log_size,
             "head_hash": head.hash.hex(),
+            **({"cluster": node.cluster_status()} if node.cluster_status else {}),
         }
     )

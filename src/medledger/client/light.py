@@ -35,13 +35,28 @@ class LightClient:
     chain_id: str
     trusted: Mapping[str, bytes]  # note signer name (organisation id) -> Ed25519 public key
     quorum: int = 1
+    # cosigning organisations of a cluster: when set, only final checkpoints are accepted —
+    # signed by a trusted log key and cosigned (C2SP tlog-cosignature) by ``needed`` (default
+    # ⌈2n/3⌉) of these witnesses
+    witnesses: Mapping[str, bytes] | None = None
+    needed: int | None = None
 
     @property
     def origin(self) -> str:
         return f"medledger/{self.chain_id}"
 
     def checkpoint(self, note: bytes) -> Checkpoint:
-        """Open a checkpoint note; requires ``quorum`` distinct trusted signers."""
+        """Open a checkpoint note; requires ``quorum`` distinct trusted signers, and with
+        ``witnesses`` a final checkpoint (a quorum of cosignatures)."""
+        if self.witnesses is not None:
+            from medledger.ledger.finality import ConsortiumKeys, FinalCheckpoint
+
+            try:
+                return FinalCheckpoint.verify(
+                    note, ConsortiumKeys(log=self.trusted, witnesses=self.witnesses),
+                    origin=self.origin, needed=self.needed).checkpoint
+            except CheckpointError as exc:
+                raise LightClientError(Code.VERIFY_FAILED, f"checkpoint: {exc}") from None
         verifiers = {(n, note_key_id(n, pk)): pk for n, pk in self.trusted.items()}
         try:
             cp, names = verify_checkpoint(note, verifiers, origin=self.origin)

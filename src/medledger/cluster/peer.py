@@ -90,10 +90,12 @@ class Peer:
                                 admit_processes=options.admit_processes, **options.node_kw)
         assert self.orderer is not None
         self.orderer.on_lost = self.node.fail_pending
-        self.exchange = Exchange(self.link, self.names, store, org=org, key=key,
+        self.exchange: Exchange = Exchange(self.link, self.names, store, org=org, key=key,
                                  org_keys=genesis.org_keys(), witnesses=options.witnesses,
                                  needed=options.quorum)
         self.node.on_durable.append(self.exchange.block_durable)
+        self.node.final_size = lambda: self.exchange.state.final_size
+        self.node.cluster_status = self.status
 
     def start(self) -> Peer:
         self.node.start()

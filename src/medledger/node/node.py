@@ -137,6 +137,9 @@ class Node:
         self.signer = signer
         self._clock = clock  # Unix ms: block times and ingress key-validity checks
         self.on_durable: list[Callable[[BlockHeader], None]] = []  # after each block commit
+        # set by a cluster peer: newest final log size, and its status for /v1/health
+        self.final_size: Callable[[], int] | None = None
+        self.cluster_status: Callable[[], dict[str, Any]] | None = None
         self._pool = ThreadPoolExecutor(verify_threads, thread_name_prefix="admit")
         self._procs: ProcessPoolExecutor | None = None
         self._procs_n = admit_processes if store.opener() is not None else 0

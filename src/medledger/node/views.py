@@ -31,6 +31,17 @@ def head_header(store: Store) -> BlockHeader:
     return BlockHeader.decode(head_block(store).header)
 
 
+def with_cosignatures(store: Store, size: int, note: bytes) -> bytes:
+    """``note`` with the witness cosignatures stored for ``size`` attached (cluster peers keep
+    them; an embedded node has none and the note is unchanged)."""
+    lines = store.cosignatures(size)
+    if not lines:
+        return note
+    from medledger.ledger.cosignature import attach
+
+    return attach(note, [lines[k] for k in sorted(lines)])
+
+
 def proof_size(store: Store) -> tuple[int, bytes | None]:
     """(log size to prove against, its signed checkpoint note or None).
 
@@ -38,7 +49,7 @@ def proof_size(store: Store) -> tuple[int, bytes | None]:
     """
     cp = store.checkpoint()
     if cp is not None:
-        return cp[0], cp[2]
+        return cp[0], with_cosignatures(store, cp[0], cp[2])
     return head_header(store).log_size, None
 
 
@@ -83,7 +94,7 @@ def tx_proof(store: Store, rec: TxRecord, size: int | None) -> dict[str, Any]:
         size, note = proof_size(store)
     else:
         cp = store.checkpoint(size)
-        note = None if cp is None else cp[2]
+        note = None if cp is None else with_cosignatures(store, size, cp[2])
     log_size = head_header(store).log_size
     if not 0 <= rec.index < size <= log_size:
         raise MedLedgerError(

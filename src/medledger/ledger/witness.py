@@ -123,6 +123,9 @@ class Witness:
             origin: {(n, key_id(n, pk)): pk for n, pk in keys.items()}
             for origin, keys in logs.items()
         }
+        if any(len(pk) != 32 for keys in logs.values() for pk in keys.values()):
+            raise ValueError("every trusted log key must be a 32-byte Ed25519 public key")
+        cosigner_vkey(name, signing_key.public)  # a bad name fails now, not after a write
         self._clock = clock
         self._alarm = alarm or _log_alarm
         self._lock = threading.Lock()
@@ -146,8 +149,9 @@ class Witness:
         cp = self._authenticate(note)
         with self._lock:
             stored = self.latest(cp.origin)
-            stored_cp = None if stored is None else parse_body(split_note(stored)[0])
-            if stored is not None and stored_cp is not None:
+            stored_cp = None
+            if stored is not None:
+                stored_cp = parse_body(split_note(stored)[0])
                 self._check_conflict(stored, stored_cp, note, cp)
             self._check_extends(old_size, proof, stored_cp, cp)
             if stored_cp is None or stored_cp.size != cp.size:

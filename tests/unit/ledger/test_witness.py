@@ -13,7 +13,12 @@ import pytest
 from tests.support.tlog import ORIGIN, SimLog, seed_key
 
 from medledger.crypto.keys import SigningKey
-from medledger.ledger.checkpoint import Checkpoint, parse_vkey, sign_checkpoint
+from medledger.ledger.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    parse_vkey,
+    sign_checkpoint,
+)
 from medledger.ledger.cosignature import check_cosignatures, parse_cosigner_vkey
 from medledger.ledger.equivocation import Equivocation, verify_equivocation
 from medledger.ledger.finality import ConsortiumKeys
@@ -416,3 +421,14 @@ def test_log_keys_of_several_organisations() -> None:
     cp = a.checkpoint()
     by_cdc = sign_checkpoint(Checkpoint(cp.origin, cp.size, cp.root, cp.extensions), "cdc", b.key)
     assert _cosigned_by_witness(w.add_checkpoint(2, [], by_cdc), a.body())
+
+
+def test_configuration_checked_up_front() -> None:
+    """A name that cannot sign, or a malformed log key, fails at construction: never after the
+    state was written."""
+    log = SimLog()
+    with pytest.raises(CheckpointError):
+        Witness("bad name", W_KEY, MemoryPersistence(), {ORIGIN: {"hosp-a": W_KEY.public}})
+    with pytest.raises(ValueError):
+        Witness("hosp-b", W_KEY, MemoryPersistence(), {ORIGIN: {"hosp-a": b"short"}})
+    assert _witness(log)[0].name == "hosp-b"

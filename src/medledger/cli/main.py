@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from medledger.cli import bench, demo, keys, ledger_cmds, ledger_group, node, tx
+from medledger.cli import bench, demo, keys, ledger_cmds, ledger_group, node, surveillance, tx
 
 app = typer.Typer(
     name="medledger",
@@ -21,6 +21,7 @@ app.add_typer(ledger_cmds.proof_app, name="proof")
 app.add_typer(keys.app, name="keys")
 app.add_typer(bench.app, name="bench")
 app.add_typer(ledger_group.app, name="ledger")
+app.add_typer(surveillance.app, name="surveillance")
 
 if __name__ == "__main__":
     app()

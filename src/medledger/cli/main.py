@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from medledger.cli import bench, demo, keys, ledger_cmds, ledger_group, node, surveillance, tx
+from medledger.cli import (
+    bench,
+    cluster,
+    demo,
+    keys,
+    ledger_cmds,
+    ledger_group,
+    node,
+    peer,
+    surveillance,
+    tx,
+)
 
 app = typer.Typer(
     name="medledger",
@@ -21,6 +32,8 @@ app.add_typer(ledger_cmds.proof_app, name="proof")
 app.add_typer(keys.app, name="keys")
 app.add_typer(bench.app, name="bench")
 app.add_typer(ledger_group.app, name="ledger")
+app.add_typer(peer.app, name="peer")
+app.add_typer(cluster.app, name="cluster")
 app.add_typer(surveillance.app, name="surveillance")
 
 if __name__ == "__main__":

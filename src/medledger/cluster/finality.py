@@ -31,7 +31,7 @@ from medledger.ledger import merkle
 from medledger.ledger.block import BlockHeader
 from medledger.ledger.checkpoint import CheckpointError, check_note, key_id, parse_body, split_note
 from medledger.ledger.cosignature import attach, check_cosignatures
-from medledger.ledger.equivocation import Equivocation, EquivocationError
+from medledger.ledger.equivocation import Equivocation
 from medledger.ledger.finality import quorum
 from medledger.ledger.store.base import Store
 from medledger.ledger.witness import Witness, WitnessError
@@ -206,7 +206,7 @@ class Exchange:
             return
         try:
             ev = Equivocation.from_notes(mine, theirs)
-        except EquivocationError as exc:
+        except CheckpointError as exc:  # EquivocationError, or a note that does not parse
             log.warning("checkpoint of %s differs but is not evidence: %s", org, exc)
             return
         height = _height(parse_body(split_note(theirs)[0]))

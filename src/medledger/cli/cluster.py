@@ -1,0 +1,87 @@
+"""``medledger cluster up|status|down``: a whole consortium on this machine, for development."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from medledger.cli.common import console, fail
+from medledger.errors import MedLedgerError
+
+app = typer.Typer(help="A local cluster: 3 NATS servers and one peer per organisation.",
+                  no_args_is_help=True)
+DirOpt = typer.Option(Path("medledger-cluster"), "--dir", "-d", envvar="MEDLEDGER_CLUSTER",
+                      help="Cluster directory.")
+
+
+@app.command("up")
+def up(
+    directory: Path = DirOpt,
+    orgs: int = typer.Option(0, min=0, help="Use the first N default organisations (0: all)."),
+    postgres: str = typer.Option("", help="Keep each peer's ledger in PostgreSQL (a "
+                                 "postgresql:// URI; one schema per organisation)."),
+) -> None:
+    """Create the cluster (first time) and start whatever of it is not running."""
+    from medledger.cluster.local import LocalCluster
+    from medledger.workspace import DEFAULT_ORGS
+
+    try:
+        if (directory / "cluster.json").exists():
+            c = LocalCluster.load(directory)
+        else:
+            chosen = DEFAULT_ORGS[:orgs] if orgs else DEFAULT_ORGS
+            c = LocalCluster.create(directory, chosen, postgres=postgres or None)
+        c.start()
+    except MedLedgerError as exc:
+        fail(exc)
+    console.print(f"cluster [bold]{c.chain}[/] up in {directory}: {len(c.peers)} peers, "
+                  f"NATS at {', '.join(c.nats.urls)}")
+    for org in c.peers:
+        console.print(f"  {org:<10} {c.url(org)}/v1")
+
+
+@app.command("status")
+def status(directory: Path = DirOpt, as_json: bool = typer.Option(False, "--json")) -> None:
+    """Each peer's height, roots, finality, lag and sequencer role; NATS servers."""
+    from medledger.cluster.local import LocalCluster
+
+    try:
+        doc = LocalCluster.load(directory).status()
+    except MedLedgerError as exc:
+        fail(exc)
+    if as_json:
+        console.print_json(json.dumps(doc))
+        return
+    t = Table(title=f"cluster {doc['chain']}")
+    for col in ("peer", "up", "height", "final", "lag", "log root", "state root", "seq", "alarms"):
+        t.add_column(col)
+    for org, p in doc["peers"].items():
+        t.add_row(org, "yes" if p.get("running") else "no", str(p.get("height", "-")),
+                  str(p.get("final_height", "-")), str(p.get("lag", "-")),
+                  str(p.get("log_root", "-"))[:12], str(p.get("state_root", "-"))[:12],
+                  "*" if p.get("sequencer") else "",
+                  ", ".join(f"{a['org']}@{a['height']}" for a in p.get("alarms", [])))
+    console.print(t)
+    console.print("nats: " + ", ".join(f"{n} {'up' if up else 'DOWN'}"
+                                       for n, up in doc["nats"].items()))
+
+
+@app.command("down")
+def down(
+    directory: Path = DirOpt,
+    purge: bool = typer.Option(False, help="Also delete the cluster directory."),
+) -> None:
+    """Stop the peers gracefully, then the NATS servers."""
+    from medledger.cluster.local import LocalCluster
+
+    try:
+        LocalCluster.load(directory).stop()
+    except MedLedgerError as exc:
+        fail(exc)
+    if purge:
+        shutil.rmtree(directory)
+    console.print(f"cluster in {directory} stopped" + (" and deleted" if purge else ""))

@@ -89,7 +89,10 @@ def season_labels(n: int, refs: npt.NDArray[np.int64], w: int, p: int) -> Vector
     labels[now - w - 1:now] = p
     for i in range(1, refs.size):
         ref = int(refs[i])
-        labels[ref - w - 1:ref + w] = p
+        if ref - w < 0:
+            raise SurveillanceError(
+                f"the window of reference week {ref} (w = {w}) reaches before week 0")
+        labels[max(ref - w, 1) - 1:ref + w] = p
         if p == 1:
             continue
         period = int(refs[i - 1]) - 2 * w - 1 - ref

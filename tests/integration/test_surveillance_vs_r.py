@@ -87,6 +87,7 @@ def build_series() -> dict[str, Series]:
         "sparse": Series(_outbreak(sparse, 320, 4, 8)),
         "sparse_dated": Series(_outbreak(sparse, 325, 3, 6), date(2009, 6, 1)),
         "zeros_then": Series(zeros_then),
+        "all_zero": Series(np.zeros(300)),
         "short60": Series(rng.poisson(_mean(60, 6, 0.5, 0.0)).astype(np.float64)),
         "short14": Series(rng.poisson(4, 14).astype(np.float64)),
     }
@@ -140,6 +141,7 @@ def _farrington_cases() -> Iterator[Case]:
     yield Case("farrington-sparse-limit", "farrington", "sparse_dated", 300, 330,
                {"limit54": (3, 2)})
     yield Case("farrington-short-b1", "farrington", "short60", 53, 60, {"b": 1})
+    yield Case("farrington-all-zero", "farrington", "all_zero", 290, 295)
 
 
 NOUFAILY = {"noPeriods": 10, "pastWeeksNotIncluded": 26, "pThresholdTrend": 1.0,
@@ -172,6 +174,8 @@ def _flexible_cases() -> Iterator[Case]:
     yield Case("flexible-wide-window", f, "seasonal", 330, 336, {"w": 22, "noPeriods": 10,
                                                                 "b": 3})
     yield Case("flexible-short-b1", f, "short60", 56, 60, {"b": 1})
+    yield Case("flexible-all-zero", f, "all_zero", 290, 293, NOUFAILY)  # no convergence: NA
+    yield Case("flexible-all-zero-plain", f, "all_zero", 290, 293)
     yield Case("flexible-missing-reference", f, "seasonal", 250, 260, r_error=True)
 
 

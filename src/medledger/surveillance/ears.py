@@ -31,6 +31,7 @@ from medledger.surveillance.series import Counts, Detection, WeekRange
 
 EarsMethod = Literal["C1", "C2", "C3"]
 _LAG = {"C1": 0, "C2": 2, "C3": 4}  # extra weeks needed before the range, beyond the baseline
+_CHUNK = 1 << 18
 
 
 @dataclass(frozen=True)
@@ -64,12 +65,19 @@ def _check(n: int, rng: WeekRange, control: EarsControl) -> None:
 
 def baseline_stats(y: Counts, weeks: np.ndarray, baseline: int, guard: int,
                    min_sigma: float) -> tuple[Counts, Counts]:
-    """Mean and max(sd, min_sigma) of y[k−guard−baseline .. k−guard−1] for each 1-based week k."""
+    """Mean and max(sd, min_sigma) of y[k−guard−baseline .. k−guard−1] for each 1-based week k.
+
+    Requires ``weeks`` to be consecutive. Works through long series in chunks (memory).
+    """
     windows = sliding_window_view(y, baseline)  # windows[s] = y[s .. s+baseline-1] (0-based)
-    start = weeks - guard - baseline - 1  # 0-based start of each week's window
-    win = windows[start]
-    mean = win.mean(axis=1)
-    sd = win.std(axis=1, ddof=1)
+    first = int(weeks[0]) - guard - baseline - 1  # 0-based start of the first week's window
+    mean = np.empty(weeks.size)
+    sd = np.empty(weeks.size)
+    for lo in range(0, weeks.size, _CHUNK):
+        hi = min(lo + _CHUNK, weeks.size)
+        win = windows[first + lo: first + hi]  # a view: the weeks are consecutive
+        mean[lo:hi] = win.mean(axis=1)
+        sd[lo:hi] = win.std(axis=1, ddof=1)
     return mean, np.maximum(sd, min_sigma)
 
 

@@ -27,7 +27,7 @@ from typing import Literal
 
 import numpy as np
 
-from medledger.surveillance.errors import SurveillanceError
+from medledger.surveillance.errors import SurveillanceError, check_choice
 from medledger.surveillance.glm import Vector, fit_poisson, linkinv
 from medledger.surveillance.series import Counts, Detection, WeekRange
 
@@ -50,6 +50,14 @@ class CusumControl:
     alpha: float | None = None
     reset: bool | None = None
     r_compatible: bool = False
+
+    def __post_init__(self) -> None:
+        check_choice("trans", self.trans, ("standard", "rossi", "anscombe", "anscombe2nd",
+                                           "pearsonNegBin", "none"))
+        if isinstance(self.m, str):
+            check_choice("m", self.m, ("glm",))
+        if self.alpha is not None and not self.alpha > 0:
+            raise SurveillanceError(f"alpha (overdispersion) is {self.alpha}; want > 0")
 
     def resets(self) -> bool:
         return (not self.r_compatible) if self.reset is None else self.reset

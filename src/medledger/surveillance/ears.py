@@ -26,7 +26,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy import stats
 
-from medledger.surveillance.errors import SurveillanceError
+from medledger.surveillance.errors import SurveillanceError, check_alpha, check_choice
 from medledger.surveillance.series import Counts, Detection, WeekRange
 
 EarsMethod = Literal["C1", "C2", "C3"]
@@ -43,6 +43,10 @@ class EarsControl:
     minSigma: float = 0.0
     alpha: float | None = None
     r_compatible: bool = False
+
+    def __post_init__(self) -> None:
+        check_choice("method", self.method, ("C1", "C2", "C3"))
+        check_alpha(self.alpha)
 
     def z(self) -> float:
         alpha = self.alpha if self.alpha is not None else (0.025 if self.method == "C3"

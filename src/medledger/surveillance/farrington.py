@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 from scipy import stats
 
-from medledger.surveillance.errors import SurveillanceError
+from medledger.surveillance.errors import SurveillanceError, check_alpha, check_choice
 from medledger.surveillance.glm import GlmFit, Matrix, Vector, fit_poisson, linkinv
 from medledger.surveillance.reference import farrington_window
 from medledger.surveillance.series import Counts, Detection, WeekRange, WeekSeries
@@ -46,6 +46,10 @@ class FarringtonControl:
     trend: bool = True
     limit54: tuple[int, int] = (5, 4)
     powertrans: PowerTrans = "2/3"
+
+    def __post_init__(self) -> None:
+        check_choice("powertrans", self.powertrans, tuple(_EXPONENT))
+        check_alpha(self.alpha)
 
 
 def anscombe_residuals(fit: GlmFit, phi: float) -> Vector:

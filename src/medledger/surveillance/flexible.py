@@ -37,7 +37,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import stats
 
-from medledger.surveillance.errors import SurveillanceError
+from medledger.surveillance.errors import SurveillanceError, check_alpha, check_choice
 from medledger.surveillance.farrington import (
     PowerTrans,
     anscombe_residuals,
@@ -75,6 +75,11 @@ class FlexibleControl:
     pastWeeksNotIncluded: int | None = None
     thresholdMethod: ThresholdMethod = "delta"
     r_compatible: bool = False
+
+    def __post_init__(self) -> None:
+        check_choice("powertrans", self.powertrans, ("2/3", "1/2", "none"))
+        check_choice("thresholdMethod", self.thresholdMethod, ("delta", "nbPlugin", "muan"))
+        check_alpha(self.alpha)
 
 
 def r_colon(a: int, b: int) -> range:

@@ -107,3 +107,18 @@ def test_cli_mpm_thresholds_file(tmp_path: Path) -> None:
     for text, want in zip(outputs, direct, strict=True):
         bounds = [float(line.split(",")[2]) for line in text.splitlines()[1:]]
         assert bounds == want.upperbound.tolist()
+
+
+@pytest.mark.parametrize(("method", "options", "message"), [
+    ("farrington", {"powertrans": "3/4"}, "powertrans"),
+    ("farrington-flexible", {"thresholdMethod": "nb"}, "thresholdMethod"),
+    ("cusum", {"trans": "log"}, "trans"),
+    ("cusum", {"m": "mean"}, "want one of \\['glm'\\]"),
+    ("cusum", {"alpha": 0.0}, "overdispersion"),
+    ("ears-c2", {"alpha": 1.5}, "0 < alpha < 1"),
+    ("farrington-flexible", {"alpha": 0.0}, "0 < alpha < 1"),
+])
+def test_option_values_outside_rs_choices_are_refused(method: str, options: dict[str, object],
+                                                       message: str) -> None:
+    with pytest.raises(SurveillanceError, match=message):
+        detect(method, WeekSeries(np.ones(400)), WeekRange(300, 301), options)

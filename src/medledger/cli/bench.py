@@ -285,3 +285,36 @@ def _lat_us(s: bench.LatencyStats, hashes: float) -> str:
         f"mean {s.mean:,.0f} µs, p50 {s.p50:,.0f} µs, p99 {s.p99:,.0f} µs, max "
         f"{s.max:,.0f} µs ({s.count:,} proofs, {hashes:.1f} hashes each on average)"
     )
+
+
+@app.command("cluster")
+def cluster(
+    peers: int = typer.Option(4, min=3, help="Peer processes (one per organisation)."),
+    txs: int = typer.Option(30_000, min=300, help="Transactions in the load run."),
+    batch: int = typer.Option(500, min=1, help="Transactions per NDJSON request."),
+    threads: int = typer.Option(2, min=1, help="Client threads per submitting peer."),
+    max_block_txs: int = typer.Option(2000, min=1, help="Sequencer: cut a block at this many."),
+    faults: bool = typer.Option(False, "--faults", help="Also inject faults under load: kill "
+                                "the NATS stream leader, kill -9 a peer."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """A local cluster (3 NATS servers + peers) under HTTP load: committed tx/s on every peer,
+    submit-to-final latency, catch-up replay rate, and with --faults the fault figures."""
+    from medledger.bench import cluster as cbench
+
+    def progress(msg: str) -> None:
+        err_console.print(f"[dim]… {msg}[/]")
+
+    with tempfile.TemporaryDirectory(prefix="medledger-bench-cluster-") as tmp:
+        result = cbench.run(Path(tmp), peers=peers, txs=txs, batch=batch,
+                            threads_per_peer=threads, max_block_txs=max_block_txs,
+                            faults=faults, progress=progress)
+    if as_json:
+        console.print_json(json.dumps(result.as_dict()))
+        return
+    t = Table(title=f"cluster bench: {peers} peers, 3 NATS servers, {result.txs:,} txs")
+    for col in ("figure", "measured", "target"):
+        t.add_column(col)
+    for row in cbench.summary(result):
+        t.add_row(*row)
+    console.print(t)

@@ -18,9 +18,7 @@ from medledger.cluster.finality import Exchange
 from medledger.consortium.genesis import Genesis
 from medledger.contracts.base import Registry
 from medledger.crypto.keys import SigningKey
-from medledger.errors import MedLedgerError
 from medledger.ledger.store.base import Store
-from medledger.ledger.tx import decode
 from medledger.node.admit import Admitted
 from medledger.node.node import Node
 from medledger.ordering.jetstream import ClusterOrderer, Link, Sequencer, ensure_streams
@@ -42,15 +40,6 @@ class PeerOptions:
     witnesses: Sequence[str] | None = None  # organisations whose cosignatures count (default all)
     quorum: int | None = None  # cosignatures needed for finality (default ⌈2n/3⌉)
     node_kw: dict[str, Any] = field(default_factory=dict)
-
-
-def stream_item(raw: bytes) -> Admitted | None:
-    """A transaction read from the stream, to be verified in full while executing; bytes that
-    do not decode are dropped (every peer decides the same, from the bytes alone)."""
-    try:
-        return Admitted(decode(raw), ())
-    except MedLedgerError:
-        return None
 
 
 class Peer:
@@ -83,7 +72,7 @@ class Peer:
                             max_wait=options.max_wait, lease_ttl=options.lease_ttl) \
                 if options.sequencer else None
             self.orderer = ClusterOrderer(self.link, self.names, start_height=node.height,
-                                          decode=stream_item, sequencer=seq)
+                                          prepare=node.prepare_stream, sequencer=seq)
             return self.orderer
 
         self.node = Node.create(store, genesis, registry, signer=(org, key), orderer=build,

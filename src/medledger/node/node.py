@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import threading
@@ -34,7 +35,7 @@ from medledger.ledger.chain import seal
 from medledger.ledger.checkpoint import Checkpoint, sign_checkpoint
 from medledger.ledger.execute import Executed, Executor
 from medledger.ledger.store.base import BlockCommit, Store, StoreError
-from medledger.ledger.tx import Signature, Transaction
+from medledger.ledger.tx import Signature, Transaction, decode, decode_trusted
 from medledger.node.admit import Admitted, admit_batch, from_outcome, worker_admit, worker_init
 from medledger.ordering.solo import Orderer, SoloOrderer, wall_ms
 
@@ -437,6 +438,32 @@ class Node:
                 hook(header)
             except Exception:  # a hook (e.g. cosigning) must never stop the commit loop
                 log.exception("after-commit hook failed at height %d", header.height)
+
+    def prepare_stream(self, raws: Sequence[bytes]) -> list[Admitted]:
+        """Decode transactions a cluster's ordering service delivered and pre-verify their
+        signatures against committed state — in the admission processes when there are any, so
+        the signature math leaves this interpreter. Only the signature check is reused (keyed
+        by the exact public key); execution re-checks signer, key validity, nonce and everything
+        else. Bytes that do not decode are dropped; the rest keep their order."""
+        out: list[Admitted] = []
+        procs = self._procs
+        if procs is None or not raws:
+            for raw in raws:
+                with contextlib.suppress(MedLedgerError):
+                    out.append(Admitted(decode(raw), ()))
+            return out
+        size = max(64, -(-len(raws) // self._procs_n))
+        parts = [list(raws[i : i + size]) for i in range(0, len(raws), size)]
+        now = self._clock()
+        jobs = [procs.submit(worker_admit, p, now) for p in parts]
+        for part, job in zip(parts, jobs, strict=True):
+            for raw, (status, _msg, keys) in zip(part, job.result(), strict=True):
+                if status in ("ok", "committed"):
+                    out.append(Admitted(decode_trusted(raw), keys))
+                else:  # the executor decides: it may be valid at its block, or invalid there
+                    with contextlib.suppress(MedLedgerError):
+                        out.append(Admitted(decode(raw), ()))
+        return out
 
     def fail_pending(self, tx_ids: Sequence[bytes], exc: MedLedgerError) -> None:
         """Fail the waiters of ``tx_ids`` (e.g. the ordering service refused them)."""

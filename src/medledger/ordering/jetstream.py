@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import logging
 import queue
 import threading
@@ -355,15 +356,16 @@ async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
         await asyncio.wait_for(stop.wait(), seconds)
 
 
-Decoder = Callable[[bytes], Any]  # raw tx -> node item, or None to drop it
+Preparer = Callable[[list[bytes]], list[Any]]  # raw txs -> node items (undecodable ones dropped)
 
 
 class ClusterOrderer:
     """The node's orderer in a cluster: ``put`` submits to TXS, ``next_batch`` yields blocks.
 
-    ``decode`` turns one raw transaction from the stream into the node's item (or None: bytes
-    that do not decode are dropped — the same decision on every peer, since it depends on the
-    bytes alone). ``on_lost`` is told about transactions that could not be submitted.
+    ``prepare`` turns raw transactions from the stream into the node's items, dropping bytes
+    that do not decode (the same decision on every peer, since it depends on the bytes alone);
+    it runs on a worker thread, ahead of execution. This peer's own submissions are reused as
+    admitted. ``on_lost`` is told about transactions that could not be submitted.
     """
 
     def __init__(
@@ -372,13 +374,13 @@ class ClusterOrderer:
         names: Names,
         *,
         start_height: int,
-        decode: Decoder,
+        prepare: Preparer,
         sequencer: Sequencer | None = None,
         capacity: int = 100_000,
         submit_timeout: float = 15.0,
         feed_depth: int = 32,
     ) -> None:
-        self.link, self.names, self.decode = link, names, decode
+        self.link, self.names, self.prepare = link, names, prepare
         self.sequencer = sequencer
         self.capacity, self.submit_timeout = capacity, submit_timeout
         self.on_lost: Callable[[list[bytes], MedLedgerError], None] = lambda ids, exc: None
@@ -511,7 +513,8 @@ class ClusterOrderer:
                             break
                         raws.extend(unframe_txs(e.data))
                     buffered = [e for e in buffered if e.seq > cut.last]
-                    items = self._items(raws)
+                    items = await asyncio.get_running_loop().run_in_executor(
+                        None, self._items, raws)
                     self.stream_height = entry.seq
                     batch: Batch[Any] = Batch(items, cut.time, entry.seq)
                     while not self._stop.is_set():
@@ -528,11 +531,22 @@ class ClusterOrderer:
                 await txs.close()
 
     def _items(self, raws: list[bytes]) -> list[Any]:
-        out = []
+        """Items in stream order: this peer's own admitted ones, the rest prepared."""
         with self._lock:
             local = [self._local.pop(hashlib.sha256(r).digest(), None) for r in raws]
+        foreign = [r for r, mine in zip(raws, local, strict=True) if mine is None]
+        if not foreign:
+            return local
+        prepared = iter(self.prepare(foreign))
+        out = []
         for raw, mine in zip(raws, local, strict=True):
-            item = mine if mine is not None else self.decode(raw)
+            if mine is not None:
+                out.append(mine)
+                continue
+            item = next(prepared, None)  # prepare keeps order; dropped ones are missing
+            if item is not None and item.tx.raw != raw:  # ``raw`` itself was dropped
+                prepared = itertools.chain([item], prepared)
+                continue
             if item is not None:
                 out.append(item)
         return out

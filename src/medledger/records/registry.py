@@ -139,7 +139,8 @@ class RecordRegistry(Contract):
                                         "to": args.to_org})
         return None
 
-    @method(AnchorBatchArgs, access=WRITERS)
+    @method(AnchorBatchArgs, access=WRITERS,
+            reads=lambda a, org: [f"registry/batch/{org}/{a['batch_id']}"])
     def anchor_batch(self, ctx: Context, args: AnchorBatchArgs) -> Any:
         """Anchor the Merkle root of many record fingerprints at once."""
         key = f"batch/{ctx.caller.org}/{args.batch_id}"

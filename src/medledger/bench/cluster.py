@@ -1,0 +1,336 @@
+"""``medledger bench cluster``: throughput, submit-to-final latency and catch-up of a local cluster.
+
+A local cluster (``cluster/local.py``) runs 3 NATS servers and one peer process per organisation
+on this machine. Signed transactions are built before the clock starts; client threads post them
+as NDJSON batches to the hospitals' peers (each hospital to its own). A monitor polls every
+peer's ``/v1/health`` every 50 ms, so the figures are what the peers report:
+
+* **committed tx/s on every peer** — log growth over the load window, the slowest peer's;
+* **submit-to-final** — per transaction, from the moment its batch was posted to the first poll
+  showing the submitting peer's final (quorum-cosigned) log size past its index;
+* **catch-up replay** — one peer is stopped before the load and started after it; its log growth
+  rate while it catches up.
+
+``--faults`` adds a second run with faults injected under load and reports: the longest pause in
+commits after the NATS stream leader is killed, acknowledged transactions lost or duplicated,
+and whether a peer killed with SIGKILL catches up to identical roots.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medledger.bench.common import BenchError, Progress, _quiet
+from medledger.client.client import Client
+from medledger.client.http import HttpTransport
+from medledger.cluster.local import LocalCluster
+from medledger.errors import MedLedgerError
+from medledger.workspace import DEFAULT_ORGS
+
+HOSPITALS = ("hosp-a", "hosp-b", "hosp-c")
+
+
+@dataclass
+class ClusterBench:
+    peers: int
+    txs: int = 0
+    seconds: float = 0.0
+    per_peer_tps: dict[str, float] = field(default_factory=dict)
+    final_p50_ms: float = 0.0
+    final_p99_ms: float = 0.0
+    catchup_tps: float = 0.0
+    catchup_txs: int = 0
+    faults: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def min_tps(self) -> float:
+        return min(self.per_peer_tps.values(), default=0.0)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"peers": self.peers, "txs": self.txs, "seconds": round(self.seconds, 2),
+                "per_peer_tps": {k: round(v) for k, v in self.per_peer_tps.items()},
+                "min_tps": round(self.min_tps), "final_p50_ms": round(self.final_p50_ms, 1),
+                "final_p99_ms": round(self.final_p99_ms, 1),
+                "catchup_tps": round(self.catchup_tps), "catchup_txs": self.catchup_txs,
+                "faults": self.faults}
+
+
+class _Monitor:
+    """Polls every peer's health; keeps (time, log_size, final_size, height) per peer."""
+
+    def __init__(self, c: LocalCluster, interval: float = 0.05) -> None:
+        self.c, self.interval = c, interval
+        self.series: dict[str, list[tuple[float, int, int, int]]] = {o: [] for o in c.peers}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._http = {o: HttpTransport(c.url(o), wait_timeout=2) for o in c.peers}
+
+    def start(self) -> _Monitor:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for org, http in self._http.items():
+                try:
+                    h = http.health()
+                except MedLedgerError:
+                    continue
+                cl = h.get("cluster") or {}
+                self.series[org].append((time.monotonic(), int(h["log_size"]),
+                                         int(cl.get("final_size", 0)), int(h["height"])))
+            time.sleep(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        for http in self._http.values():
+            http.close()
+
+    def size_at(self, org: str, t: float) -> int:
+        best = 0
+        for ts, size, _, _ in self.series[org]:
+            if ts <= t:
+                best = size
+        return best
+
+    def first_final(self, org: str, index: int, after: float) -> float | None:
+        for ts, _, final, _ in self.series[org]:
+            if ts >= after and final > index:
+                return ts
+        return None
+
+
+def _build(c: LocalCluster, per_hospital: int, tag: str) -> dict[str, list[bytes]]:
+    ring = c.keyring()
+    out: dict[str, list[bytes]] = {}
+    for org in HOSPITALS:
+        if org not in c.peers:
+            continue
+        client = Client(None, c.chain, f"{org}/gw", ring.signing[f"{org}/gw"])  # type: ignore[arg-type]
+        out[org] = [client.build("registry", "anchor_batch", {
+            "batch_id": f"{tag}-{org}-{i}", "root": hashlib.sha256(f"{tag}{org}{i}".encode())
+            .hexdigest(), "count": 1, "record_type": "Observation", "source_system": "LIS",
+            "schema_version": "1"}) for i in range(per_hospital)]
+    return out
+
+
+@dataclass
+class _Load:
+    sent: list[tuple[float, str, list[dict[str, Any]]]] = field(default_factory=list)
+    errors: int = 0
+    acked: dict[str, int] = field(default_factory=dict)  # tx id -> height
+
+
+def _drive(c: LocalCluster, raws: dict[str, list[bytes]], batch: int, threads_per_peer: int,
+           load: _Load, retry: bool = False) -> None:
+    lock = threading.Lock()
+
+    def post(org: str, chunks: list[list[bytes]]) -> None:
+        with HttpTransport(c.url(org), wait_timeout=60) as http:
+            for chunk in chunks:
+                give_up = time.monotonic() + (120 if retry else 0)
+                while True:
+                    t0 = time.monotonic()
+                    try:
+                        docs = http.submit_batch(chunk, timeout=60)
+                    except MedLedgerError:
+                        with lock:
+                            load.errors += 1
+                        if time.monotonic() > give_up:
+                            break
+                        time.sleep(0.2)
+                        continue
+                    ok = [d for d in docs if d.get("code") == "ok"]
+                    with lock:
+                        load.sent.append((t0, org, docs))
+                        load.acked.update((d["tx_id"], d["height"]) for d in ok)
+                    if len(ok) == len(chunk) or time.monotonic() > give_up:
+                        break
+                    time.sleep(0.2)
+
+    workers = []
+    for org, items in raws.items():
+        chunks = [items[i:i + batch] for i in range(0, len(items), batch)]
+        for k in range(threads_per_peer):
+            workers.append(threading.Thread(target=post, args=(org, chunks[k::threads_per_peer])))
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+
+
+def _wait_all(c: LocalCluster, size: int, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        st = c.status()["peers"]
+        if all(p.get("log_size", 0) >= size for p in st.values()):
+            return
+        if time.monotonic() > deadline:
+            raise BenchError(f"peers did not reach log size {size}: "
+                             f"{ {o: p.get('log_size') for o, p in st.items()} }")
+        time.sleep(0.1)
+
+
+def run(root: Path, *, peers: int = 4, txs: int = 30_000, batch: int = 500,
+        threads_per_peer: int = 2, max_block_txs: int = 2000, faults: bool = False,
+        progress: Progress = _quiet) -> ClusterBench:
+    orgs = DEFAULT_ORGS[:peers]
+    if peers < 3:
+        raise BenchError("the cluster bench needs at least 3 peers (3 hospitals submit)")
+    c = LocalCluster.create(root / "cluster", orgs, chain="bench-cluster")
+    for org in c.peers:
+        from medledger.cluster.local import PeerConfig
+
+        p = root / "cluster" / "peers" / org / "peer.json"
+        cfg = PeerConfig.load(p)
+        cfg.max_block_txs = max_block_txs
+        cfg.save(p)
+    out = ClusterBench(peers=peers)
+    laggard = orgs[-1][0]  # a non-submitting peer, stopped during the load
+    try:
+        progress(f"starting {peers} peers and 3 NATS servers")
+        c.start()
+        progress("signing transactions")
+        raws = _build(c, txs // 3, "load")
+        total = sum(len(v) for v in raws.values())
+        c.kill_peer(laggard, 15)  # graceful stop: it will catch up after the load
+        mon = _Monitor(c).start()
+        progress(f"load: {total:,} txs to {', '.join(raws)}")
+        t0 = time.monotonic()
+        load = _Load()
+        _drive(c, raws, batch, threads_per_peer, load)
+        running = [o for o in c.peers if o != laggard]
+        _wait_all_orgs(c, running, total)
+        t1 = time.monotonic()
+        deadline = time.monotonic() + 60  # the last checkpoints become final
+        while any(mon.series[o][-1][2] < total for o in running if mon.series[o]) and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+        progress("catch-up: starting the stopped peer")
+        t2 = time.monotonic()
+        c.start_peer(laggard)
+        c.wait_healthy(orgs=[laggard])
+        t3 = time.monotonic()
+        _wait_all(c, total)
+        t4 = time.monotonic()
+        mon.stop()
+        if len(load.acked) != total:
+            raise BenchError(f"{total - len(load.acked)} transactions were not acknowledged")
+        out.txs, out.seconds = total, t1 - t0
+        for org in running:
+            first = next((ts for ts, size, _, _ in mon.series[org] if size > 0), t0)
+            last = next((ts for ts, size, _, _ in mon.series[org] if size >= total), t1)
+            out.per_peer_tps[org] = total / max(1e-9, last - min(first, t0 + 0.05)) \
+                if last > first else 0.0
+        lat = []
+        for sent_at, org, docs in load.sent:
+            for d in docs:
+                t = mon.first_final(org, int(d["index"]), sent_at)
+                if t is not None:
+                    lat.append(t - sent_at)
+        if lat:
+            q = statistics.quantiles(lat, n=100)
+            out.final_p50_ms, out.final_p99_ms = statistics.median(lat) * 1000, q[98] * 1000
+        out.catchup_txs = total
+        ser = mon.series.get(laggard) or []
+        begun = next((ts for ts, size, _, _ in ser if size > 0), t3)
+        out.catchup_tps = total / max(1e-9, t4 - min(begun, t3))
+        progress(f"catch-up took {t4 - t2:.1f} s including the process start")
+        if faults:
+            out.faults = _faults(c, progress)
+    finally:
+        c.stop()
+    return out
+
+
+def _wait_all_orgs(c: LocalCluster, orgs: Sequence[str], size: int, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        st = c.status()["peers"]
+        if all(st[o].get("log_size", 0) >= size for o in orgs):
+            return
+        if time.monotonic() > deadline:
+            raise BenchError(f"peers did not reach log size {size}")
+        time.sleep(0.05)
+
+
+def _faults(c: LocalCluster, progress: Progress) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    start_size = min(p.get("log_size", 0) for p in c.status()["peers"].values())
+    raws = _build(c, 6_000, "fault")
+    total = start_size + sum(len(v) for v in raws.values())
+    load = _Load()
+    mon = _Monitor(c).start()
+    th = threading.Thread(target=_drive, args=(c, raws, 100, 1, load, True))
+    th.start()
+    time.sleep(2.0)
+    nats = c.nats
+    leader = nats.stream_leader(f"ML_{c.chain}_TXS")
+    progress(f"faults: killing the TXS stream leader {leader} (SIGKILL)")
+    killed_at = time.monotonic()
+    if leader:
+        nats.kill(leader)
+    time.sleep(3.0)
+    victim = "hosp-c"
+    progress(f"faults: killing peer {victim} (SIGKILL)")
+    c.kill_peer(victim)
+    time.sleep(2.0)
+    if leader:
+        nats.start(leader, detach=True)
+    c.start_peer(victim)
+    th.join()
+    _wait_all(c, total)
+    mon.stop()
+    watch = "hosp-a"
+    times = [ts for ts, size, _, _ in mon.series[watch] if ts >= killed_at]
+    sizes = [size for ts, size, _, _ in mon.series[watch] if ts >= killed_at]
+    pause, last_t, last_s = 0.0, killed_at, sizes[0] if sizes else 0
+    for ts, size in zip(times, sizes, strict=True):
+        if size > last_s:
+            pause = max(pause, ts - last_t)
+            last_t, last_s = ts, size
+    st = c.status()["peers"]
+    roots = {(p["log_size"], p["log_root"], p["state_root"]) for p in st.values()}
+    acked = len(load.acked)
+    out.update({
+        "killed_stream_leader": leader, "longest_commit_pause_s": round(pause, 2),
+        "acked": acked, "log_growth": min(p["log_size"] for p in st.values()) - start_size,
+        "lost": sum(len(v) for v in raws.values()) - acked,
+        "duplicated": min(p["log_size"] for p in st.values()) - start_size - acked,
+        "client_retries": load.errors,
+        "killed_peer_caught_up_identical": len(roots) == 1,
+    })
+    return out
+
+
+def summary(b: ClusterBench) -> list[tuple[str, str, str]]:
+    """(figure, value, target) rows."""
+    rows = [
+        ("committed tx/s, slowest peer", f"{b.min_tps:,.0f} "
+         f"({', '.join(f'{o} {v:,.0f}' for o, v in b.per_peer_tps.items())})", ">= 3,000"),
+        ("submit-to-final p50 / p99", f"{b.final_p50_ms:,.0f} / {b.final_p99_ms:,.0f} ms",
+         "p99 <= 1,000 ms"),
+        ("catch-up replay", f"{b.catchup_tps:,.0f} tx/s over {b.catchup_txs:,} txs",
+         ">= 10,000 tx/s"),
+    ]
+    f = b.faults
+    if f:
+        rows += [
+            ("stream leader killed", f"{f['killed_stream_leader']}: longest commit pause "
+             f"{f['longest_commit_pause_s']} s", "<= 10 s"),
+            ("acked lost / duplicated", f"{f['lost']} / {f['duplicated']} "
+             f"({f['acked']:,} acked, {f['client_retries']} client retries)", "0 / 0"),
+            ("peer kill -9, restart", "identical roots" if f["killed_peer_caught_up_identical"]
+             else "ROOTS DIFFER", "identical"),
+        ]
+    return rows
+
+

@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean services
 
 $(BIN)/medledger: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,7 +14,10 @@ $(BIN)/medledger: pyproject.toml
 demo: $(BIN)/medledger
 	$(BIN)/medledger demo
 
-test: $(BIN)/medledger
+services:
+	./scripts/ensure-services
+
+test: $(BIN)/medledger services
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
 	$(BIN)/pytest -q

@@ -9,6 +9,7 @@ import typer
 
 from medledger.cli.common import console, fail
 from medledger.errors import MedLedgerError
+from medledger.ledger.store.base import Store
 
 app = typer.Typer(help="Run a cluster peer (one per organisation).", no_args_is_help=True)
 
@@ -28,8 +29,6 @@ def run(
     from medledger.consortium.bootstrap import Keyring
     from medledger.consortium.genesis import Genesis
     from medledger.installed import default_registry
-    from medledger.ledger.store.open import open_store, postgres_location
-
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("nats").setLevel(logging.WARNING)
@@ -37,8 +36,7 @@ def run(
         cfg = PeerConfig.load(directory / "peer.json")
         genesis = Genesis.load((directory / "genesis.json").read_bytes())
         ring = Keyring.load(directory / "keyring.json")
-        location = cfg.store if postgres_location(cfg.store) else str(directory / cfg.store)
-        store = open_store(location)
+        store = _open_store(directory)
         opts = PeerOptions(cfg.servers, replicas=cfg.replicas, sequencer=cfg.sequencer,
                            max_block_txs=cfg.max_block_txs, max_wait=cfg.max_wait_ms / 1000,
                            admit_processes=cfg.admit_processes, witnesses=cfg.witnesses)
@@ -53,3 +51,59 @@ def run(
                     log_level="warning")
     store.close()
     console.print(f"peer {cfg.org} stopped at height {peer.node.height}")
+
+
+@app.command("snapshot")
+def snapshot(
+    directory: Path = typer.Argument(..., help="Peer directory whose store to export."),
+    out: Path = typer.Argument(..., help="Snapshot file to write (SQLite)."),
+) -> None:
+    """Export this peer's ledger with the cosignatures it collected, for another peer to join
+    from (the receiver verifies everything; see `peer join`)."""
+    from medledger.cluster.snapshot import export_snapshot
+
+    try:
+        store = _open_store(directory)
+        try:
+            height = export_snapshot(store, out)
+        finally:
+            store.close()
+    except MedLedgerError as exc:
+        fail(exc)
+    console.print(f"snapshot of height {height} written to {out}")
+
+
+@app.command("join")
+def join(
+    directory: Path = typer.Argument(..., help="Peer directory with an empty store."),
+    snapshot: Path = typer.Option(..., "--snapshot", help="Snapshot file from `peer snapshot`."),
+) -> None:
+    """Fill this peer's empty store from a snapshot after verifying it in full and checking
+    its newest final (quorum-cosigned) checkpoint; then `peer run` continues from there."""
+    from medledger.cluster.local import PeerConfig
+    from medledger.cluster.snapshot import join_from_snapshot
+    from medledger.consortium.genesis import Genesis
+    from medledger.installed import default_registry
+
+    try:
+        cfg = PeerConfig.load(directory / "peer.json")
+        genesis = Genesis.load((directory / "genesis.json").read_bytes())
+        keys = genesis.org_keys()
+        witnesses = {o: keys[o] for o in cfg.witnesses} if cfg.witnesses else None
+        store = _open_store(directory)
+        try:
+            height = join_from_snapshot(snapshot, store, genesis, default_registry(),
+                                        witnesses=witnesses)
+        finally:
+            store.close()
+    except MedLedgerError as exc:
+        fail(exc)
+    console.print(f"joined from the snapshot at final height {height}; start with `peer run`")
+
+
+def _open_store(directory: Path) -> Store:
+    from medledger.cluster.local import PeerConfig
+    from medledger.ledger.store.open import open_store, postgres_location
+
+    cfg = PeerConfig.load(directory / "peer.json")
+    return open_store(cfg.store if postgres_location(cfg.store) else str(directory / cfg.store))

@@ -29,6 +29,8 @@ def run(
     from medledger.consortium.bootstrap import Keyring
     from medledger.consortium.genesis import Genesis
     from medledger.installed import default_registry
+    from medledger.ordering.jetstream import tls_context
+
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("nats").setLevel(logging.WARNING)
@@ -37,9 +39,15 @@ def run(
         genesis = Genesis.load((directory / "genesis.json").read_bytes())
         ring = Keyring.load(directory / "keyring.json")
         store = _open_store(directory)
+        def path(p: str | None) -> str | None:
+            return None if p is None else str(directory / p)
+
+        tls = None if cfg.nats_tls_ca is None else tls_context(
+            str(path(cfg.nats_tls_ca)), path(cfg.nats_tls_cert), path(cfg.nats_tls_key))
         opts = PeerOptions(cfg.servers, replicas=cfg.replicas, sequencer=cfg.sequencer,
                            max_block_txs=cfg.max_block_txs, max_wait=cfg.max_wait_ms / 1000,
-                           admit_processes=cfg.admit_processes, witnesses=cfg.witnesses)
+                           admit_processes=cfg.admit_processes, witnesses=cfg.witnesses,
+                           tls=tls)
         peer = Peer(store, genesis, default_registry(), org=cfg.org,
                     key=ring.signing[f"{cfg.org}/root"], options=opts)
     except MedLedgerError as exc:
@@ -48,7 +56,8 @@ def run(
         console.print(f"peer {cfg.org} of {genesis.chain_id} at height {peer.node.height}; "
                       f"API on http://{cfg.http_host}:{cfg.http_port}/v1")
         uvicorn.run(create_app(peer.node), host=cfg.http_host, port=cfg.http_port,
-                    log_level="warning")
+                    log_level="warning", ssl_certfile=path(cfg.http_tls_cert),
+                    ssl_keyfile=path(cfg.http_tls_key))
     store.close()
     console.print(f"peer {cfg.org} stopped at height {peer.node.height}")
 

@@ -10,6 +10,7 @@ durable block it witnesses its own checkpoint and exchanges cosignatures with th
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,7 @@ class PeerOptions:
     admit_processes: int = 0
     witnesses: Sequence[str] | None = None  # organisations whose cosignatures count (default all)
     quorum: int | None = None  # cosignatures needed for finality (default ⌈2n/3⌉)
+    tls: ssl.SSLContext | None = None  # TLS to the NATS servers (see ordering.jetstream)
     node_kw: dict[str, Any] = field(default_factory=dict)
 
 
@@ -57,7 +59,7 @@ class Peer:
     ) -> None:
         self.org, self.options = org, options
         self.names = Names(genesis.chain_id)
-        self.link = Link(options.servers, name=f"{genesis.chain_id}-{org}")
+        self.link = Link(options.servers, name=f"{genesis.chain_id}-{org}", tls=options.tls)
         try:
             self.link.call(ensure_streams(self.link.js, self.names, options.replicas,
                                           lease_ttl=options.lease_ttl), timeout=30)

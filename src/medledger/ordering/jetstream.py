@@ -26,6 +26,7 @@ import hashlib
 import itertools
 import logging
 import queue
+import ssl
 import threading
 import time as _time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -56,26 +57,49 @@ _TRANSIENT = (nats.errors.TimeoutError, nats.errors.NoRespondersError,
               asyncio.TimeoutError)
 
 
-class Link:
-    """A NATS connection on a private event-loop thread."""
+def tls_context(ca: str, cert: str | None = None, key: str | None = None) -> ssl.SSLContext:
+    """A client TLS context that trusts ``ca`` and, for mutual TLS, presents ``cert``/``key``."""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cert:
+        ctx.load_cert_chain(cert, key)
+    return ctx
 
-    def __init__(self, servers: Sequence[str], name: str, *, timeout: float = 2.0) -> None:
-        self.servers, self.name, self.timeout = list(servers), name, timeout
+
+class Link:
+    """A NATS connection on a private event-loop thread (TLS when given a context)."""
+
+    def __init__(self, servers: Sequence[str], name: str, *, timeout: float = 2.0,
+                 tls: ssl.SSLContext | None = None, connect_within: float = 60.0) -> None:
+        """Connect (retrying) for up to ``connect_within`` seconds, then give up with
+        ``node_unavailable`` naming the last error; once connected, reconnect forever."""
+        self.servers, self.name, self.timeout, self.tls = list(servers), name, timeout, tls
+        self._last_error: Exception | None = None
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name=f"nats-{name}",
                                         daemon=True)
         self._thread.start()
-        self.nc: NATS = self.call(self._connect(), timeout=30)
+        attempt = self.spawn(self._connect())
+        try:
+            self.nc: NATS = attempt.result(connect_within)
+        except BaseException as exc:
+            attempt.cancel()
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=5)
+            why = self._last_error or exc
+            raise MedLedgerError(Code.NODE_UNAVAILABLE, f"cannot reach NATS at "
+                                 f"{', '.join(self.servers)}: {why!r}") from None
         self.js: JetStreamContext = self.nc.jetstream(timeout=timeout)
 
     async def _connect(self) -> NATS:
         async def quiet(exc: Exception) -> None:
+            self._last_error = exc
             log.debug("nats %s: %s", self.name, exc)
 
         return await nats.connect(
             servers=self.servers, name=self.name, max_reconnect_attempts=-1,
             reconnect_time_wait=0.25, connect_timeout=5, allow_reconnect=True,
-            error_cb=quiet, ping_interval=2, max_outstanding_pings=3,
+            error_cb=quiet, ping_interval=2, max_outstanding_pings=3, tls=self.tls,
         )
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:

@@ -122,3 +122,14 @@ def test_option_values_outside_rs_choices_are_refused(method: str, options: dict
                                                        message: str) -> None:
     with pytest.raises(SurveillanceError, match=message):
         detect(method, WeekSeries(np.ones(400)), WeekRange(300, 301), options)
+
+
+def test_package_import_does_not_load_scipy() -> None:
+    """Contracts in this package run in every node; importing it must stay cheap."""
+    import subprocess
+    import sys
+
+    code = ("import sys, medledger.surveillance as s; assert 'scipy' not in sys.modules; "
+            "s.mpm; assert callable(s.mpm) and callable(s.detect) and callable(s.cusum); "
+            "import medledger.surveillance.farrington; assert callable(s.farrington)")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,384 @@
+"""An ingest run: source rows → standard data elements → FHIR → de-identified → vault →
+anchored, with a reconciliation per file (rows in = emitted + quarantined + duplicates + review).
+
+Record identity never depends on row order: a record id is derived from (site, source system,
+resource kind, source record key). Re-ingesting a file already ingested under the same profile
+adds nothing. A row whose record exists with the same de-identified content is a duplicate; one
+whose content changed (a corrected re-delivery) becomes a new version linked to the previous
+one (``prev`` = the previous version's fingerprint). Inside one file, the same key with
+different content is ``duplicate_conflict``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from medledger.gateway import fhir
+from medledger.gateway.anchor import Anchorer, leaf_id
+from medledger.gateway.deid import Pseudonymizer, generalise_birth
+from medledger.gateway.errors import Reason, RowRejected
+from medledger.gateway.profile import Profile
+from medledger.gateway.scan import row_leaks
+from medledger.gateway.sources import (
+    BadRow,
+    FileRejected,
+    SourceRow,
+    check_file,
+    read_delimited,
+    read_xlsx,
+)
+from medledger.gateway.standardize import Standard, standardise
+from medledger.gateway.terminology import Terminology
+from medledger.gateway.vault import Vault
+from medledger.records.batch import Batch
+
+GATEWAY_VERSION = "medledger-gateway/0.1.0"
+SCHEMA_VERSION = "fhir-r4b/gw-0.1"
+_SORTED = orjson.OPT_SORT_KEYS
+
+
+def canonical(doc: Any) -> bytes:
+    """The gateway's content serialisation: orjson with sorted keys (floats as shortest
+    round-trip); fingerprints are SHA-256 over these bytes."""
+    return orjson.dumps(doc, option=_SORTED)
+
+
+def record_id(site: str, system: str, kind: str, key: str) -> str:
+    digest = hashlib.sha256(f"{site}\x00{system}\x00{kind}\x00{key}".encode()).hexdigest()
+    return f"{kind[:3].lower()}-{digest[:40]}"
+
+
+@dataclass
+class FileReport:
+    source_name: str
+    file_hash: str
+    profile: str
+    status: str = "ingested"               # ingested | already_ingested | rejected
+    rows_in: int = 0
+    emitted: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    review: int = 0
+    new_versions: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    detail: str = ""
+
+    @property
+    def balanced(self) -> bool:
+        return self.rows_in == self.emitted + self.quarantined + self.duplicates + self.review
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"source_name": self.source_name, "file_hash": self.file_hash,
+                "profile": self.profile, "status": self.status, "rows_in": self.rows_in,
+                "emitted": self.emitted, "quarantined": self.quarantined,
+                "duplicates": self.duplicates, "review": self.review,
+                "new_versions": self.new_versions, "reasons": dict(self.reasons),
+                "balanced": self.balanced, "detail": self.detail}
+
+
+@dataclass
+class _Ctx:
+    report: FileReport
+    prof: Profile
+    terms: Terminology
+    file_hash: str
+
+
+class Gateway:
+    """One run. ``ingest`` files, then ``finish`` to anchor the last batch and close the run."""
+
+    def __init__(self, vault: Vault, pseudo: Pseudonymizer, anchorer: Anchorer | None = None,
+                 *, full_validation: bool = False, batch_size: int = 20_000,
+                 today: date | None = None, run_id: str | None = None,
+                 progress: Callable[[int], None] | None = None) -> None:
+        self.vault, self.pseudo, self.anchorer = vault, pseudo, anchorer
+        self.validator = fhir.Validator(full=full_validation)
+        self.batch_size = batch_size
+        self.today = today or date.today()
+        self.run_id = run_id or time.strftime("run-%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:8]
+        self.progress = progress
+        self.reports: list[FileReport] = []
+        self.batches: list[str] = []
+        self._batch_entries: list[tuple[str, bytes]] = []
+        self._batch_id = self._new_batch_id()
+        self._batch_system = ""
+        self._pending_heads: dict[str, tuple[int, str, str, str]] = {}
+        self._rec_rows: list[tuple[Any, ...]] = []
+        self._out_rows: list[tuple[Any, ...]] = []
+        self._q_rows: list[tuple[Any, ...]] = []
+        self._r_rows: list[tuple[Any, ...]] = []
+        self._decisions = vault.decisions()
+        vault.db.execute("INSERT OR IGNORE INTO runs VALUES (?, ?, NULL, ?, '', '')",
+                         (self.run_id, int(time.time() * 1000), GATEWAY_VERSION))
+
+    def _new_batch_id(self) -> str:
+        return f"{self.run_id}-b{len(getattr(self, 'batches', [])):04d}"
+
+    # -- files -----------------------------------------------------------------------------
+    def ingest(self, path: Path, prof: Profile, source_name: str | None = None) -> FileReport:
+        name = source_name or path.name
+        enc = prof.profile.encoding if prof.profile.format != "xlsx" else None
+        try:
+            file_hash = check_file(path, enc)
+        except FileRejected as exc:
+            return self._reject_file(path, prof, name, exc)
+        report = FileReport(name, file_hash, prof.label)
+        if self.vault.file_status(file_hash, prof.label) is not None:
+            report.status = "already_ingested"
+            self.reports.append(report)
+            return report
+        self.vault.put_profile(prof.label, prof.model_dump_json())
+        terms = Terminology(prof.terminology.diagnoses, prof.terminology.labs, self._decisions)
+        ctx = _Ctx(report, prof, terms, file_hash)
+        if prof.profile.format == "xlsx":
+            _, rows = read_xlsx(path)
+        else:
+            _, rows = read_delimited(path, prof.profile.encoding, prof.delimiter)
+        self._run_rows(ctx, rows)
+        self._finish_file(report)
+        return report
+
+    def ingest_rows(self, rows: Iterable[SourceRow | BadRow], prof: Profile, source_name: str,
+                    file_hash: str) -> FileReport:
+        """Ingest rows that came from elsewhere (HL7 v2, FHIR, tests); same accounting."""
+        report = FileReport(source_name, file_hash, prof.label)
+        if self.vault.file_status(file_hash, prof.label) is not None:
+            report.status = "already_ingested"
+            self.reports.append(report)
+            return report
+        self.vault.put_profile(prof.label, prof.model_dump_json())
+        terms = Terminology(prof.terminology.diagnoses, prof.terminology.labs, self._decisions)
+        self._run_rows(_Ctx(report, prof, terms, file_hash), rows)
+        self._finish_file(report)
+        return report
+
+    def _run_rows(self, ctx: _Ctx, rows: Iterable[SourceRow | BadRow]) -> None:
+        self.vault.begin()
+        for n, row in enumerate(rows, 1):
+            ctx.report.rows_in += 1
+            if isinstance(row, BadRow):
+                self._quarantine(ctx, row.position, row.raw, Reason.PARSE, row.detail)
+            else:
+                self._row(ctx, row)
+            if n % 2000 == 0:
+                self._flush()
+                self.vault.commit()
+                if self.progress:
+                    self.progress(2000)
+                self.vault.begin()
+        self._flush()
+        self.vault.commit()
+
+    def _reject_file(self, path: Path, prof: Profile, name: str, exc: FileRejected
+                     ) -> FileReport:
+        from medledger.gateway.sources import sha256_file
+
+        file_hash = sha256_file(path)
+        report = FileReport(name, file_hash, prof.label, status="rejected", detail=exc.detail)
+        if self.vault.file_status(file_hash, prof.label) is not None:
+            report.status = "already_ingested"
+            self.reports.append(report)
+            return report
+        data = path.read_bytes()
+        lines = [ln for ln in data.splitlines()[1:] if ln.strip()]
+        report.rows_in = report.quarantined = len(lines)
+        report.reasons[str(exc.reason)] = len(lines)
+        self.vault.begin()
+        self.vault.db.execute(
+            "INSERT INTO quarantine (file_hash, source_name, position, reason, detail, raw, "
+            "run_id) VALUES (?, ?, 'file', ?, ?, ?, ?)",
+            (file_hash, name, str(exc.reason), exc.detail,
+             self.vault.sealer.seal(data, f"quarantine|{file_hash}|file".encode()), self.run_id))
+        self.vault.db.executemany(
+            "INSERT OR REPLACE INTO outcomes VALUES (?, ?, ?, 'quarantined', NULL, NULL, NULL, "
+            "NULL, ?, NULL, NULL)",
+            [(name, str(i), file_hash, str(exc.reason)) for i in range(1, len(lines) + 1)])
+        self.vault.commit()
+        self._finish_file(report)
+        return report
+
+    def _finish_file(self, r: FileReport) -> None:
+        self.vault.db.execute(
+            "INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (r.file_hash, r.profile, r.source_name, self.run_id, r.status, r.rows_in, r.emitted,
+             r.quarantined, r.duplicates, r.review, orjson.dumps(dict(r.reasons)).decode(),
+             r.detail))
+        self.reports.append(r)
+
+    # -- rows ------------------------------------------------------------------------------
+    def _row(self, ctx: _Ctx, row: SourceRow) -> None:
+        try:
+            std = standardise(row.values, ctx.prof, ctx.terms)
+            match = std.dx or std.lab
+            if match is not None and match.review is not None:
+                self._hold_for_review(ctx, row, std)
+                return
+            self._emit(ctx, row, std)
+        except RowRejected as exc:
+            self._quarantine(ctx, row.position, row.raw, exc.reason, exc.detail)
+
+    def _emit(self, ctx: _Ctx, row: SourceRow, std: Standard) -> None:
+        prof = ctx.prof.profile
+        pseud = self.pseudo.pseudonym(*std.identity)
+        shift = self.pseudo.shift
+        pat = fhir.patient(pseud, self.pseudo.key.version, std.gender,
+                           generalise_birth(std.birth, self.today))
+        when = shift(pseud, std.when).isoformat()
+        rid = record_id(prof.site, prof.source_system, prof.kind, std.record_key)
+        if std.dx is not None:
+            assert std.dx.who_code is not None
+            res = fhir.condition(rid, pseud, std.dx.who_code, std.dx.national_code, when)
+            out: tuple[str, str, str | None, str | None] = ("icd10", std.dx.who_code, None,
+                                                             None)
+        else:
+            assert std.lab is not None and std.lab.analyte is not None and std.value is not None
+            a = std.lab.analyte
+            res = fhir.observation(rid, pseud, a, std.value, when)
+            out = ("loinc", a.loinc, a.unit, f"{std.value:g}")
+        pat_id = f"pat-{pseud}"
+        self.validator.check(pat, lambda _: True)
+        self.validator.check(res, lambda p: p == pseud)
+        leak = row_leaks(std.identifiers, (pat, res))
+        if leak:
+            raise RowRejected(Reason.INVALID_FHIR, f"direct identifier would reach output ({leak})")
+        self._put(ctx, row, pat_id, "Patient", pseud, pat, count=False)
+        outcome = self._put(ctx, row, rid, res["resourceType"], pseud, res, count=True)
+        if outcome == "conflict":
+            return
+        self._out_rows.append((ctx.report.source_name, row.position, ctx.file_hash, outcome,
+                               *out, None, pseud, rid))
+
+    def _put(self, ctx: _Ctx, row: SourceRow, rid: str, rtype: str, subject: str,
+             res: dict[str, Any], count: bool) -> str:
+        """Store a new record or version; returns mapped | duplicate | conflict."""
+        res_hash = hashlib.sha256(canonical(res)).hexdigest()
+        head = self._pending_heads.get(rid)
+        if head is None:
+            got = self.vault.db.execute(
+                "SELECT h.version, h.resource_hash, r.file_hash, r.fingerprint FROM heads h "
+                "JOIN records r ON r.record_id = h.record_id AND r.version = h.version "
+                "WHERE h.record_id=?", (rid,)).fetchone()
+            head = (got[0], got[1], got[2], got[3]) if got else None
+        if head is not None and head[1] == res_hash:
+            if count:
+                ctx.report.duplicates += 1
+            return "duplicate"
+        if count and head is not None and head[2] == ctx.file_hash:
+            self._quarantine(ctx, row.position, row.raw, Reason.DUPLICATE_CONFLICT,
+                             "record key seen earlier in this file with other content")
+            return "conflict"
+        version = 1 if head is None else head[0] + 1
+        prev = None if head is None else head[3]
+        prov = {"source_file_sha256": ctx.file_hash, "position": row.position,
+                "profile": ctx.prof.label, "gateway_version": GATEWAY_VERSION,
+                "run_id": self.run_id, "record_id": rid, "version": version, "prev": prev}
+        body = canonical({"resource": res, "provenance": prov})
+        fp = hashlib.sha256(body).digest()
+        leaf = len(self._batch_entries)
+        self._batch_entries.append((leaf_id(rid, version), fp))
+        self._batch_system = ctx.prof.profile.source_system
+        sealed = self.vault.sealer.seal(body, f"record|{rid}|{version}".encode())
+        self._rec_rows.append((rid, version, rtype, subject, res_hash, fp.hex(), prev, sealed,
+                               ctx.file_hash, row.position, ctx.prof.label, GATEWAY_VERSION,
+                               self.run_id, self._batch_id, leaf))
+        self._pending_heads[rid] = (version, res_hash, ctx.file_hash, fp.hex())
+        if count:
+            ctx.report.emitted += 1
+            ctx.report.new_versions += version > 1
+        if len(self._batch_entries) >= self.batch_size:
+            self._flush()
+            self._close_batch()
+        return "mapped"
+
+    def _quarantine(self, ctx: _Ctx, position: str, raw: bytes, reason: Reason,
+                    detail: str) -> None:
+        ctx.report.quarantined += 1
+        ctx.report.reasons[str(reason)] += 1
+        sealed = self.vault.sealer.seal(raw, f"quarantine|{ctx.file_hash}|{position}".encode())
+        self._q_rows.append((ctx.file_hash, ctx.report.source_name, position, str(reason),
+                             detail, sealed, self.run_id))
+        self._out_rows.append((ctx.report.source_name, position, ctx.file_hash, "quarantined",
+                               None, None, None, None, str(reason), None, None))
+
+    def _hold_for_review(self, ctx: _Ctx, row: SourceRow, std: Standard) -> None:
+        match = std.dx or std.lab
+        assert match is not None and match.review is not None
+        ctx.report.review += 1
+        kind = "dx" if std.dx is not None else "lab"
+        cands = [{"target": c.target, "term": c.term, "score": c.score}
+                 for c in match.candidates]
+        sealed = self.vault.sealer.seal(orjson.dumps(row.values),
+                                        f"review|{ctx.file_hash}|{row.position}".encode())
+        self._r_rows.append((ctx.file_hash, ctx.report.source_name, row.position, ctx.prof.label,
+                             kind, std.term, str(match.review), orjson.dumps(cands).decode(),
+                             sealed, "open", None, None, self.run_id))
+        self._out_rows.append((ctx.report.source_name, row.position, ctx.file_hash, "review",
+                               None, None, None, None, str(match.review), None, None))
+
+    # -- persistence and anchoring ---------------------------------------------------------
+    def _flush(self) -> None:
+        db = self.vault.db
+        if self._rec_rows:
+            db.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                           "?, ?)", self._rec_rows)
+            db.executemany("INSERT OR REPLACE INTO heads VALUES (?, ?, ?)",
+                           [(r, v[0], v[1]) for r, v in self._pending_heads.items()])
+        if self._q_rows:
+            db.executemany("INSERT INTO quarantine (file_hash, source_name, position, reason, "
+                           "detail, raw, run_id) VALUES (?, ?, ?, ?, ?, ?, ?)", self._q_rows)
+        if self._r_rows:
+            db.executemany("INSERT INTO review (file_hash, source_name, position, profile, kind,"
+                           " term, reason, candidates, row, status, decision, reviewer, run_id)"
+                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self._r_rows)
+        if self._out_rows:
+            db.executemany("INSERT OR REPLACE INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                           "?, ?)", self._out_rows)
+        for buf in (self._rec_rows, self._q_rows, self._r_rows, self._out_rows):
+            buf.clear()
+        self._pending_heads.clear()
+
+    def _close_batch(self) -> None:
+        if not self._batch_entries:
+            return
+        batch = Batch(self._batch_entries)
+        bid, root = self._batch_id, batch.root.hex()
+        status, tx, height = "pending", None, None
+        if self.anchorer is not None:
+            got = self.anchorer.anchor(bid, root, batch.count, "FHIR", self._batch_system or
+                                       "gateway", SCHEMA_VERSION)
+            status, tx, height = "anchored", got["tx_id"], got["height"]
+        self.vault.db.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?)",
+                              (bid, batch.count, root, status, tx, height, self._batch_system))
+        self.batches.append(bid)
+        self._batch_entries = []
+        self._batch_id = self._new_batch_id()
+
+    def finish(self) -> list[FileReport]:
+        """Flush, anchor the last batch, and record the run's summary."""
+        self._flush()
+        self._close_batch()
+        summary = orjson.dumps([r.to_doc() for r in self.reports]).decode()
+        self.vault.db.execute("UPDATE runs SET finished_ms=?, summary=? WHERE run_id=?",
+                              (int(time.time() * 1000), summary, self.run_id))
+        return self.reports
+
+
+def iter_reports(vault: Vault) -> Iterator[dict[str, Any]]:
+    """Every file's reconciliation as stored in the vault, oldest run first."""
+    for r in vault.iter_rows("SELECT * FROM files ORDER BY rowid"):
+        doc = dict(r)
+        doc["reasons"] = orjson.loads(doc["reason"] or "{}")
+        del doc["reason"]
+        doc["balanced"] = doc["rows_in"] == (doc["emitted"] + doc["quarantined"] +
+                                             doc["duplicates"] + doc["review"])
+        yield doc

@@ -1,0 +1,120 @@
+"""One source row → the gateway's data elements, or a reason why not.
+
+Checks run in a fixed order so a row with one defect always gets the same reason: record key,
+patient identifier, sex, birth date, event date, then terminology (which may send the row to
+review), then for labs the value, unit, conversion and plausible range.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from medledger.gateway import loinc
+from medledger.gateway.dates import parse_date
+from medledger.gateway.errors import Reason, RowRejected
+from medledger.gateway.identifiers import normalise_rid, valid_rid
+from medledger.gateway.profile import IDENTIFIER_ELEMENTS, Profile
+from medledger.gateway.terminology import DxMatch, LabMatch, Terminology
+from medledger.gateway.units import to_ucum
+
+SEX_DEFAULT = {"m": "male", "male": "male", "男": "male", "f": "female", "female": "female",
+               "女": "female", "u": "unknown", "unknown": "unknown", "未知": "unknown",
+               "o": "other", "other": "other"}
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+
+@dataclass(frozen=True)
+class Standard:
+    record_key: str
+    identity: tuple[str, str]           # (namespace, normalised identifier) for the pseudonym
+    identifiers: tuple[str, ...]        # every direct identifier in the row (for the leak scan)
+    gender: str
+    birth: date | None
+    when: date
+    dx: DxMatch | None = None
+    lab: LabMatch | None = None
+    value: float | None = None          # lab value in the analyte's canonical unit
+    term: str = ""                      # the source term or test name (for review)
+
+
+def _get(values: dict[str, Any], prof: Profile, element: str) -> str:
+    col = prof.columns.get(element)
+    if col is None:
+        return ""
+    v = values.get(col, "")
+    return "" if v is None else str(v).strip()
+
+
+def _identity(values: dict[str, Any], prof: Profile) -> tuple[str, str]:
+    rid = normalise_rid(_get(values, prof, "patient_id"))
+    if rid:
+        if not valid_rid(rid):
+            raise RowRejected(Reason.INVALID_IDENTIFIER, "resident ID fails its check digit "
+                              "or has the wrong length")
+        return "cn-rid", rid
+    mrn = _get(values, prof, "mrn")
+    if not mrn:
+        raise RowRejected(Reason.MISSING_KEY, "no patient identifier (resident ID or MRN)")
+    return f"mrn:{prof.profile.site}", mrn
+
+
+def _gender(values: dict[str, Any], prof: Profile) -> str:
+    raw = _get(values, prof, "sex")
+    if not raw:
+        return "unknown"
+    table = prof.values.get("sex", {})
+    hit = table.get(raw) or SEX_DEFAULT.get(raw.lower())
+    if hit is None:
+        raise RowRejected(Reason.INVALID_VALUE, f"sex {raw!r} is in no value map")
+    return hit
+
+
+def _lab_value(values: dict[str, Any], prof: Profile, analyte: loinc.Analyte) -> float:
+    raw = _get(values, prof, "value").replace("，", ".")
+    if not raw:
+        raise RowRejected(Reason.MISSING_VALUE, "lab value is empty")
+    if not _NUMBER.match(raw):
+        raise RowRejected(Reason.INVALID_VALUE, f"lab value {raw!r} is not a number")
+    unit_raw = _get(values, prof, "unit") or (prof.profile.default_unit or "")
+    if not unit_raw:
+        raise RowRejected(Reason.UNKNOWN_UNIT, "no unit and the profile declares no default")
+    ucum = to_ucum(prof.units.get(unit_raw, unit_raw))
+    if ucum is None:
+        raise RowRejected(Reason.UNKNOWN_UNIT, f"unit {unit_raw!r} is not known")
+    value = analyte.convert(float(raw), ucum)
+    if value is None:
+        raise RowRejected(Reason.UNIT_CONFLICT, f"{analyte.key} cannot be expressed in "
+                          f"{ucum!r} (want {analyte.unit} or one of {sorted(analyte.factors)})")
+    if not analyte.low <= value <= analyte.high:
+        raise RowRejected(Reason.IMPLAUSIBLE_VALUE, f"{analyte.key} {value} {analyte.unit} "
+                          f"outside {analyte.low}..{analyte.high}")
+    return value
+
+
+def standardise(values: dict[str, Any], prof: Profile, terms: Terminology) -> Standard:
+    """Raise ``RowRejected`` for a bad row; a ``Standard`` whose match is a review otherwise."""
+    key = _get(values, prof, "record_key")
+    if not key:
+        raise RowRejected(Reason.MISSING_KEY, f"column {prof.columns['record_key']!r} is empty")
+    identity = _identity(values, prof)
+    idents = tuple(v for v in (_get(values, prof, e) for e in IDENTIFIER_ELEMENTS) if v)
+    gender = _gender(values, prof)
+    fmts = prof.profile.date_formats
+    birth_raw = values.get(prof.columns["birth_date"], "") if "birth_date" in prof.columns else ""
+    birth = parse_date(birth_raw, fmts) if str(birth_raw).strip() else None
+    when_raw = values.get(prof.columns["date"], "") if "date" in prof.columns else ""
+    if not str(when_raw).strip():
+        raise RowRejected(Reason.MISSING_VALUE, "event date is empty")
+    when = parse_date(when_raw, fmts)
+    if prof.profile.kind == "diagnosis":
+        code, term = _get(values, prof, "dx_code"), _get(values, prof, "dx_term")
+        dx = terms.diagnosis(code or None, term or None)
+        return Standard(key, identity, idents, gender, birth, when, dx=dx, term=term or code)
+    code, name = _get(values, prof, "test_code"), _get(values, prof, "test_name")
+    lab = terms.lab(code or None, name or None)
+    value = _lab_value(values, prof, lab.analyte) if lab.analyte is not None else None
+    return Standard(key, identity, idents, gender, birth, when, lab=lab, value=value,
+                    term=name or code)

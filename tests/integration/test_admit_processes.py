@@ -49,3 +49,28 @@ def test_worker_processes_admit_and_refuse(tmp_path: Path) -> None:
                   for i in range(0, 200, 50)]
         indexes = [f.result(30).index for c in chunks for f in c]
         assert indexes == sorted(indexes) and len(set(indexes)) == 200
+
+
+def test_admission_workers_exit_with_their_node(tmp_path: Path) -> None:
+    """A node killed with SIGKILL leaves no admission worker running (they watch their
+    parent), so a crashed peer does not leak CPU-consuming orphans."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = Path(__file__).with_name("orphan_worker.py")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "w")],
+                            stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    workers = [int(p) for p in proc.stdout.readline().split()]
+    assert workers
+    assert all(Path(f"/proc/{w}").exists() for w in workers)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{w}").exists() for w in workers):
+        assert time.monotonic() < deadline, "admission workers outlived their node"
+        time.sleep(0.1)

@@ -296,6 +296,9 @@ def cluster(
     max_block_txs: int = typer.Option(2000, min=1, help="Sequencer: cut a block at this many."),
     faults: bool = typer.Option(False, "--faults", help="Also inject faults under load: kill "
                                 "the NATS stream leader, kill -9 a peer."),
+    rate: float = typer.Option(200.0, min=0, help="Paced run: offered tx/s for the latency "
+                               "figure (0 skips it)."),
+    paced_seconds: float = typer.Option(15.0, min=1, help="Paced run: duration."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """A local cluster (3 NATS servers + peers) under HTTP load: committed tx/s on every peer,
@@ -308,7 +311,8 @@ def cluster(
     with tempfile.TemporaryDirectory(prefix="medledger-bench-cluster-") as tmp:
         result = cbench.run(Path(tmp), peers=peers, txs=txs, batch=batch,
                             threads_per_peer=threads, max_block_txs=max_block_txs,
-                            faults=faults, progress=progress)
+                            faults=faults, rate=rate, paced_seconds=paced_seconds,
+                            progress=progress)
     if as_json:
         console.print_json(json.dumps(result.as_dict()))
         return

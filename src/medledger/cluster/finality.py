@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -88,6 +89,7 @@ class Exchange:
         self._pending: dict[int, list[tuple[str, bytes]]] = {}  # size -> (org, note) waiting
         self._counts: dict[int, set[str]] = {}
         self._cosigner = ThreadPoolExecutor(1, thread_name_prefix="cosign")
+        self._saved_at = 0.0
         self._lock = threading.Lock()
         self._stop = asyncio.Event()
         raw = store.get_local(POSITION_KEY)
@@ -120,6 +122,7 @@ class Exchange:
         self.state.cosigned_height = header.height
         message = attach(note, [line])
         self.link.spawn(self._publish(header.log_size, message))
+        self._retry_pending()  # others' cosignatures that arrived before this block
 
     async def _publish(self, size: int, message: bytes) -> None:
         headers = {"Nats-Msg-Id": f"{self.org}-{size}-{hash(message) & 0xFFFFFFFF:x}"}
@@ -154,15 +157,25 @@ class Exchange:
         with self._lock:
             for m in messages:
                 self._handle(m)
-            self.store.set_local(POSITION_KEY, str(next_seq).encode())
+            self._retry_pending_locked()
+            # the position only spares re-reading after a restart (handling is idempotent),
+            # so it is saved at most once a second rather than fsynced per message batch
+            now = time.monotonic()
+            if now - self._saved_at >= 1.0:
+                self.store.set_local(POSITION_KEY, str(next_seq).encode())
+                self._saved_at = now
 
     def _retry_pending(self) -> None:
         with self._lock:
-            head = self.store.head()
-            top = 0 if head is None else self.store.compact()[0]
-            for size in sorted(s for s in self._pending if s <= top):
-                for org, note in self._pending.pop(size):
-                    self._compare(org, note)
+            self._retry_pending_locked()
+
+    def _retry_pending_locked(self) -> None:
+        if not self._pending:
+            return
+        top = self.store.compact()[0]
+        for size in sorted(s for s in self._pending if s <= top):
+            for org, note in self._pending.pop(size):
+                self._compare(org, note)
 
     def _handle(self, message: bytes) -> None:
         try:

@@ -9,6 +9,9 @@ node's main interpreter (and its GIL), which executes blocks.
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -107,9 +110,19 @@ Outcome = tuple[str, str, tuple[bytes, ...]]  # ("ok"|"committed", "", keys) or 
 
 
 def worker_init(opener: Callable[[], Store], chain_id: str) -> None:
-    """Process initialiser: open the store (reads only) once per worker."""
+    """Process initialiser: open the store (reads only) once per worker, and exit when the
+    node's process is gone (killed with SIGKILL, say) instead of lingering as an orphan."""
     global _worker_store, _worker_chain
     _worker_store, _worker_chain = opener(), chain_id
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def worker_admit(raws: Sequence[bytes], now: int) -> list[Outcome]:

@@ -8,10 +8,12 @@ from __future__ import annotations
 from medledger.consortium.contract import Consortium
 from medledger.contracts.base import Registry
 from medledger.records.registry import RecordRegistry
+from medledger.surveillance.reports import CaseReports
 
 
 def default_registry() -> Registry:
     registry = Registry()
     registry.add(Consortium())
     registry.add(RecordRegistry())
+    registry.add(CaseReports())
     return registry

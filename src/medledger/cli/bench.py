@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
-from medledger.bench import ledger as bench
+if TYPE_CHECKING:  # imported when a benchmark runs: it pulls in the whole node and HTTP stack
+    from medledger.bench import ledger as bench
 from medledger.cli.common import console, err_console
 
 app = typer.Typer(
@@ -50,6 +52,8 @@ def ledger(
     ),
 ) -> None:
     """Run every ledger workload and compare the figures with the issue's targets."""
+
+    from medledger.bench import ledger as bench
 
     def progress(msg: str) -> None:
         err_console.print(f"[dim]… {msg}[/]")

@@ -24,8 +24,8 @@ from typing import Literal
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy import stats
 
+from medledger.surveillance._scipy import stats
 from medledger.surveillance.errors import SurveillanceError, check_alpha, check_choice
 from medledger.surveillance.series import Counts, Detection, WeekRange
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from scipy import stats
 
+from medledger.surveillance._scipy import stats
 from medledger.surveillance.errors import SurveillanceError, check_alpha, check_choice
 from medledger.surveillance.glm import GlmFit, Matrix, Vector, fit_poisson, linkinv
 from medledger.surveillance.reference import farrington_window

@@ -35,8 +35,8 @@ from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
 
+from medledger.surveillance._scipy import stats
 from medledger.surveillance.errors import SurveillanceError, check_alpha, check_choice
 from medledger.surveillance.farrington import (
     PowerTrans,

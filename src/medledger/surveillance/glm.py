@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import stats
+
+from medledger.surveillance._scipy import stats
 
 Vector = npt.NDArray[np.float64]
 Matrix = npt.NDArray[np.float64]

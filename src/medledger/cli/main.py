@@ -8,6 +8,7 @@ from medledger.cli import (
     bench,
     cluster,
     demo,
+    gateway,
     keys,
     ledger_cmds,
     ledger_group,
@@ -35,6 +36,7 @@ app.add_typer(ledger_group.app, name="ledger")
 app.add_typer(peer.app, name="peer")
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(surveillance.app, name="surveillance")
+app.add_typer(gateway.app, name="gateway")
 
 if __name__ == "__main__":
     app()

@@ -7,8 +7,9 @@ Checks, in order (ADR 0015):
    by default each *shape* (the tree of keys, list lengths and value types) is validated once
    with the models, and every later resource of a validated shape has its leaves checked
    against the FHIR primitive rules of their types (id, date, dateTime, decimal, code,
-   string). ``full=True`` validates every resource with the models instead; a unit test
-   cross-checks both on generated and broken resources.
+   string; strings with outer whitespace are refused, which the models allow). ``full=True``
+   validates every resource with the models instead; a unit test cross-checks both on
+   generated and broken resources.
 2. **The gateway's own checks**, which the library does not do: required-binding codes
    (gender, Observation.status, Condition clinical/verification status), obs-6 (no value with
    dataAbsentReason), a LOINC or ICD-10 coding present, the Observation unit equal to its
@@ -21,6 +22,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 from pydantic import ValidationError
@@ -170,10 +172,21 @@ class Validator:
             _check_condition(res)
 
 
+def _real_date(value: str) -> bool:
+    if len(value) != 10:
+        return True
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _check_leaf(key: str, value: Any) -> None:
     if isinstance(value, str):
         rule = _LEAF_RULES.get(key)
         ok = rule.match(value) is not None if rule else (value != "" and value.strip() == value)
+        ok = ok and (rule is not _DATE or _real_date(value))
     elif isinstance(value, bool):
         ok = True
     elif isinstance(value, int | float):

@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS outcomes (
   outcome TEXT NOT NULL, code_system TEXT, code TEXT, unit TEXT, value TEXT, reason TEXT,
   subject TEXT, record_id TEXT, PRIMARY KEY (file_hash, position));
 CREATE INDEX IF NOT EXISTS outcomes_name ON outcomes(source_name);
+CREATE INDEX IF NOT EXISTS records_batch ON records(batch_id, leaf);
 """
 
 

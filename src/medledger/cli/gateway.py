@@ -1,0 +1,283 @@
+"""``medledger gateway``: the hospital data gateway (issue 4). Thin: parse, call
+``medledger.gateway.service`` and friends, render."""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+from pathlib import Path
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from medledger.cli.common import console, error
+from medledger.errors import MedLedgerError
+from medledger.gateway import service
+from medledger.gateway.deid import PseudonymKey
+from medledger.gateway.vault import Vault
+
+app = typer.Typer(help="Hospital data gateway: ingest exports, map, de-identify, vault, "
+                  "anchor, verify, evaluate.", no_args_is_help=True)
+
+VaultOpt = typer.Option(..., "--vault", help="The hospital's vault directory (vault.db).")
+VaultKeyOpt = typer.Option(None, "--vault-key", envvar="MEDLEDGER_VAULT_KEY",
+                           help="Vault data key file (default: VAULT/vault.key).")
+PseudoKeyOpt = typer.Option(..., "--pseudonym-key", envvar="MEDLEDGER_PSEUDONYM_KEY",
+                            help="Consortium pseudonym key file (JSON: version, key); kept "
+                            "outside the gateway.")
+LedgerOpt = typer.Option(None, "--ledger", help="Workspace directory of the embedded node to "
+                         "anchor on (omit: batches stay pending).")
+MemberOpt = typer.Option(None, "--member", help="Signing member (default <site>/gateway, "
+                         "else <site>/root).")
+JsonOpt = typer.Option(False, "--json", help="Print JSON.")
+
+
+def _fail(exc: MedLedgerError) -> None:
+    error(str(exc.code), exc.message)
+
+
+def _open_vault(path: Path, key: Path | None) -> Vault:
+    try:
+        return Vault(path, key)
+    except MedLedgerError as exc:
+        _fail(exc)
+        raise
+
+
+@app.command("synth")
+def synth(
+    out: Path = typer.Argument(..., help="Directory to write the hospitals' exports into."),
+    seed: int = typer.Option(7, help="Random seed (same seed, same files)."),
+    persons: int = typer.Option(300, min=10, help="Distinct persons across the hospitals."),
+    rows: int = typer.Option(400, min=20, help="Clean rows per file (defects, duplicates and "
+                             "review rows come on top)."),
+) -> None:
+    """Write three synthetic hospitals' exports, their profiles, truth.csv and linkage.csv."""
+    from medledger.gateway.synth import generate
+
+    names = generate(out, seed=seed, persons=persons, rows=rows)
+    for n in names:
+        console.print(f"{out / n}  (profile {out / (n + '.toml')})")
+    console.print(f"truth: {out / 'truth.csv'}  linkage: {out / 'linkage.csv'}")
+
+
+@app.command("keygen")
+def keygen(
+    path: Path = typer.Argument(..., help="Where to write the new pseudonym key (mode 0600)."),
+    version: str = typer.Option("k1", help="Key version, carried in every pseudonym."),
+) -> None:
+    """Create a consortium pseudonym key (development; production keys come from a KMS)."""
+    try:
+        PseudonymKey.generate(path, version)
+    except FileExistsError:
+        error("already_exists", f"{path} exists; refusing to overwrite a key")
+    except MedLedgerError as exc:
+        _fail(exc)
+    console.print(f"wrote {path} (version {version})")
+
+
+def _reasons(doc: dict[str, object]) -> str:
+    reasons = doc.get("reasons")
+    if not isinstance(reasons, dict):
+        return ""
+    return ", ".join(f"{k} {v}" for k, v in sorted(reasons.items()))
+
+
+def _report_table(docs: list[dict[str, object]]) -> Table:
+    t = Table(title="Reconciliation: in = emitted + quarantined + duplicates + review",
+              caption="; ".join(f"{d['source_name']}: {_reasons(d)}" for d in docs
+                                if d.get("reasons")))
+    for col in ("file", "status", "in", "emitted", "quar.", "dup.", "review", "ok"):
+        t.add_column(col, no_wrap=col == "file")
+    for d in docs:
+        t.add_row(str(d["source_name"]), str(d["status"]), str(d["rows_in"]),
+                  str(d["emitted"]), str(d["quarantined"]), str(d["duplicates"]),
+                  str(d["review"]), "yes" if d["balanced"] else "[red]NO[/]")
+    return t
+
+
+@app.command("ingest")
+def ingest(
+    files: list[Path] = typer.Argument(..., help="Export files (CSV, TSV, xlsx)."),
+    profile: Path | None = typer.Option(None, "--profile", help="Source profile (TOML); "
+                                        "default: FILE.toml beside each file."),
+    vault: Path = VaultOpt,
+    vault_key: Path | None = VaultKeyOpt,
+    pseudonym_key: Path = PseudoKeyOpt,
+    ledger: Path | None = LedgerOpt,
+    member: str | None = MemberOpt,
+    full_validation: bool = typer.Option(False, "--full-validation", help="Validate every "
+                                         "resource with the fhir.resources models (slower)."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Map, check, de-identify, vault and anchor FILES; print each file's reconciliation."""
+    try:
+        key = PseudonymKey.load(pseudonym_key)
+        todo = service.load_profiles(files, profile)
+        v = _open_vault(vault, vault_key)
+        with ExitStack() as stack:
+            anchorer = None
+            if ledger is not None:
+                anchorer = stack.enter_context(
+                    service.ledger(ledger, todo[0][1].profile.site, member))
+            with Progress(TextColumn("ingest"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), console=console, transient=True,
+                          disable=as_json) as bar:
+                task = bar.add_task("rows", total=None)
+                run_id, reports = service.ingest_files(
+                    v, key, todo, anchorer, full_validation=full_validation,
+                    progress=lambda n: bar.advance(task, n))
+    except MedLedgerError as exc:
+        _fail(exc)
+    docs = [r.to_doc() for r in reports]
+    if as_json:
+        print(json.dumps({"run_id": run_id, "files": docs}, ensure_ascii=False))
+        return
+    console.print(f"run {run_id}")
+    console.print(_report_table(docs))
+
+
+@app.command("report")
+def report(vault: Path = VaultOpt, vault_key: Path | None = VaultKeyOpt,
+           as_json: bool = JsonOpt) -> None:
+    """Every ingested file's reconciliation."""
+    from medledger.gateway.pipeline import iter_reports
+
+    docs = list(iter_reports(_open_vault(vault, vault_key)))
+    if as_json:
+        print(json.dumps(docs, ensure_ascii=False))
+    else:
+        console.print(_report_table(docs))
+
+
+@app.command("quarantine")
+def quarantine(vault: Path = VaultOpt, vault_key: Path | None = VaultKeyOpt,
+               reason: str | None = typer.Option(None, help="Only this reason code."),
+               limit: int = typer.Option(50, min=1), as_json: bool = JsonOpt) -> None:
+    """Quarantined rows: file, position, reason, detail (the verbatim rows stay sealed)."""
+    v = _open_vault(vault, vault_key)
+    sql = "SELECT source_name, position, reason, detail FROM quarantine"
+    rows = v.rows(sql + (" WHERE reason=?" if reason else "") + " ORDER BY id LIMIT ?",
+                  (reason, limit) if reason else (limit,))
+    docs = [dict(r) for r in rows]
+    if as_json:
+        print(json.dumps(docs, ensure_ascii=False))
+        return
+    t = Table(title="Quarantine")
+    for col in ("file", "position", "reason", "detail"):
+        t.add_column(col)
+    for d in docs:
+        t.add_row(d["source_name"], d["position"], d["reason"], d["detail"])
+    console.print(t)
+
+
+@app.command("verify")
+def verify(vault: Path = VaultOpt, vault_key: Path | None = VaultKeyOpt,
+           ledger: Path | None = LedgerOpt, member: str | None = MemberOpt,
+           site: str | None = typer.Option(None, help="Organisation whose anchors to read "
+                                           "(default: from the vault's profiles)."),
+           as_json: bool = JsonOpt) -> None:
+    """Recompute every record and batch root; with --ledger, match the anchored roots.
+    Exit 1 on any finding."""
+    from medledger.gateway.verify import verify as run_verify
+
+    v = _open_vault(vault, vault_key)
+    try:
+        if ledger is not None:
+            org = site or _vault_site(v)
+            with service.ledger(ledger, org, member) as anchorer:
+                rep = run_verify(v, anchorer)
+        else:
+            rep = run_verify(v)
+    except MedLedgerError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps(rep.to_doc()))
+    else:
+        console.print(f"records {rep.records}, batches {rep.batches} (anchored {rep.anchored}, "
+                      f"pending {rep.pending}): " + ("[green]OK[/]" if rep.ok else
+                                                    "[red]FAILED[/]"))
+        for f in rep.findings[:20]:
+            console.print(f"  {f}")
+    if not rep.ok:
+        raise typer.Exit(1)
+
+
+def _vault_site(v: Vault) -> str:
+    rows = v.rows("SELECT body FROM profiles LIMIT 1")
+    if not rows:
+        error("not_found", "the vault has no ingested profile; pass --site")
+    site: str = json.loads(rows[0]["body"])["profile"]["site"]
+    return site
+
+
+@app.command("anchor")
+def anchor(vault: Path = VaultOpt, vault_key: Path | None = VaultKeyOpt,
+           ledger: Path = typer.Option(..., "--ledger", help="Workspace of the embedded node."),
+           member: str | None = MemberOpt) -> None:
+    """Anchor batches still pending (from runs without a ledger)."""
+    from medledger.gateway.verify import anchor_pending
+
+    v = _open_vault(vault, vault_key)
+    try:
+        with service.ledger(ledger, _vault_site(v), member) as anchorer:
+            done = anchor_pending(v, anchorer)
+    except MedLedgerError as exc:
+        _fail(exc)
+    console.print(f"anchored {len(done)} batch(es): {', '.join(done) or '-'}")
+
+
+@app.command("proof")
+def proof(record_id: str = typer.Argument(..., help="Record id in the vault."),
+          vault: Path = VaultOpt, vault_key: Path | None = VaultKeyOpt) -> None:
+    """A record's Merkle inclusion proof into its batch root (JSON)."""
+    from medledger.gateway.verify import prove
+
+    try:
+        doc = prove(_open_vault(vault, vault_key), record_id)
+    except MedLedgerError as exc:
+        _fail(exc)
+    print(json.dumps(doc))
+
+
+@app.command("evaluate")
+def evaluate(
+    truth: Path = typer.Option(..., "--truth", help="Truth CSV (issue 4 columns)."),
+    vaults: list[Path] = typer.Option(..., "--vault", help="Vault(s) to score; repeat per "
+                                      "hospital."),
+    linkage: Path | None = typer.Option(None, "--linkage", help="source_file,row,person CSV "
+                                        "for linkage recall and false merges."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Score the vaults' outcomes against TRUTH: accuracy by category and language."""
+    from medledger.gateway.evaluate import evaluate as run_eval
+
+    opened = [_open_vault(v, None) for v in vaults]
+    try:
+        ev = run_eval(opened, truth, linkage)
+    except MedLedgerError as exc:
+        _fail(exc)
+    doc = ev.to_doc()
+    if as_json:
+        print(json.dumps(doc, ensure_ascii=False))
+        return
+    t = Table(title="Evaluation")
+    for col in ("category", "language", "right", "total", "accuracy"):
+        t.add_column(col)
+    for k, s in doc["categories"].items():
+        t.add_row(k, "all", str(s["right"]), str(s["total"]), f"{s['rate']:.2%}")
+    for k, s in doc["by_language"].items():
+        cat, lang = k.split("/")
+        t.add_row(cat, lang, str(s["right"]), str(s["total"]), f"{s['rate']:.2%}")
+    console.print(t)
+    console.print(f"auto-accepted mappings: {doc['mapped']}, wrong {doc['wrong_auto_accepted']} "
+                  f"({doc['wrong_auto_accepted_rate']:.3%}); defects emitted as valid: "
+                  f"{doc['defects_emitted']}; rows without outcome: "
+                  f"{doc['rows_without_outcome']}")
+    if doc["linkage"]:
+        lk = doc["linkage"]
+        console.print(f"linkage: recall {lk['recall']:.2%} ({lk['linked']}/{lk['pairs']} pairs "
+                      f"of {lk['persons']} persons), false merges {lk['false_merges']}")
+    for e in doc["first_errors"][:10]:
+        console.print(f"  wrong: {e}")

@@ -1,0 +1,77 @@
+"""What the faces (CLI, HTTP API, demo, bench) call: open keys and vaults, connect to the
+ledger, ingest files with their profiles, anchor, verify."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from medledger.client.client import Client
+from medledger.gateway.anchor import Anchorer, LedgerAnchorer
+from medledger.gateway.deid import Pseudonymizer, PseudonymKey
+from medledger.gateway.errors import GatewayError
+from medledger.gateway.pipeline import FileReport, Gateway
+from medledger.gateway.profile import Profile, load_profile
+from medledger.gateway.vault import Vault
+from medledger.node.node import Node
+
+
+def default_profile_path(path: Path) -> Path:
+    """``export.csv`` → ``export.csv.toml`` (the synthetic hospitals keep profiles there)."""
+    return path.with_name(path.name + ".toml")
+
+
+def source_name(path: Path, prof: Profile) -> str:
+    """How a file is named in outcomes, truth files and reports: ``<site>/<file name>``."""
+    return f"{prof.profile.site}/{path.name}"
+
+
+def gateway_member(node_keys: Sequence[str], site: str, member: str | None) -> str:
+    if member is not None:
+        return member
+    for cand in (f"{site}/gateway", f"{site}/root"):
+        if cand in node_keys:
+            return cand
+    raise GatewayError(f"the keyring has no {site}/gateway or {site}/root key; pass --member")
+
+
+@contextmanager
+def ledger(ws_dir: Path, site: str, member: str | None = None,
+           node: Node | None = None) -> Iterator[LedgerAnchorer]:
+    """An anchorer signing as ``member`` (default ``<site>/gateway`` or ``<site>/root``) on the
+    embedded node of workspace ``ws_dir`` (started here unless ``node`` is given)."""
+    from medledger.workspace import Workspace
+
+    ws = Workspace(ws_dir)
+    ring = ws.keyring()
+    who = gateway_member(list(ring.signing), site, member)
+    if who not in ring.signing:
+        raise GatewayError(f"no key for {who} in {ws.keyring_path}")
+    if node is not None:
+        yield LedgerAnchorer(Client(node, node.chain_id, who, ring.signing[who]), node.store)
+        return
+    with ws.node(max_block_txs=100, max_wait=0.005) as started:
+        yield LedgerAnchorer(Client(started, started.chain_id, who, ring.signing[who]),
+                             started.store)
+
+
+def ingest_files(vault: Vault, key: PseudonymKey, files: Sequence[tuple[Path, Profile]],
+                 anchorer: Anchorer | None = None, *, full_validation: bool = False,
+                 batch_size: int = 20_000, progress: Callable[[int], None] | None = None
+                 ) -> tuple[str, list[FileReport]]:
+    """Ingest ``files`` in one run; returns (run id, one reconciliation per file)."""
+    gw = Gateway(vault, Pseudonymizer(key), anchorer, full_validation=full_validation,
+                 batch_size=batch_size, progress=progress)
+    for path, prof in files:
+        gw.ingest(path, prof, source_name(path, prof))
+    return gw.run_id, gw.finish()
+
+
+def load_profiles(paths: Sequence[Path], profile: Path | None) -> list[tuple[Path, Profile]]:
+    out = []
+    for p in paths:
+        if not p.is_file():
+            raise GatewayError(f"{p} is not a file")
+        out.append((p, load_profile(profile or default_profile_path(p))))
+    return out

@@ -1,0 +1,190 @@
+"""The gateway end to end on the synthetic hospitals: accuracy targets, reconciliation,
+de-identification, anchoring on a real embedded node, verify, idempotence, re-delivery."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+
+from medledger.gateway import service
+from medledger.gateway.deid import PseudonymKey
+from medledger.gateway.evaluate import evaluate
+from medledger.gateway.pipeline import FileReport
+from medledger.gateway.scan import pattern_leaks
+from medledger.gateway.synth import generate
+from medledger.gateway.vault import Vault
+from medledger.gateway.verify import prove, verify
+from medledger.node.node import Node
+from medledger.records.batch import verify_in_batch
+from medledger.workspace import Workspace
+
+pytestmark = pytest.mark.integration
+SITES = ("hosp-a", "hosp-b", "hosp-c")
+
+
+@dataclass
+class World:
+    root: Path
+    names: list[str]
+    key: PseudonymKey
+    ws: Workspace
+    node: Node
+    vaults: dict[str, Vault]
+    reports: list[FileReport]
+
+    def ingest(self, site: str, files: list[Path]) -> list[FileReport]:
+        todo = service.load_profiles(files, None)
+        with service.ledger(self.ws.root, site, node=self.node) as anchorer:
+            _, reports = service.ingest_files(self.vaults[site], self.key, todo, anchorer)
+        return reports
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("gw")
+    names = generate(root / "syn", seed=11, persons=120, rows=150)
+    key = PseudonymKey("k1", b"\x07" * 32)
+    ws = Workspace.init(root / "ws", "gw-test")
+    with ws.node(max_block_txs=50, max_wait=0.005) as node:
+        w = World(root, names, key, ws, node, {s: Vault(root / "vaults" / s) for s in SITES}, [])
+        for site in SITES:
+            files = [root / "syn" / n for n in names if n.startswith(site)]
+            w.reports += w.ingest(site, files)
+        yield w
+        for v in w.vaults.values():
+            v.close()
+
+
+def test_targets_on_the_synthetic_hospitals(world: World) -> None:
+    ev = evaluate(list(world.vaults.values()), world.root / "syn" / "truth.csv",
+                  world.root / "syn" / "linkage.csv")
+    doc = ev.to_doc()
+    assert doc["rows_without_outcome"] == 0
+    for lang in ("en", "zh"):
+        assert doc["by_language"][f"diagnosis/{lang}"]["rate"] >= 0.95
+        assert doc["by_language"][f"lab/{lang}"]["rate"] >= 0.99
+    assert doc["wrong_auto_accepted_rate"] <= 0.005
+    assert doc["categories"]["defect"]["rate"] >= 0.98
+    assert doc["defects_emitted"] == 0
+    assert doc["categories"]["review"]["rate"] == 1.0
+    assert doc["categories"]["duplicate"]["rate"] == 1.0
+    assert doc["linkage"]["recall"] >= 0.99 and doc["linkage"]["false_merges"] == 0
+
+
+def test_every_file_reconciles_and_the_misencoded_file_is_quarantined_whole(world: World
+                                                                           ) -> None:
+    by_name = {r.source_name: r for r in world.reports}
+    assert set(by_name) == set(world.names)
+    for r in world.reports:
+        assert r.balanced and r.rows_in > 0, r.to_doc()
+    legacy = by_name["hosp-c/diagnoses-legacy.csv"]
+    assert legacy.status == "rejected" and legacy.emitted == 0
+    assert dict(legacy.reasons) == {"encoding": legacy.rows_in}
+
+
+def test_no_input_identifier_reaches_vault_output_or_ledger(world: World) -> None:
+    idents: set[str] = set()
+    for n in world.names:
+        if not n.endswith(".csv") or "legacy" in n:
+            continue
+        with (world.root / "syn" / n).open(encoding="utf-8-sig", newline="") as fh:
+            for row in csv.DictReader(fh, delimiter=";" if n.startswith("hosp-c") else ","):
+                for col in ("NationalID", "PatientName", "Phone", "Address", "MRN", "id_number",
+                            "patient", "mobile"):
+                    if row.get(col):
+                        idents.add(row[col].strip())
+    assert len(idents) > 100
+    for v in world.vaults.values():
+        for r in v.iter_rows("SELECT record_id, version, body FROM records"):
+            text = v.record_body(r["record_id"], r["version"], r["body"]).decode()
+            assert not pattern_leaks(text)
+            strings = set(_strings(orjson.loads(text)))
+            assert not strings & idents
+    txs = world.node.store.txs_range(0, world.node.head.log_size)
+    assert any(b"anchor_batch" in t.raw for t in txs)
+    for t in txs:
+        assert not pattern_leaks(t.raw.decode()) and not any(i.encode() in t.raw for i in idents)
+
+
+def _strings(node: object) -> Iterator[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for v in node.values():
+            yield from _strings(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _strings(v)
+
+
+def test_verify_matches_the_ledger_and_proves_a_record(world: World) -> None:
+    for site, v in world.vaults.items():
+        with service.ledger(world.ws.root, site, node=world.node) as anchorer:
+            rep = verify(v, anchorer)
+        assert rep.ok, rep.findings
+        assert rep.anchored == rep.batches >= 1 and rep.pending == 0
+    v = world.vaults["hosp-b"]
+    rid = v.rows("SELECT record_id FROM records WHERE resource_type='Observation' LIMIT 1")[0][0]
+    p = prove(v, rid)
+    verify_in_batch(f"{rid}.v{p['version']}", bytes.fromhex(p["fingerprint"]), p["leaf_index"],
+                    p["count"], [bytes.fromhex(h) for h in p["proof"]], bytes.fromhex(p["root"]))
+    with service.ledger(world.ws.root, "hosp-b", node=world.node) as anchorer:
+        assert anchorer.anchored_root(p["batch_id"]) == p["root"]
+
+
+def test_reingest_adds_nothing(world: World) -> None:
+    v = world.vaults["hosp-a"]
+    before = (v.rows("SELECT count(*) FROM records")[0][0],
+              v.rows("SELECT count(*) FROM batches")[0][0], world.node.height)
+    reps = world.ingest("hosp-a", [world.root / "syn" / "hosp-a" / "labs.csv"])
+    assert reps[0].status == "already_ingested" and reps[0].emitted == 0
+    after = (v.rows("SELECT count(*) FROM records")[0][0],
+             v.rows("SELECT count(*) FROM batches")[0][0], world.node.height)
+    assert after == before
+
+
+def test_corrected_redelivery_creates_linked_versions(world: World, tmp_path: Path) -> None:
+    src = world.root / "syn" / "hosp-a" / "labs.csv"
+    lines = src.read_text(encoding="utf-8").splitlines(keepends=True)
+    header = lines[0].rstrip("\r\n").split(",")
+    vi = header.index("Result")
+    row = lines[1].rstrip("\r\n").split(",")
+    row[vi] = str(float(row[vi]) + 1)
+    fixed = tmp_path / "labs.csv"
+    fixed.write_text("".join([lines[0], ",".join(row) + "\r\n", *lines[2:]]), encoding="utf-8")
+    shutil.copy(src.with_name("labs.csv.toml"), tmp_path / "labs.csv.toml")
+    rep = world.ingest("hosp-a", [fixed])[0]
+    assert rep.emitted == 1 and rep.new_versions == 1 and rep.balanced
+    assert rep.duplicates == rep.rows_in - rep.emitted - rep.quarantined - rep.review
+    v = world.vaults["hosp-a"]
+    new = v.rows("SELECT record_id, prev FROM records WHERE version=2 AND "
+                 "resource_type='Observation'")
+    assert len(new) == 1
+    old = v.rows("SELECT fingerprint FROM records WHERE record_id=? AND version=1",
+                 (new[0]["record_id"],))
+    assert new[0]["prev"] == old[0]["fingerprint"]
+    with service.ledger(world.ws.root, "hosp-a", node=world.node) as anchorer:
+        assert verify(v, anchorer).ok
+
+
+def test_tampering_is_found(world: World, tmp_path: Path) -> None:
+    dst = tmp_path / "copy"
+    shutil.copytree(world.root / "vaults" / "hosp-c", dst)
+    with Vault(dst) as v:
+        r = v.rows("SELECT record_id, version, body FROM records LIMIT 1")[0]
+        body = bytearray(r["body"])
+        body[20] ^= 1
+        v.db.execute("UPDATE records SET body=? WHERE record_id=? AND version=?",
+                     (bytes(body), r["record_id"], r["version"]))
+        v.db.execute("UPDATE records SET fingerprint=? WHERE rowid=(SELECT max(rowid) FROM "
+                     "records)", ("00" * 32,))
+        rep = verify(v)
+    assert not rep.ok
+    assert any("fails authentication" in f for f in rep.findings)
+    assert any("does not hash" in f or "rebuilt root" in f for f in rep.findings)

@@ -9,6 +9,7 @@ from medledger.consortium.contract import Consortium
 from medledger.contracts.base import Registry
 from medledger.records.registry import RecordRegistry
 from medledger.surveillance.reports import CaseReports
+from medledger.surveillance.signals import Signals
 
 
 def default_registry() -> Registry:
@@ -16,4 +17,5 @@ def default_registry() -> Registry:
     registry.add(Consortium())
     registry.add(RecordRegistry())
     registry.add(CaseReports())
+    registry.add(Signals())
     return registry

@@ -7,6 +7,7 @@ A profile lists its formats in order; the first that parses wins. Two special na
   with the system's fictitious 1900-02-29 as day 60; so day n ≥ 61 is 1899-12-30 + n days).
   Serials 1..60 are refused as ambiguous.
 * ``"zh"`` — 2023年5月6日, 2023年05月06日, 2023.5.6 and 2023/5/6.
+* ``"hl7"`` — an HL7 v2 DTM (``YYYYMMDD[HHMM[SS[.S]]][+/-ZZZZ]``); the day is kept.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from medledger.gateway.errors import Reason, RowRejected
 
 EXCEL_EPOCH = date(1899, 12, 30)
 _ZH = re.compile(r"^(\d{4})\s*[年./-]\s*(\d{1,2})\s*[月./-]\s*(\d{1,2})\s*日?$")
+_HL7 = re.compile(r"^(\d{4})(\d{2})(\d{2})(\d{0,6})(\.\d+)?([+-]\d{4})?$")
 _SERIAL = re.compile(r"^\d{2,6}(\.0+)?$")
 
 
@@ -42,6 +44,16 @@ def _zh(text: str) -> date | None:
         raise RowRejected(Reason.INVALID_DATE, f"{text!r} does not exist") from None
 
 
+def _hl7(text: str) -> date | None:
+    m = _HL7.match(text)
+    if m is None:
+        return None
+    try:
+        return date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    except ValueError:
+        raise RowRejected(Reason.INVALID_DATE, f"{text!r} does not exist") from None
+
+
 def parse_date(raw: object, formats: Sequence[str]) -> date:
     """The date ``raw`` denotes under the first matching format; ``RowRejected`` otherwise.
 
@@ -59,6 +71,8 @@ def parse_date(raw: object, formats: Sequence[str]) -> date:
             hit = _excel(text)
         elif fmt == "zh":
             hit = _zh(text)
+        elif fmt == "hl7":
+            hit = _hl7(text)
         elif fmt == "%Y-%m-%d" and len(text) == 10:
             try:
                 hit = date.fromisoformat(text)

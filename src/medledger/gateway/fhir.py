@@ -41,6 +41,11 @@ OBS_STATUS = frozenset({"registered", "preliminary", "final", "amended", "correc
                         "cancelled", "entered-in-error", "unknown"})
 CLINICAL_CODES = frozenset({"active", "recurrence", "relapse", "inactive", "remission",
                             "resolved"})
+MED_REQUEST_STATUS = frozenset({"active", "on-hold", "cancelled", "completed",
+                                "entered-in-error", "stopped", "draft", "unknown"})
+MED_DISPENSE_STATUS = frozenset({"preparation", "in-progress", "cancelled", "on-hold",
+                                 "completed", "entered-in-error", "stopped", "declined",
+                                 "unknown"})
 VERIFICATION_CODES = frozenset({"unconfirmed", "provisional", "differential", "confirmed",
                                 "refuted", "entered-in-error"})
 
@@ -51,7 +56,8 @@ _DATE = re.compile(r"^([0-9]([0-9]([0-9][1-9]|[1-9]0)|[1-9]00)|[1-9]000)"
 _CODE = re.compile(r"^[^\s]+(\s[^\s]+)*$")
 _LEAF_RULES: dict[str, re.Pattern[str]] = {
     "id": _ID, "birthDate": _DATE, "recordedDate": _DATE, "effectiveDateTime": _DATE,
-    "onsetDateTime": _DATE, "code": _CODE, "gender": _CODE, "status": _CODE,
+    "onsetDateTime": _DATE, "authoredOn": _DATE, "whenHandedOver": _DATE, "code": _CODE,
+    "gender": _CODE, "status": _CODE,
 }
 
 
@@ -99,6 +105,25 @@ def observation(rid: str, subject: str, analyte: loinc.Analyte, value: float, ef
         "valueQuantity": {"value": value, "unit": analyte.unit, "system": loinc.UCUM_SYSTEM,
                           "code": analyte.unit},
     }
+
+
+def medication_request(rid: str, subject: str, med: tuple[str, str, str], authored: str
+                       ) -> dict[str, Any]:
+    system, code, display = med
+    return {"resourceType": "MedicationRequest", "id": rid, "status": "active",
+            "intent": "order",
+            "medicationCodeableConcept": {"coding": [{"system": system, "code": code,
+                                                      "display": display}]},
+            "subject": {"reference": f"Patient/{subject}"}, "authoredOn": authored}
+
+
+def medication_dispense(rid: str, subject: str, med: tuple[str, str, str], handed: str
+                        ) -> dict[str, Any]:
+    system, code, display = med
+    return {"resourceType": "MedicationDispense", "id": rid, "status": "completed",
+            "medicationCodeableConcept": {"coding": [{"system": system, "code": code,
+                                                      "display": display}]},
+            "subject": {"reference": f"Patient/{subject}"}, "whenHandedOver": handed}
 
 
 def _models() -> dict[str, Callable[[dict[str, Any]], Any]]:
@@ -170,6 +195,13 @@ class Validator:
             _check_observation(res)
         elif kind == "Condition":
             _check_condition(res)
+        elif kind in ("MedicationRequest", "MedicationDispense"):
+            bound = MED_REQUEST_STATUS if kind == "MedicationRequest" else MED_DISPENSE_STATUS
+            if res.get("status") not in bound:
+                raise RowRejected(Reason.INVALID_FHIR, f"{kind}.status {res.get('status')!r} "
+                                  "is not bound")
+            if not res.get("medicationCodeableConcept", {}).get("coding"):
+                raise RowRejected(Reason.INVALID_FHIR, f"{kind} has no medication coding")
 
 
 def _real_date(value: str) -> bool:

@@ -55,7 +55,8 @@ def canonical(doc: Any) -> bytes:
 
 def record_id(site: str, system: str, kind: str, key: str) -> str:
     digest = hashlib.sha256(f"{site}\x00{system}\x00{kind}\x00{key}".encode()).hexdigest()
-    return f"{kind[:3].lower()}-{digest[:40]}"
+    prefix = {"medication_request": "mrq", "medication_dispense": "mdp"}.get(kind, kind[:3])
+    return f"{prefix}-{digest[:40]}"
 
 
 @dataclass
@@ -84,6 +85,29 @@ class FileReport:
                 "duplicates": self.duplicates, "review": self.review,
                 "new_versions": self.new_versions, "reasons": dict(self.reasons),
                 "balanced": self.balanced, "detail": self.detail}
+
+
+@dataclass
+class Hl7Report:
+    """Every segment of an HL7 v2 file: rows of mapped kinds (each kind reconciled) + ignored."""
+
+    source_name: str
+    file_hash: str
+    messages: int
+    segments: int
+    files: list[FileReport]
+    ignored: dict[str, int]
+
+    @property
+    def accounted(self) -> bool:
+        rows = sum(f.rows_in for f in self.files if f.status != "rejected")
+        rejected = any(f.status == "rejected" for f in self.files)
+        return rejected or rows + sum(self.ignored.values()) == self.segments
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"source_name": self.source_name, "messages": self.messages,
+                "segments": self.segments, "ignored": self.ignored,
+                "accounted": self.accounted, "files": [f.to_doc() for f in self.files]}
 
 
 @dataclass
@@ -147,6 +171,25 @@ class Gateway:
         self._run_rows(ctx, rows)
         self._finish_file(report)
         return report
+
+    def ingest_hl7(self, path: Path, site: str, source_system: str, encoding: str = "utf-8",
+                   source_name: str | None = None) -> Hl7Report:
+        """One HL7 v2 file: a reconciliation per mapped kind, plus the ignored segments."""
+        from medledger.gateway.hl7v2 import profile_for, read_hl7
+
+        name = source_name or f"{site}/{path.name}"
+        try:
+            parsed = read_hl7(path, encoding)
+        except FileRejected as exc:
+            prof = profile_for("diagnosis", site, source_system)
+            return Hl7Report(name, "", 0, 0, [self._reject_file(path, prof, name, exc)], {})
+        files = [self.ingest_rows(rows, profile_for(kind, site, source_system), name,
+                                  parsed.file_hash) for kind, rows in sorted(parsed.rows.items())]
+        self.vault.db.executemany(
+            "INSERT OR IGNORE INTO ignored VALUES (?, ?, ?, ?, ?)",
+            [(parsed.file_hash, name, pos, seg, why) for pos, seg, why in parsed.ignored])
+        return Hl7Report(name, parsed.file_hash, parsed.messages, parsed.segments, files,
+                         dict(parsed.ignored_reasons()))
 
     def ingest_rows(self, rows: Iterable[SourceRow | BadRow], prof: Profile, source_name: str,
                     file_hash: str) -> FileReport:
@@ -235,11 +278,16 @@ class Gateway:
                            generalise_birth(std.birth, self.today))
         when = shift(pseud, std.when).isoformat()
         rid = record_id(prof.site, prof.source_system, prof.kind, std.record_key)
-        if std.dx is not None:
+        out: tuple[str, str, str | None, str | None]
+        if std.med is not None:
+            build = (fhir.medication_request if prof.kind == "medication_request" else
+                     fhir.medication_dispense)
+            res = build(rid, pseud, std.med, when)
+            out = ("medication", std.med[1], None, None)
+        elif std.dx is not None:
             assert std.dx.who_code is not None
             res = fhir.condition(rid, pseud, std.dx.who_code, std.dx.national_code, when)
-            out: tuple[str, str, str | None, str | None] = ("icd10", std.dx.who_code, None,
-                                                             None)
+            out = ("icd10", std.dx.who_code, None, None)
         else:
             assert std.lab is not None and std.lab.analyte is not None and std.value is not None
             a = std.lab.analyte

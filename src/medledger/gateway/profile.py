@@ -29,7 +29,8 @@ Example (a lab export)::
 
 Data elements: ``record_key`` (required), ``patient_id`` (resident ID; or ``mrn``), ``name``,
 ``phone``, ``address``, ``birth_date``, ``sex``, ``date``; diagnoses: ``dx_code`` and/or
-``dx_term``; labs: ``test_code`` and/or ``test_name``, ``value``, ``unit``.
+``dx_term``; labs: ``test_code`` and/or ``test_name``, ``value``, ``unit``; medication orders
+and dispenses: ``med_code``, ``med_system``, ``med_name``.
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ from medledger.gateway.units import to_ucum
 IDENTIFIER_ELEMENTS = ("patient_id", "mrn", "name", "phone", "address")
 DX_ELEMENTS = ("dx_code", "dx_term")
 LAB_ELEMENTS = ("test_code", "test_name", "value", "unit")
+MED_ELEMENTS = ("med_code", "med_system", "med_name")
 ELEMENTS = ("record_key", *IDENTIFIER_ELEMENTS, "birth_date", "sex", "date",
-            *DX_ELEMENTS, *LAB_ELEMENTS)
+            *DX_ELEMENTS, *LAB_ELEMENTS, *MED_ELEMENTS)
+KINDS = ("diagnosis", "lab", "medication_request", "medication_dispense")
 
 
 class _Strict(BaseModel):
@@ -61,7 +64,7 @@ class Header(_Strict):
     version: str = Field(pattern=r"^[A-Za-z0-9._-]{1,32}$")
     site: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     source_system: str = Field(pattern=r"^[A-Za-z0-9._:/ -]{1,64}$")
-    kind: Literal["diagnosis", "lab"]
+    kind: Literal["diagnosis", "lab", "medication_request", "medication_dispense"]
     format: Literal["csv", "tsv", "xlsx"] = "csv"
     encoding: str = "utf-8"
     delimiter: str | None = None
@@ -128,7 +131,9 @@ class Profile(_Strict):
         return self.profile.delimiter or ("\t" if self.profile.format == "tsv" else ",")
 
     def check_kind(self) -> None:
-        need = DX_ELEMENTS if self.profile.kind == "diagnosis" else ("value",)
+        kind = self.profile.kind
+        need = (DX_ELEMENTS if kind == "diagnosis" else ("value",) if kind == "lab" else
+                ("med_code", "med_name"))
         if not any(e in self.columns for e in need):
             raise GatewayError(f"profile {self.label}: a {self.profile.kind} profile needs "
                                f"one of {list(need)} in [columns]")

@@ -11,7 +11,7 @@ from medledger.client.client import Client
 from medledger.gateway.anchor import Anchorer, LedgerAnchorer
 from medledger.gateway.deid import Pseudonymizer, PseudonymKey
 from medledger.gateway.errors import GatewayError
-from medledger.gateway.pipeline import FileReport, Gateway
+from medledger.gateway.pipeline import FileReport, Gateway, Hl7Report
 from medledger.gateway.profile import Profile, load_profile
 from medledger.gateway.vault import Vault
 from medledger.node.node import Node
@@ -66,6 +66,16 @@ def ingest_files(vault: Vault, key: PseudonymKey, files: Sequence[tuple[Path, Pr
     for path, prof in files:
         gw.ingest(path, prof, source_name(path, prof))
     return gw.run_id, gw.finish()
+
+
+def ingest_hl7_files(vault: Vault, key: PseudonymKey, files: Sequence[Path], site: str,
+                     source_system: str, anchorer: Anchorer | None = None, *,
+                     encoding: str = "utf-8") -> tuple[str, list[Hl7Report]]:
+    """Ingest HL7 v2 files in one run; returns (run id, one report per file)."""
+    gw = Gateway(vault, Pseudonymizer(key), anchorer)
+    reports = [gw.ingest_hl7(p, site, source_system, encoding) for p in files]
+    gw.finish()
+    return gw.run_id, reports
 
 
 def load_profiles(paths: Sequence[Path], profile: Path | None) -> list[tuple[Path, Profile]]:

@@ -38,6 +38,7 @@ class Standard:
     lab: LabMatch | None = None
     value: float | None = None          # lab value in the analyte's canonical unit
     term: str = ""                      # the source term or test name (for review)
+    med: tuple[str, str, str] | None = None  # (system URI, code, display) of a medication
 
 
 def _get(values: dict[str, Any], prof: Profile, element: str) -> str:
@@ -94,6 +95,23 @@ def _lab_value(values: dict[str, Any], prof: Profile, analyte: loinc.Analyte) ->
     return value
 
 
+MED_SYSTEMS = {"ndc": "http://hl7.org/fhir/sid/ndc",
+               "rxnorm": "http://www.nlm.nih.gov/research/umls/rxnorm",
+               "rxn": "http://www.nlm.nih.gov/research/umls/rxnorm",
+               "atc": "http://www.whocc.no/atc"}
+
+
+def _medication(values: dict[str, Any], prof: Profile) -> tuple[str, str, str]:
+    """Drug codes pass through with their system (no drug terminology is mapped yet); a code
+    without a known system is kept as the hospital's local code."""
+    code, name = _get(values, prof, "med_code"), _get(values, prof, "med_name")
+    if not code:
+        raise RowRejected(Reason.MISSING_VALUE, "medication has no code")
+    raw_sys = _get(values, prof, "med_system")
+    system = MED_SYSTEMS.get(raw_sys.lower(), f"urn:medledger:local-drug:{prof.profile.site}")
+    return system, code, name or code
+
+
 def standardise(values: dict[str, Any], prof: Profile, terms: Terminology) -> Standard:
     """Raise ``RowRejected`` for a bad row; a ``Standard`` whose match is a review otherwise."""
     key = _get(values, prof, "record_key")
@@ -109,6 +127,9 @@ def standardise(values: dict[str, Any], prof: Profile, terms: Terminology) -> St
     if not str(when_raw).strip():
         raise RowRejected(Reason.MISSING_VALUE, "event date is empty")
     when = parse_date(when_raw, fmts)
+    if prof.profile.kind.startswith("medication"):
+        med = _medication(values, prof)
+        return Standard(key, identity, idents, gender, birth, when, med=med, term=med[2])
     if prof.profile.kind == "diagnosis":
         code, term = _get(values, prof, "dx_code"), _get(values, prof, "dx_term")
         dx = terms.diagnosis(code or None, term or None)

@@ -60,6 +60,9 @@ CREATE TABLE IF NOT EXISTS outcomes (
   source_name TEXT NOT NULL, position TEXT NOT NULL, file_hash TEXT NOT NULL,
   outcome TEXT NOT NULL, code_system TEXT, code TEXT, unit TEXT, value TEXT, reason TEXT,
   subject TEXT, record_id TEXT, PRIMARY KEY (file_hash, position));
+CREATE TABLE IF NOT EXISTS ignored (
+  file_hash TEXT NOT NULL, source_name TEXT NOT NULL, position TEXT NOT NULL,
+  segment TEXT, reason TEXT, PRIMARY KEY (file_hash, position));
 CREATE INDEX IF NOT EXISTS outcomes_name ON outcomes(source_name);
 CREATE INDEX IF NOT EXISTS records_batch ON records(batch_id, leaf);
 """

@@ -20,7 +20,13 @@ import pytest
 import uvicorn
 from fastapi.routing import APIRoute
 
-from medledger.api import routes_events, routes_ledger, routes_records, routes_tx
+from medledger.api import (
+    routes_events,
+    routes_ledger,
+    routes_records,
+    routes_surveillance,
+    routes_tx,
+)
 from medledger.api.app import create_app
 from medledger.api.auth import H_KEY, H_MEMBER, H_SIGNATURE, H_TIME, now_ms, sign_request
 from medledger.client.client import Client
@@ -234,14 +240,19 @@ def test_openapi_lists_every_route_with_summary(env: Env) -> None:
         ("GET", "/v1/blocks/head"),
         ("GET", "/v1/blocks/{height}"),
         ("GET", "/v1/checkpoints/latest"),
+        ("GET", "/v1/checkpoints/final"),
         ("GET", "/v1/checkpoints/{size}"),
         ("GET", "/v1/state/{contract}/{key}"),
         ("GET", "/v1/events"),
         ("GET", "/v1/health"),
         ("GET", "/v1/records/{owner}/{record_id}/lineage"),
+        ("GET", "/v1/surveillance/counts"),
+        ("GET", "/v1/surveillance/signals"),
+        ("GET", "/v1/surveillance/signals/{signal_id}"),
+        ("GET", "/v1/surveillance/signals/{signal_id}/line-list"),
     }
     routers = (routes_tx.router, routes_ledger.router, routes_events.router,
-               routes_records.router)
+               routes_records.router, routes_surveillance.router)
     app_routes = {
         (m, r.path)
         for router in routers

@@ -26,7 +26,14 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from medledger.api import problems, routes_events, routes_ledger, routes_records, routes_tx
+from medledger.api import (
+    problems,
+    routes_events,
+    routes_ledger,
+    routes_records,
+    routes_surveillance,
+    routes_tx,
+)
 from medledger.node.node import Node
 
 DESCRIPTION = """\
@@ -60,4 +67,5 @@ def create_app(node: Node) -> FastAPI:
     app.include_router(routes_ledger.router)
     app.include_router(routes_events.router)
     app.include_router(routes_records.router)
+    app.include_router(routes_surveillance.router)
     return app

@@ -178,9 +178,10 @@ class LocalCluster:
         for org in orgs or list(self.peers):
             while self.health(org) is None:
                 if time.monotonic() > deadline:
+                    log = self.root / "peers" / org / "peer.log"
+                    tail = log.read_text(errors="replace")[-600:] if log.exists() else ""
                     raise MedLedgerError(Code.NODE_UNAVAILABLE,
-                                         f"peer {org} did not come up; see "
-                                         f"{self.root / 'peers' / org / 'peer.log'}")
+                                         f"peer {org} did not come up; {log} ends: {tail}")
                 time.sleep(0.2)
 
     def health(self, org: str) -> dict[str, Any] | None:

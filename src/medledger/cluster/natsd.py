@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -24,9 +25,17 @@ CLUSTER_NAME = "medledger"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free loopback port below Linux's ephemeral range (32768+), so that an outgoing
+    connection cannot take it between now and the moment a server binds it."""
+    for _ in range(200):
+        port = random.randint(20_000, 32_000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise MedLedgerError(Code.NODE_UNAVAILABLE, "no free port in 20000-32000")
 
 
 def nats_binary() -> str:

@@ -49,6 +49,7 @@ log = logging.getLogger("medledger.ordering")
 T = TypeVar("T")
 WRONG_LAST_SEQUENCE = 10071  # JetStream err_code for a failed Nats-Expected-Last-Sequence
 STREAM_IN_USE = 10058
+NO_PLACEMENT = 10005
 LEASE_KEY = "leader"
 # a transient NATS condition: the publish is retried with the same message id
 _TRANSIENT = (nats.errors.TimeoutError, nats.errors.NoRespondersError,
@@ -154,7 +155,11 @@ async def _retry(what: str, make: Callable[[], Awaitable[T]], deadline: float) -
                 raise RejectedError(Code.NODE_UNAVAILABLE, f"{what}: {exc!r}") from None
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
-        except nats.js.errors.ServiceUnavailableError as exc:  # no stream leader (election)
+        except (nats.js.errors.ServiceUnavailableError, nats.js.errors.BadRequestError) as exc:
+            # no stream leader (an election), or 10005 "no suitable peers for placement": a
+            # restarted server has not rejoined the meta group yet; anything else is final
+            if isinstance(exc, nats.js.errors.BadRequestError) and exc.err_code != NO_PLACEMENT:
+                raise
             if _time.monotonic() + delay > deadline:
                 raise RejectedError(Code.NODE_UNAVAILABLE, f"{what}: {exc!r}") from None
             await asyncio.sleep(delay)

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import json
 import os
@@ -66,24 +65,32 @@ class Pseudonymizer:
 
     def __init__(self, key: PseudonymKey) -> None:
         self.key = key
-        self._shift_cache: dict[str, int] = {}
+        self._shift_cache: dict[str, int] = {}      # bounded caches: patients repeat
+        self._pseud_cache: dict[bytes, str] = {}
 
     def pseudonym(self, kind: str, value: str) -> str:
         """``kind`` names the identifier namespace: ``"cn-rid"`` links across hospitals,
         ``"mrn:<site>"`` stays within one hospital."""
         msg = b"medledger/pseudonym/v1\x00" + kind.encode() + b"\x00" + value.encode()
-        mac = hmac.new(self.key.secret, msg, hashlib.sha256).hexdigest()
-        return f"{self.key.version}-{mac[:32]}"
+        cached = self._pseud_cache.get(msg)
+        if cached is None:
+            mac = hmac.digest(self.key.secret, msg, "sha256").hex()
+            cached = f"{self.key.version}-{mac[:32]}"
+            if len(self._pseud_cache) >= 100_000:
+                self._pseud_cache.clear()
+            self._pseud_cache[msg] = cached
+        return cached
 
     def shift_days(self, pseudonym: str) -> int:
         days = self._shift_cache.get(pseudonym)
         if days is None:
-            mac = hmac.new(self.key.secret, b"medledger/date-shift/v1\x00" + pseudonym.encode(),
-                           hashlib.sha256).digest()
+            mac = hmac.digest(self.key.secret, b"medledger/date-shift/v1\x00" +
+                              pseudonym.encode(), "sha256")
             n = int.from_bytes(mac[:4], "big") % 100
             days = n - 50 if n < 50 else n - 49          # [-50, -1] ∪ [1, 50]
-            if len(self._shift_cache) < 100_000:
-                self._shift_cache[pseudonym] = days
+            if len(self._shift_cache) >= 100_000:
+                self._shift_cache.clear()
+            self._shift_cache[pseudonym] = days
         return days
 
     def shift(self, pseudonym: str, d: date) -> date:

@@ -3,6 +3,7 @@ check character), mobile numbers, and a normaliser used before pseudonymisation.
 
 from __future__ import annotations
 
+import functools
 import re
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -23,6 +24,7 @@ def normalise_rid(raw: str) -> str:
     return raw.replace(" ", "").replace("-", "").strip().upper()
 
 
+@functools.lru_cache(maxsize=65_536)
 def valid_rid(rid: str) -> bool:
     """True when ``rid`` (normalised) is 17 digits plus a matching check character."""
     return (len(rid) == 18 and rid[:17].isdigit() and rid[0] != "0"

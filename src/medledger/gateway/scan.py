@@ -3,8 +3,8 @@
 Two checks (ADR 0017):
 
 * per row, while it is processed: every direct identifier read from the row (resident ID, MRN,
-  name, phone, address) is looked for in every string of the resources built from that row —
-  as a whole string and as a substring for identifiers of 4+ characters (2+ for CJK names);
+  name, phone, address) of 4+ characters (2+ for Chinese names) is looked for as a substring
+  of the serialised resources built from that row (the bytes that are stored and hashed);
 * over any output (vault views, ledger transactions): Chinese resident IDs that pass their check
   digit and Chinese mobile numbers, by pattern.
 """
@@ -29,16 +29,16 @@ def strings(node: Any) -> Iterator[str]:
             yield from strings(v)
 
 
-def row_leaks(identifiers: Iterable[str], resources: Iterable[Any]) -> str | None:
-    """A description of the first identifier found in the resources, or None."""
-    idents = [i for i in identifiers if len(i) >= 4 or (has_han(i) and len(i) >= 2)]
+def row_leaks(identifiers: Iterable[str], outputs: Iterable[bytes]) -> str | None:
+    """A description of the first identifier found in the serialised outputs (UTF-8 JSON as
+    stored, so keys and values are both searched), or None."""
+    idents = [i.encode() for i in identifiers if len(i) >= 4 or (has_han(i) and len(i) >= 2)]
     if not idents:
         return None
-    for res in resources:
-        for s in strings(res):
-            for ident in idents:
-                if ident in s:
-                    return f"an input identifier of {len(ident)} characters"
+    for text in outputs:
+        for ident in idents:
+            if ident in text:
+                return f"an input identifier of {len(ident)} bytes"
     return None
 
 

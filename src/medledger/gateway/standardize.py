@@ -41,15 +41,20 @@ class Standard:
     med: tuple[str, str, str] | None = None  # (system URI, code, display) of a medication
 
 
-def _get(values: dict[str, Any], prof: Profile, element: str) -> str:
-    col = prof.columns.get(element)
-    if col is None:
-        return ""
-    v = values.get(col, "")
-    return "" if v is None else str(v).strip()
+def _elements(values: dict[str, Any], prof: Profile) -> dict[str, str]:
+    """Every mapped data element of the row as stripped text ("" when absent)."""
+    out: dict[str, str] = {}
+    for element, col in prof.columns.items():
+        v = values.get(col)
+        out[element] = "" if v is None else (v.strip() if type(v) is str else str(v).strip())
+    return out
 
 
-def _identity(values: dict[str, Any], prof: Profile) -> tuple[str, str]:
+def _get(e: dict[str, str], prof: Profile, element: str) -> str:
+    return e.get(element, "")
+
+
+def _identity(values: dict[str, str], prof: Profile) -> tuple[str, str]:
     rid = normalise_rid(_get(values, prof, "patient_id"))
     if rid:
         if not valid_rid(rid):
@@ -62,7 +67,7 @@ def _identity(values: dict[str, Any], prof: Profile) -> tuple[str, str]:
     return f"mrn:{prof.profile.site}", mrn
 
 
-def _gender(values: dict[str, Any], prof: Profile) -> str:
+def _gender(values: dict[str, str], prof: Profile) -> str:
     raw = _get(values, prof, "sex")
     if not raw:
         return "unknown"
@@ -73,7 +78,7 @@ def _gender(values: dict[str, Any], prof: Profile) -> str:
     return hit
 
 
-def _lab_value(values: dict[str, Any], prof: Profile, analyte: loinc.Analyte) -> float:
+def _lab_value(values: dict[str, str], prof: Profile, analyte: loinc.Analyte) -> float:
     raw = _get(values, prof, "value").replace("，", ".")
     if not raw:
         raise RowRejected(Reason.MISSING_VALUE, "lab value is empty")
@@ -101,7 +106,7 @@ MED_SYSTEMS = {"ndc": "http://hl7.org/fhir/sid/ndc",
                "atc": "http://www.whocc.no/atc"}
 
 
-def _medication(values: dict[str, Any], prof: Profile) -> tuple[str, str, str]:
+def _medication(values: dict[str, str], prof: Profile) -> tuple[str, str, str]:
     """Drug codes pass through with their system (no drug terminology is mapped yet); a code
     without a known system is kept as the hospital's local code."""
     code, name = _get(values, prof, "med_code"), _get(values, prof, "med_name")
@@ -114,19 +119,19 @@ def _medication(values: dict[str, Any], prof: Profile) -> tuple[str, str, str]:
 
 def standardise(values: dict[str, Any], prof: Profile, terms: Terminology) -> Standard:
     """Raise ``RowRejected`` for a bad row; a ``Standard`` whose match is a review otherwise."""
-    key = _get(values, prof, "record_key")
+    values, raw = _elements(values, prof), values
+    key = values["record_key"]
     if not key:
         raise RowRejected(Reason.MISSING_KEY, f"column {prof.columns['record_key']!r} is empty")
     identity = _identity(values, prof)
     idents = tuple(v for v in (_get(values, prof, e) for e in IDENTIFIER_ELEMENTS) if v)
     gender = _gender(values, prof)
     fmts = prof.profile.date_formats
-    birth_raw = values.get(prof.columns["birth_date"], "") if "birth_date" in prof.columns else ""
-    birth = parse_date(birth_raw, fmts) if str(birth_raw).strip() else None
-    when_raw = values.get(prof.columns["date"], "") if "date" in prof.columns else ""
-    if not str(when_raw).strip():
+    birth = (parse_date(raw[prof.columns["birth_date"]], fmts) if values.get("birth_date")
+             else None)
+    if not values.get("date"):
         raise RowRejected(Reason.MISSING_VALUE, "event date is empty")
-    when = parse_date(when_raw, fmts)
+    when = parse_date(raw[prof.columns["date"]], fmts)
     if prof.profile.kind.startswith("medication"):
         med = _medication(values, prof)
         return Standard(key, identity, idents, gender, birth, when, med=med, term=med[2])

@@ -623,3 +623,36 @@ def generate(out: Path, seed: int = 7, persons: int = 300, rows: int = 400) -> l
         for f in files:
             w.writerows(f.link)
     return [f.name for f in files]
+
+
+def bench_file(path: Path, rows: int, persons: int = 50_000, seed: int = 1) -> Path:
+    """A large clean lab export in hosp-a's dialect (US units, MM/DD/YYYY), written as a
+    stream; returns the profile path written beside it."""
+    rng = random.Random(seed)
+    births = [date(1940, 1, 1) + timedelta(days=rng.randrange(0, 365 * 60))
+              for _ in range(min(persons, 5000))]
+    names = list(LABS)
+    with path.open("w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\r\n")
+        w.writerow(["AccessionNo", "NationalID", "MRN", "PatientName", "DOB", "Sex",
+                    "CollectedDate", "TestName", "Result", "Units"])
+        for i in range(rows):
+            p = rng.randrange(persons)
+            birth = births[p % len(births)]
+            body = f"110105{birth:%Y%m%d}{p % 1000:03d}"
+            rid = body + "10X98765432"[sum(int(c) * w_ for c, w_ in
+                                           zip(body, _W, strict=True)) % 11]
+            a = names[i % len(names)]
+            _, unit, (lo, hi), dec, conv, en, _, _ = LABS[a]
+            value = rng.uniform(lo, hi)
+            if conv:
+                src_unit, factor, offset = conv[0]
+                text, unit = f"{(value - offset) / factor:.1f}", src_unit
+            else:
+                text = f"{value:.{dec}f}"
+            when = date(2022, 1, 1) + timedelta(days=i % 900)
+            w.writerow([f"BENCH{i:09d}", rid, f"A{p:06d}", f"Person {p}", f"{birth:%m/%d/%Y}",
+                        "F" if p % 2 else "M", f"{when:%m/%d/%Y}", en, text, unit])
+    prof = path.with_name(path.name + ".toml")
+    prof.write_text(PROFILES["hosp-a/labs.csv"], encoding="utf-8")
+    return prof

@@ -326,3 +326,34 @@ def cluster(
     for row in cbench.summary(result):
         t.add_row(*row)
     console.print(t)
+
+
+@app.command("surveillance")
+def surveillance(
+    districts: int = typer.Option(100, min=1, help="Districts (Farrington run)."),
+    diseases: int = typer.Option(40, min=1, help="Diseases (Farrington run)."),
+    weeks: int = typer.Option(313, min=270, help="Weeks per series (six years: 313)."),
+    ears_series: int = typer.Option(4000, min=1, help="Daily series for the EARS run."),
+    ears_days: int = typer.Option(2512, min=20, help="Days per EARS series."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """Daily detection run: improved Farrington on districts × diseases weekly series, and
+    EARS C1–C3 over ears-series × ears-days series-days (issue 7's targets: 60 s, 10 s)."""
+    from medledger.surveillance import benchmark
+
+    far = benchmark.farrington_run(districts, diseases, weeks)
+    ears = benchmark.ears_run(ears_series, ears_days)
+    if as_json:
+        console.print_json(json.dumps({"farrington_flexible": far, "ears": ears}))
+        return
+    t = Table(title="surveillance bench")
+    for col in ("figure", "measured", "target"):
+        t.add_column(col)
+    t.add_row(f"improved Farrington, {far['series']:,} series × {far['weeks']} weeks, last week",
+              f"{far['seconds']} s ({far['series_per_s']} series/s, {far['processes']} proc; "
+              f"{far['alarms']} alarms, {far['red']} red)", "≤ 60 s")
+    for m in ("C1", "C2", "C3"):
+        t.add_row(f"EARS {m}, {ears[m]['tested']:,} series-days", f"{ears[m]['seconds']} s",
+                  "≤ 10 s")
+    t.add_row("EARS C1+C2+C3 together", f"{ears['all_three_seconds']} s", "")
+    console.print(t)

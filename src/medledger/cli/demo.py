@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 from rich.table import Table
 
@@ -13,9 +15,18 @@ def demo(
     records: int = typer.Option(400, min=10, help="Records each hospital registers."),
     cluster: bool = typer.Option(False, "--cluster", help="Run on a local cluster instead: "
                                  "3 NATS servers and one peer process per organisation."),
+    surveillance: bool = typer.Option(False, "--surveillance", help="Run the surveillance "
+                                      "scenario: case reports, an outbreak, its alert."),
+    png: Path = typer.Option(Path("medledger-epicurve.png"), help="--surveillance: write the "
+                             "epidemic curve here."),
 ) -> None:
     """Run a throwaway consortium through a realistic workload and verify it."""
-    if cluster:
+    if surveillance:
+        from medledger.demo import surveillance as surveillance_demo
+
+        console.rule("[bold]MedLedger demo[/] — surveillance: case reports, aggregation, alert")
+        result = surveillance_demo.run(png=png)
+    elif cluster:
         from medledger.demo import cluster as cluster_demo
 
         console.rule("[bold]MedLedger demo[/] — cluster: peer processes, NATS JetStream "

@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from medledger.cli.common import fail
+from medledger.cli.common import WorkspaceOpt, console, error, fail, workspace
 from medledger.surveillance import MpmThresholds, SurveillanceError, WeekRange, detect
 from medledger.surveillance import read_csv as read_series
 from medledger.surveillance import write_csv as write_result
@@ -112,3 +112,120 @@ def detect_cmd(
     except OSError as exc:
         fail(SurveillanceError(f"cannot read {exc.filename}: {exc.strerror}"))
     write_result(result, output)
+
+
+# ---------------------------------------------------------------- case reports and signals
+# (thin: parse, call medledger.surveillance.views / monitor / drafting, render)
+
+
+@app.command("counts")
+def counts_cmd(
+    disease: str = typer.Option(..., "--disease", help="Catalog disease id, e.g. shigellosis."),
+    start: str = typer.Option(..., "--from", help="First day (YYYY-MM-DD) or week (YYYY-Www)."),
+    end: str = typer.Option(..., "--to", help="Last day or week, inclusive."),
+    by: str = typer.Option("week", "--by", help="week or day."),
+    district: list[str] = typer.Option([], "--district", help="District (repeat; default all)."),
+    directory: Path = WorkspaceOpt,
+) -> None:
+    """Zero-filled case counts on the ledger, by ISO week or day."""
+    from medledger.surveillance import views
+    from medledger.surveillance.calendar import iso_week, parse_date
+
+    store = workspace(directory).store()
+    ds = district or views.districts(store, disease)
+    try:
+        if by == "week":
+            def wk(t: str) -> str:
+                return t if "W" in t else iso_week(parse_date(t))
+            buckets, values = views.weekly(store, disease, ds, wk(start), wk(end))
+        elif by == "day":
+            buckets, values = views.daily(store, disease, ds, parse_date(start), parse_date(end))
+        else:
+            raise ValueError(f"--by is {by!r}; want week or day")
+    except ValueError as exc:
+        error("bad_args", str(exc))
+    console.print(f"{disease} in {', '.join(ds) or '(no district)'}")
+    for bucket, value in zip(buckets, values, strict=True):
+        console.print(f"{bucket}  {value:5d}  {'█' * min(value, 60)}")
+
+
+@app.command("monitor")
+def monitor_cmd(
+    week: str = typer.Option(..., "--week", help="ISO week to test, YYYY-Www."),
+    member: str | None = typer.Option(None, "--as", help="Record the signals on the ledger as "
+                                      "this CDC member (e.g. cdc/monitor); default: only print."),
+    history: int = typer.Option(313, min=20, help="Weeks of history per series."),
+    directory: Path = WorkspaceOpt,
+) -> None:
+    """Run detection on every disease and stratum for WEEK; print (and record) the signals."""
+    from medledger.surveillance import monitor
+    from medledger.surveillance.calendar import parse_week
+
+    try:
+        parse_week(week)
+    except ValueError as exc:
+        error("bad_args", str(exc))
+    ws = workspace(directory)
+    store = ws.store()
+    head = store.head()
+    run = monitor.run(store, week, head.height if head else 0,
+                      monitor.MonitorConfig(history=history))
+    console.print(f"{run.series_tested} series with cases tested in {run.seconds:.2f} s; "
+                  f"{len(run.signals)} signal(s)")
+    for s in run.signals:
+        console.print(f"[bold]{s['grade']:6}[/] {s['disease']} {s['stratum'] or 'all'} "
+                      f"{s['method']}: {s['counts'][-1]} > {s['threshold']}")
+    if member is None:
+        return
+    store.close()
+    ring = ws.keyring()
+    if member not in ring.signing:
+        error("unknown_signer", f"no key for {member} in the keyring")
+    from medledger.client.client import Client
+
+    with ws.node() as node:
+        client = Client(node, node.chain_id, member, ring.signing[member])
+        for s in run.signals:
+            r = client.call("signals", "raise_signal", s)
+            console.print(f"recorded {r.value['signal'] if r.ok else r.code}")
+
+
+@app.command("signals")
+def signals_cmd(
+    status: str | None = typer.Option(None, "--status", help="open, confirmed, dismissed, "
+                                      "closed."),
+    directory: Path = WorkspaceOpt,
+) -> None:
+    """Signals recorded on the ledger, newest week first."""
+    from medledger.surveillance import views
+
+    for s in views.signals(workspace(directory).store(), status):
+        console.print(f"{s['id']} {s['week']} [bold]{s['grade']}[/] {s['status']:9} "
+                      f"{s['disease']} {s['stratum'] or 'all'} {s['method']} "
+                      f"observed {s['observed']} > {s['threshold']}")
+
+
+@app.command("draft")
+def draft_cmd(
+    rules: Path = typer.Option(..., "--rules", help="Rules JSON: {lab: [...], diagnosis: "
+                               "[...]}."),
+    input_path: Path = typer.Option(..., "--input", help="FHIR R4 Bundle or list of resources "
+                                    "(JSON)."),
+) -> None:
+    """Draft case reports from FHIR resources (nothing is submitted); print them as JSON."""
+    import json
+
+    from medledger.surveillance.drafting import RuleSet, draft_reports
+
+    try:
+        rule_set = RuleSet.from_doc(json.loads(rules.read_text()))
+        doc = json.loads(input_path.read_text())
+    except (OSError, ValueError) as exc:
+        error("bad_args", str(exc))
+    resources = doc.get("entry", []) if isinstance(doc, dict) else doc
+    drafts, skipped = draft_reports(resources, rule_set)
+    console.print_json(json.dumps({
+        "drafts": [{"rules": d.rules, "disease": d.disease, "fields": d.fields.to_args(),
+                    "patient": d.patient_ref, "sources": d.sources} for d in drafts],
+        "skipped": [{"resource": s.resource, "code": s.code, "message": s.message}
+                    for s in skipped]}))

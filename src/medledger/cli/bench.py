@@ -396,7 +396,7 @@ def gateway(
         ("batches anchored", f"{result.batches}"),
         ("verify", f"{'OK' if result.verify_ok else 'FAILED'} in {result.verify_seconds:.1f} s"),
         ("RSS (MiB) per 100k rows", rss),
-        ("peak RSS", f"{result.peak_mib:,.0f} MiB (this process and its workers)"),
+        ("peak RSS", f"{result.peak_mib:,.0f} MiB (this process, its node and workers)"),
         ("other processes' CPU", f"{result.other_cpu_pct:.0f} % of the machine"),
         ("target", f"≥ {gbench.TARGET_ROWS_PER_S:,} rows/s: "
                    + ("[green]PASS[/]" if result.passed else "[red]FAIL[/]")),

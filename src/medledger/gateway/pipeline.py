@@ -23,12 +23,11 @@ from typing import Any
 
 import orjson
 
-from medledger.gateway import fhir
 from medledger.gateway.anchor import Anchorer, leaf_id
-from medledger.gateway.deid import Pseudonymizer, generalise_birth
-from medledger.gateway.errors import Reason, RowRejected
+from medledger.gateway.deid import Pseudonymizer
+from medledger.gateway.errors import Reason
+from medledger.gateway.prepare import Prepared, Preparer, canonical, record_id, worker_chunk
 from medledger.gateway.profile import Profile
-from medledger.gateway.scan import row_leaks
 from medledger.gateway.sources import (
     BadRow,
     FileRejected,
@@ -37,26 +36,15 @@ from medledger.gateway.sources import (
     read_delimited,
     read_xlsx,
 )
-from medledger.gateway.standardize import Standard, standardise
-from medledger.gateway.terminology import Terminology
 from medledger.gateway.vault import Vault
 from medledger.records.batch import Batch
 
 GATEWAY_VERSION = "medledger-gateway/0.1.0"
 SCHEMA_VERSION = "fhir-r4b/gw-0.1"
-_SORTED = orjson.OPT_SORT_KEYS
 
 
-def canonical(doc: Any) -> bytes:
-    """The gateway's content serialisation: orjson with sorted keys (floats as shortest
-    round-trip); fingerprints are SHA-256 over these bytes."""
-    return orjson.dumps(doc, option=_SORTED)
-
-
-def record_id(site: str, system: str, kind: str, key: str) -> str:
-    digest = hashlib.sha256(f"{site}\x00{system}\x00{kind}\x00{key}".encode()).hexdigest()
-    prefix = {"medication_request": "mrq", "medication_dispense": "mdp"}.get(kind, kind[:3])
-    return f"{prefix}-{digest[:40]}"
+__all__ = ["GATEWAY_VERSION", "SCHEMA_VERSION", "FileReport", "Gateway", "Hl7Report",
+           "canonical", "iter_reports", "record_id"]
 
 
 @dataclass
@@ -114,7 +102,7 @@ class Hl7Report:
 class _Ctx:
     report: FileReport
     prof: Profile
-    terms: Terminology
+    prep: Preparer
     file_hash: str
 
 
@@ -124,9 +112,11 @@ class Gateway:
     def __init__(self, vault: Vault, pseudo: Pseudonymizer, anchorer: Anchorer | None = None,
                  *, full_validation: bool = False, batch_size: int = 20_000,
                  today: date | None = None, run_id: str | None = None,
-                 progress: Callable[[int], None] | None = None) -> None:
+                 progress: Callable[[int], None] | None = None, workers: int = 0) -> None:
         self.vault, self.pseudo, self.anchorer = vault, pseudo, anchorer
-        self.validator = fhir.Validator(full=full_validation)
+        self.full_validation = full_validation
+        self.workers = workers
+        self._pool: Any = None
         self.batch_size = batch_size
         self.today = today or date.today()
         self.run_id = run_id or time.strftime("run-%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:8]
@@ -138,6 +128,7 @@ class Gateway:
         self._batch_system = ""
         self._pending_heads: dict[str, tuple[int, str, str, str]] = {}
         self._patients: dict[str, bytes] = {}       # pseudonym → hash of its Patient this run
+        self._heads: dict[str, tuple[int, str, str, str]] = {}   # prefetched for one chunk
         self._rec_rows: list[tuple[Any, ...]] = []
         self._out_rows: list[tuple[Any, ...]] = []
         self._q_rows: list[tuple[Any, ...]] = []
@@ -163,8 +154,7 @@ class Gateway:
             self.reports.append(report)
             return report
         self.vault.put_profile(prof.label, prof.model_dump_json())
-        terms = Terminology(prof.terminology.diagnoses, prof.terminology.labs, self._decisions)
-        ctx = _Ctx(report, prof, terms, file_hash)
+        ctx = _Ctx(report, prof, self._preparer(prof), file_hash)
         if prof.profile.format == "xlsx":
             _, rows = read_xlsx(path)
         else:
@@ -201,27 +191,74 @@ class Gateway:
             self.reports.append(report)
             return report
         self.vault.put_profile(prof.label, prof.model_dump_json())
-        terms = Terminology(prof.terminology.diagnoses, prof.terminology.labs, self._decisions)
-        self._run_rows(_Ctx(report, prof, terms, file_hash), rows)
+        self._run_rows(_Ctx(report, prof, self._preparer(prof), file_hash), rows)
         self._finish_file(report)
         return report
 
+    def _preparer(self, prof: Profile) -> Preparer:
+        return Preparer(prof, self._decisions, self.pseudo.key, self.today, self.full_validation)
+
     def _run_rows(self, ctx: _Ctx, rows: Iterable[SourceRow | BadRow]) -> None:
+        """Prepare rows (inline, or in worker processes), store them in chunks of 2,000."""
         self.vault.begin()
-        for n, row in enumerate(rows, 1):
-            ctx.report.rows_in += 1
-            if isinstance(row, BadRow):
-                self._quarantine(ctx, row.position, row.raw, Reason.PARSE, row.detail)
-            else:
-                self._row(ctx, row)
-            if n % 2000 == 0:
-                self._flush()
-                self.vault.commit()
-                if self.progress:
-                    self.progress(2000)
-                self.vault.begin()
+        if self.workers > 0:
+            prepared: Iterable[list[Prepared]] = self._parallel(ctx, rows)
+        else:
+            prepared = ([ctx.prep.row(r) for r in chunk] for chunk in _chunks(rows, 2000))
+        for chunk in prepared:
+            self._prefetch(chunk)
+            for p in chunk:
+                ctx.report.rows_in += 1
+                self._store(ctx, p)
+            self._flush()
+            self.vault.commit()
+            if self.progress:
+                self.progress(len(chunk))
+            self.vault.begin()
         self._flush()
         self.vault.commit()
+
+    def _prefetch(self, chunk: list[Prepared]) -> None:
+        """Read the current heads of every record the chunk may touch in one query."""
+        rids = [p[5] for p in chunk if p[0] == "e"] + [f"pat-{p[3]}" for p in chunk
+                                                        if p[0] == "e"]
+        self._heads = {}
+        for i in range(0, len(rids), 900):
+            part = rids[i:i + 900]
+            q = ("SELECT h.record_id, h.version, h.resource_hash, r.file_hash, r.fingerprint "
+                 "FROM heads h JOIN records r ON r.record_id = h.record_id AND "
+                 f"r.version = h.version WHERE h.record_id IN ({','.join('?' * len(part))})")
+            for rid, *head in self.vault.db.execute(q, part):
+                self._heads[rid] = (head[0], head[1], head[2], head[3])
+
+    def _parallel(self, ctx: _Ctx, rows: Iterable[SourceRow | BadRow]
+                  ) -> Iterator[list[Prepared]]:
+        import multiprocessing
+        from collections import deque
+        from concurrent.futures import ProcessPoolExecutor
+
+        from medledger.gateway.prepare import worker_init
+
+        if self._pool is None:
+            key = self.pseudo.key
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=worker_init,
+                initargs=(key.version, key.secret, self.today.isoformat(), self.full_validation))
+        prof_json = ctx.prof.model_dump_json().encode()
+        decisions = [(k, t, v) for (k, t), v in sorted(self._decisions.items())]
+        pending: deque[Any] = deque()
+        for chunk in _chunks(rows, 1000):
+            pending.append(self._pool.submit(worker_chunk, prof_json, decisions, chunk))
+            if len(pending) > 2 * self.workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     def _reject_file(self, path: Path, prof: Profile, name: str, exc: FileRejected
                      ) -> FileReport:
@@ -260,88 +297,56 @@ class Gateway:
         self.reports.append(r)
 
     # -- rows ------------------------------------------------------------------------------
-    def _row(self, ctx: _Ctx, row: SourceRow) -> None:
-        try:
-            std = standardise(row.values, ctx.prof, ctx.terms)
-            match = std.dx or std.lab
-            if match is not None and match.review is not None:
-                self._hold_for_review(ctx, row, std)
-                return
-            self._emit(ctx, row, std)
-        except RowRejected as exc:
-            self._quarantine(ctx, row.position, row.raw, exc.reason, exc.detail)
-
-    def _emit(self, ctx: _Ctx, row: SourceRow, std: Standard) -> None:
-        prof = ctx.prof.profile
-        pseud = self.pseudo.pseudonym(*std.identity)
-        when = self.pseudo.shift(pseud, std.when).isoformat()
-        rid = record_id(prof.site, prof.source_system, prof.kind, std.record_key)
-        out: tuple[str, str, str | None, str | None]
-        if std.med is not None:
-            built = fhir.built_medication(prof.kind, rid, pseud, std.med, when)
-            out = ("medication", std.med[1], None, None)
-        elif std.dx is not None:
-            assert std.dx.who_code is not None
-            built = fhir.built_condition(rid, pseud, std.dx.who_code, std.dx.national_code, when)
-            out = ("icd10", std.dx.who_code, None, None)
+    def _store(self, ctx: _Ctx, p: Prepared) -> None:
+        tag = p[0]
+        if tag == "q":
+            self._quarantine(ctx, p[1], p[2], Reason(p[3]), p[4])
+        elif tag == "r":
+            self._hold_for_review(ctx, p)
         else:
-            assert std.lab is not None and std.lab.analyte is not None and std.value is not None
-            a = std.lab.analyte
-            built = fhir.built_observation(rid, pseud, a, std.value, when)
-            out = ("loinc", a.loinc, a.unit, f"{std.value:g}")
-        pat = fhir.built_patient(pseud, self.pseudo.key.version, std.gender,
-                                 generalise_birth(std.birth, self.today))
-        pat_text, res_text = canonical(pat.resource), canonical(built.resource)
-        leak = row_leaks(std.identifiers, (pat_text, res_text))
-        if leak:
-            raise RowRejected(Reason.INVALID_FHIR, f"direct identifier would reach output ({leak})")
+            self._emit(ctx, p)
+
+    def _emit(self, ctx: _Ctx, p: Prepared) -> None:
+        _, position, raw, pseud, pat_text, rid, rtype, res_text, out = p
         pat_hash = hashlib.sha256(pat_text).digest()
         if self._patients.get(pseud) != pat_hash:
-            self.validator.check_built(pat, lambda _: True)
-            self._put(ctx, row, f"pat-{pseud}", "Patient", pseud, pat.resource, pat_text, False)
+            self._put(ctx, position, raw, f"pat-{pseud}", "Patient", pseud, pat_text, False)
             if len(self._patients) >= 200_000:
                 self._patients.clear()
             self._patients[pseud] = pat_hash
-        self.validator.check_built(built, lambda p: p == pseud)
-        outcome = self._put(ctx, row, rid, built.resource["resourceType"], pseud,
-                            built.resource, res_text, True)
+        outcome = self._put(ctx, position, raw, rid, rtype, pseud, res_text, True)
         if outcome == "conflict":
             return
-        self._out_rows.append((ctx.report.source_name, row.position, ctx.file_hash, outcome,
+        self._out_rows.append((ctx.report.source_name, position, ctx.file_hash, outcome,
                                *out, None, pseud, rid))
 
-    def _put(self, ctx: _Ctx, row: SourceRow, rid: str, rtype: str, subject: str,
-             res: dict[str, Any], res_text: bytes, count: bool) -> str:
+    def _put(self, ctx: _Ctx, position: str, raw: bytes, rid: str, rtype: str, subject: str,
+             res_text: bytes, count: bool) -> str:
         """Store a new record or version; returns mapped | duplicate | conflict."""
         res_hash = hashlib.sha256(res_text).hexdigest()
-        head = self._pending_heads.get(rid)
-        if head is None:
-            got = self.vault.db.execute(
-                "SELECT h.version, h.resource_hash, r.file_hash, r.fingerprint FROM heads h "
-                "JOIN records r ON r.record_id = h.record_id AND r.version = h.version "
-                "WHERE h.record_id=?", (rid,)).fetchone()
-            head = (got[0], got[1], got[2], got[3]) if got else None
+        head = self._pending_heads.get(rid) or self._heads.get(rid)
         if head is not None and head[1] == res_hash:
             if count:
                 ctx.report.duplicates += 1
             return "duplicate"
         if count and head is not None and head[2] == ctx.file_hash:
-            self._quarantine(ctx, row.position, row.raw, Reason.DUPLICATE_CONFLICT,
+            self._quarantine(ctx, position, raw, Reason.DUPLICATE_CONFLICT,
                              "record key seen earlier in this file with other content")
             return "conflict"
         version = 1 if head is None else head[0] + 1
         prev = None if head is None else head[3]
-        prov = {"source_file_sha256": ctx.file_hash, "position": row.position,
+        prov = {"source_file_sha256": ctx.file_hash, "position": position,
                 "profile": ctx.prof.label, "gateway_version": GATEWAY_VERSION,
                 "run_id": self.run_id, "record_id": rid, "version": version, "prev": prev}
-        body = canonical({"resource": res, "provenance": prov})
+        # == canonical({"provenance": prov, "resource": res}) without re-serialising res
+        body = b'{"provenance":' + canonical(prov) + b',"resource":' + res_text + b"}"
         fp = hashlib.sha256(body).digest()
         leaf = len(self._batch_entries)
         self._batch_entries.append((leaf_id(rid, version), fp))
         self._batch_system = ctx.prof.profile.source_system
         sealed = self.vault.sealer.seal(body, f"record|{rid}|{version}".encode())
         self._rec_rows.append((rid, version, rtype, subject, res_hash, fp.hex(), prev, sealed,
-                               ctx.file_hash, row.position, ctx.prof.label, GATEWAY_VERSION,
+                               ctx.file_hash, position, ctx.prof.label, GATEWAY_VERSION,
                                self.run_id, self._batch_id, leaf))
         self._pending_heads[rid] = (version, res_hash, ctx.file_hash, fp.hex())
         if count:
@@ -362,20 +367,15 @@ class Gateway:
         self._out_rows.append((ctx.report.source_name, position, ctx.file_hash, "quarantined",
                                None, None, None, None, str(reason), None, None))
 
-    def _hold_for_review(self, ctx: _Ctx, row: SourceRow, std: Standard) -> None:
-        match = std.dx or std.lab
-        assert match is not None and match.review is not None
+    def _hold_for_review(self, ctx: _Ctx, p: Prepared) -> None:
+        _, position, values_json, kind, term, reason, cands = p
         ctx.report.review += 1
-        kind = "dx" if std.dx is not None else "lab"
-        cands = [{"target": c.target, "term": c.term, "score": c.score}
-                 for c in match.candidates]
-        sealed = self.vault.sealer.seal(orjson.dumps(row.values),
-                                        f"review|{ctx.file_hash}|{row.position}".encode())
-        self._r_rows.append((ctx.file_hash, ctx.report.source_name, row.position, ctx.prof.label,
-                             kind, std.term, str(match.review), orjson.dumps(cands).decode(),
-                             sealed, "open", None, None, self.run_id))
-        self._out_rows.append((ctx.report.source_name, row.position, ctx.file_hash, "review",
-                               None, None, None, None, str(match.review), None, None))
+        sealed = self.vault.sealer.seal(values_json,
+                                        f"review|{ctx.file_hash}|{position}".encode())
+        self._r_rows.append((ctx.file_hash, ctx.report.source_name, position, ctx.prof.label,
+                             kind, term, reason, cands, sealed, "open", None, None, self.run_id))
+        self._out_rows.append((ctx.report.source_name, position, ctx.file_hash, "review",
+                               None, None, None, None, reason, None, None))
 
     # -- persistence and anchoring ---------------------------------------------------------
     def _flush(self) -> None:
@@ -397,6 +397,7 @@ class Gateway:
                            "?, ?)", self._out_rows)
         for buf in (self._rec_rows, self._q_rows, self._r_rows, self._out_rows):
             buf.clear()
+        self._heads.update(self._pending_heads)    # still valid for the rest of the chunk
         self._pending_heads.clear()
 
     def _close_batch(self) -> None:
@@ -419,6 +420,7 @@ class Gateway:
         """Flush, anchor the last batch, and record the run's summary."""
         self._flush()
         self._close_batch()
+        self.close()
         summary = orjson.dumps([r.to_doc() for r in self.reports]).decode()
         self.vault.db.execute("UPDATE runs SET finished_ms=?, summary=? WHERE run_id=?",
                               (int(time.time() * 1000), summary, self.run_id))
@@ -434,3 +436,14 @@ def iter_reports(vault: Vault) -> Iterator[dict[str, Any]]:
         doc["balanced"] = doc["rows_in"] == (doc["emitted"] + doc["quarantined"] +
                                              doc["duplicates"] + doc["review"])
         yield doc
+
+
+def _chunks(rows: Iterable[SourceRow | BadRow], size: int) -> Iterator[list[SourceRow | BadRow]]:
+    chunk: list[SourceRow | BadRow] = []
+    for r in rows:
+        chunk.append(r)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -113,6 +113,7 @@ class Vault:
                                   isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA cache_size=-65536")
         self.db.executescript(SCHEMA)
 
     def close(self) -> None:

@@ -1,0 +1,130 @@
+"""The per-row half of the pipeline that needs no vault: standardise, pseudonymise, build and
+check FHIR, scan for identifiers, serialise. Pure given its inputs, so it can run in worker
+processes (``Gateway(workers=N)``); the storing half (versions, sealing, SQLite, Merkle) stays
+in the process that owns the vault.
+
+A prepared row is a plain tuple (cheap to pickle):
+
+* ``("q", position, raw, reason, detail)`` — quarantine;
+* ``("r", position, values_json, kind, term, review_reason, candidates_json)`` — review;
+* ``("e", position, raw, pseudonym, patient_json, resource_id, resource_type,
+  resource_json, outcome)`` — emit; ``outcome`` is (code system, code, unit, value).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+import orjson
+
+from medledger.gateway import fhir
+from medledger.gateway.deid import Pseudonymizer, PseudonymKey, generalise_birth
+from medledger.gateway.errors import Reason, RowRejected
+from medledger.gateway.profile import Profile
+from medledger.gateway.scan import row_leaks
+from medledger.gateway.sources import BadRow, SourceRow
+from medledger.gateway.standardize import Standard, standardise
+from medledger.gateway.terminology import Terminology
+
+Prepared = tuple[Any, ...]
+_SORTED = orjson.OPT_SORT_KEYS
+
+
+def canonical(doc: Any) -> bytes:
+    """The gateway's content serialisation: orjson with sorted keys (floats as shortest
+    round-trip); fingerprints are SHA-256 over these bytes."""
+    return orjson.dumps(doc, option=_SORTED)
+
+
+def record_id(site: str, system: str, kind: str, key: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256(f"{site}\x00{system}\x00{kind}\x00{key}".encode()).hexdigest()
+    prefix = {"medication_request": "mrq", "medication_dispense": "mdp"}.get(kind, kind[:3])
+    return f"{prefix}-{digest[:40]}"
+
+
+class Preparer:
+    def __init__(self, prof: Profile, decisions: dict[tuple[str, str], str], key: PseudonymKey,
+                 today: date, full_validation: bool = False) -> None:
+        self.prof = prof
+        self.terms = Terminology(prof.terminology.diagnoses, prof.terminology.labs, decisions)
+        self.pseudo = Pseudonymizer(key)
+        self.validator = fhir.Validator(full=full_validation)
+        self.today = today
+
+    def chunk(self, rows: Sequence[SourceRow | BadRow]) -> list[Prepared]:
+        return [self.row(r) for r in rows]
+
+    def row(self, row: SourceRow | BadRow) -> Prepared:
+        if isinstance(row, BadRow):
+            return ("q", row.position, row.raw, str(Reason.PARSE), row.detail)
+        try:
+            std = standardise(row.values, self.prof, self.terms)
+            match = std.dx or std.lab
+            if match is not None and match.review is not None:
+                cands = [{"target": c.target, "term": c.term, "score": c.score}
+                         for c in match.candidates]
+                return ("r", row.position, orjson.dumps(row.values, default=str),
+                        "dx" if std.dx is not None else "lab", std.term, str(match.review),
+                        orjson.dumps(cands).decode())
+            return self._emit(row, std)
+        except RowRejected as exc:
+            return ("q", row.position, row.raw, str(exc.reason), exc.detail)
+
+    def _emit(self, row: SourceRow, std: Standard) -> Prepared:
+        prof = self.prof.profile
+        pseud = self.pseudo.pseudonym(*std.identity)
+        when = self.pseudo.shift(pseud, std.when).isoformat()
+        rid = record_id(prof.site, prof.source_system, prof.kind, std.record_key)
+        out: tuple[str, str, str | None, str | None]
+        if std.med is not None:
+            built = fhir.built_medication(prof.kind, rid, pseud, std.med, when)
+            out = ("medication", std.med[1], None, None)
+        elif std.dx is not None:
+            assert std.dx.who_code is not None
+            built = fhir.built_condition(rid, pseud, std.dx.who_code, std.dx.national_code, when)
+            out = ("icd10", std.dx.who_code, None, None)
+        else:
+            assert std.lab is not None and std.lab.analyte is not None and std.value is not None
+            a = std.lab.analyte
+            built = fhir.built_observation(rid, pseud, a, std.value, when)
+            out = ("loinc", a.loinc, a.unit, f"{std.value:g}")
+        pat = fhir.built_patient(pseud, self.pseudo.key.version, std.gender,
+                                 generalise_birth(std.birth, self.today))
+        self.validator.check_built(pat, lambda _: True)
+        self.validator.check_built(built, lambda p: p == pseud)
+        pat_text, res_text = canonical(pat.resource), canonical(built.resource)
+        leak = row_leaks(std.identifiers, (pat_text, res_text))
+        if leak:
+            raise RowRejected(Reason.INVALID_FHIR, f"direct identifier would reach output ({leak})")
+        return ("e", row.position, row.raw, pseud, pat_text, rid,
+                built.resource["resourceType"], res_text, out)
+
+
+# -- worker processes ------------------------------------------------------------------------
+_WORKER: dict[str, Preparer] = {}
+
+
+_CFG: dict[str, Any] = {}
+
+
+def worker_init(key_version: str, secret: bytes, today: str, full: bool) -> None:
+    _WORKER.clear()
+    _CFG.update(key=PseudonymKey(key_version, secret), today=date.fromisoformat(today),
+                full=full)
+
+
+def worker_chunk(prof_json: bytes, decisions: list[tuple[str, str, str]],
+                 rows: list[SourceRow | BadRow]) -> list[Prepared]:
+    """Prepare ``rows`` in a worker (profiles and decisions are cached per process)."""
+    cache_key = prof_json.decode() + repr(len(decisions))
+    prep = _WORKER.get(cache_key)
+    if prep is None:
+        prof = Profile.model_validate_json(prof_json)
+        prep = Preparer(prof, {(k, t): v for k, t, v in decisions}, _CFG["key"],
+                        _CFG["today"], _CFG["full"])
+        _WORKER[cache_key] = prep
+    return prep.chunk(rows)

@@ -14,7 +14,9 @@ from typer.testing import CliRunner
 from medledger.cli.main import app
 from medledger.client.client import Client
 from medledger.client.http import HttpTransport
+from medledger.client.light import LightClient, LightClientError
 from medledger.cluster.local import LocalCluster
+from medledger.consortium.genesis import Genesis
 from medledger.errors import MedLedgerError
 from tests.support.services import require_binary
 
@@ -80,10 +82,21 @@ def test_cluster_cli_and_kill_9_peer_under_load(tmp_path: Path) -> None:
         peers = json.loads(status.output)["peers"]
         # the killed and restarted peer is at the same height with identical roots
         assert len({(p["height"], p["log_root"], p["state_root"]) for p in peers.values()}) == 1
+        genesis = Genesis.load((root / "genesis.json").read_bytes())
+        keys = {o: k for o, k in genesis.org_keys().items() if o in c.peers}
+        light = LightClient(c.chain, keys, witnesses=keys)  # final checkpoints only
         with HttpTransport(c.url("hosp-c"), "hosp-c/gw", ring.signing["hosp-c/gw"]) as h:
             for tx_id, height in list(acked.items())[::25]:  # the restarted peer has them all
                 assert h.get(f"/v1/tx/{tx_id}")["receipt"]["height"] == height
             head = h.get("/v1/blocks/head")
+            last = max(acked, key=lambda t: acked[t])
+            bundle = h.final_proof(last, light, timeout=30)  # a client waits for finality
+            assert bundle["tx_id"] == last
+            note = h.get("/v1/checkpoints/latest").encode()
+            text, _, sigs = note.partition(b"\n\n")
+            bare = text + b"\n\n" + sigs.split(b"\n")[0] + b"\n"  # the peer's signature alone
+            with pytest.raises(LightClientError, match="not_final"):
+                light.checkpoint(bare)
         assert head["header"]["log_size"] == len(acked)  # exactly once
     finally:
         down = runner.invoke(app, ["cluster", "down", "--dir", str(root)])

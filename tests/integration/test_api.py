@@ -430,9 +430,9 @@ def test_submit_timeout_is_504_and_tx_still_commits(
     gate = threading.Event()
     original = env.node._commit_batch
 
-    def held(items: Any, block_time: int) -> None:
+    def held(items: Any, block_time: int, **kw: Any) -> None:
         gate.wait(10)
-        original(items, block_time)
+        original(items, block_time, **kw)
 
     monkeypatch.setattr(env.node, "_commit_batch", held)
     raw = env.register("slow")

@@ -15,6 +15,7 @@ answers with something that is not a problem, is ``node_unavailable``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import orjson
 
 from medledger.api.auth import sign_request
 from medledger.api.problems import PROBLEM_MEDIA_TYPE
+from medledger.client.light import LightClient
 from medledger.crypto.keys import SigningKey
 from medledger.errors import Code, RejectedError
 from medledger.node.node import Receipt
@@ -233,6 +235,28 @@ class HttpTransport:
         if resp.headers.get("content-type", "").startswith("application/json"):
             return orjson.loads(resp.content)
         return resp.text
+
+    def final_proof(self, tx_id: str, light: LightClient, timeout: float = 30.0) -> dict[str, Any]:
+        """Wait until a *final* checkpoint covers transaction ``tx_id`` (hex), then return its
+        inclusion-proof bundle against that checkpoint, verified by ``light`` — which, built
+        with the consortium's ``witnesses``, accepts only quorum-cosigned checkpoints. Raises
+        ``timeout`` if none covers it in time, or ``LightClientError`` if the proof fails."""
+        index = int(self.get(f"/v1/tx/{tx_id}")["receipt"]["index"])
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                final = self.get("/v1/checkpoints/final", {"format": "json"})
+                if int(final["size"]) > index:
+                    break
+            except ProblemError as exc:
+                if exc.code != Code.NOT_FOUND:
+                    raise
+            if time.monotonic() > deadline:
+                raise RejectedError(Code.TIMEOUT, f"no final checkpoint covers {tx_id} yet")
+            time.sleep(0.1)
+        bundle: dict[str, Any] = self.get(f"/v1/tx/{tx_id}/proof", {"size": final["size"]})
+        light.verify_bundle(bundle)
+        return bundle
 
     def health(self) -> dict[str, Any]:
         """``/v1/health`` (no authentication needed)."""

@@ -324,3 +324,112 @@ def evaluate(
                       f"of {lk['persons']} persons), false merges {lk['false_merges']}")
     for e in doc["first_errors"][:10]:
         console.print(f"  wrong: {e}")
+
+
+profile_app = typer.Typer(help="Source profiles.", no_args_is_help=True)
+app.add_typer(profile_app, name="profile")
+review_app = typer.Typer(help="The review queue: terms that were not exact or curated hits.",
+                         no_args_is_help=True)
+app.add_typer(review_app, name="review")
+
+
+@profile_app.command("suggest")
+def profile_suggest(
+    sample: Path = typer.Argument(..., help="A sample export (CSV/TSV) from the new source."),
+    encoding: str = typer.Option("utf-8", help="The file's declared encoding."),
+    delimiter: str | None = typer.Option(None, help="Field separator (default: detected from "
+                                         "the header line among , TAB ; |)."),
+    site: str = typer.Option("new-site", help="Organisation id for the draft."),
+    out: Path | None = typer.Option(None, "--out", help="Write the draft profile here."),
+    as_json: bool = JsonOpt,
+) -> None:
+    """Draft a profile: column → data element with scores and value profiles, and term
+    mappings; terms below an exact or curated hit are listed for review, never accepted."""
+    from medledger.gateway.suggest import suggest
+
+    try:
+        s = suggest(sample, encoding, delimiter, site)
+    except MedLedgerError as exc:
+        _fail(exc)
+    if out is not None:
+        out.write_text(s.draft, encoding="utf-8")
+    if as_json:
+        print(json.dumps({"kind": s.kind, "rows_scanned": s.rows, "columns": [
+            c.__dict__ for c in s.columns], "terms": s.terms, "draft": s.draft},
+            ensure_ascii=False))
+        return
+    t = Table(title=f"{sample.name}: {s.rows} rows scanned, looks like a {s.kind} export")
+    for col in ("column", "element", "score", "why", "filled", "top values (<5 suppressed)"):
+        t.add_column(col)
+    for c in s.columns:
+        t.add_row(c.header, c.element or "-", f"{c.score:.2f}", c.why, f"{c.filled:.0%}",
+                  ", ".join(f"{v} ({n})" for v, n in c.top[:3]))
+    console.print(t)
+    accepted = sum(1 for x in s.terms if x["accepted"])
+    console.print(f"terms: {accepted} accepted (exact or curated), "
+                  f"{len(s.terms) - accepted} need review")
+    console.print(s.draft if out is None else f"draft written to {out}")
+
+
+@review_app.command("list")
+def review_list(vault: Path = VaultOpt, vault_key: Path | None = VaultKeyOpt,
+                status: str = typer.Option("open", help="open, decided, no_equivalent, applied "
+                                           "or all."),
+                limit: int = typer.Option(50, min=1), as_json: bool = JsonOpt) -> None:
+    """Items waiting for a data steward, with their candidates and scores."""
+    from medledger.gateway import review
+
+    got = review.items(_open_vault(vault, vault_key), None if status == "all" else status, limit)
+    if as_json:
+        print(json.dumps([i.to_doc() for i in got], ensure_ascii=False))
+        return
+    t = Table(title=f"Review queue ({status})")
+    for col in ("id", "file", "row", "kind", "term", "reason", "candidates (score)"):
+        t.add_column(col)
+    for i in got:
+        t.add_row(str(i.id), i.source_name, i.position, i.kind, i.term, i.reason,
+                  ", ".join(f"{c['target']} {c['score']:.2f}" for c in i.candidates[:5]))
+    console.print(t)
+
+
+@review_app.command("decide")
+def review_decide(
+    item: int = typer.Argument(..., help="Review item id."),
+    code: str | None = typer.Option(None, "--code", help="WHO ICD-10 code (diagnoses) or "
+                                    "analyte key (labs)."),
+    no_equivalent: bool = typer.Option(False, "--no-equivalent", help="The term has no "
+                                       "standard equivalent (e.g. TCM): never coded."),
+    reviewer: str = typer.Option(..., "--reviewer", help="Who decides (recorded)."),
+    vault: Path = VaultOpt, vault_key: Path | None = VaultKeyOpt,
+) -> None:
+    """Record a decision for the item's term; it applies to every item with that term and is
+    reused by later runs."""
+    from medledger.gateway import review
+
+    if (code is None) == (not no_equivalent):
+        error("bad_args", "give exactly one of --code or --no-equivalent")
+    try:
+        n = review.decide(_open_vault(vault, vault_key), item,
+                          review.NO_EQUIVALENT if no_equivalent else str(code), reviewer)
+    except MedLedgerError as exc:
+        _fail(exc)
+    console.print(f"decided {n} item(s)")
+
+
+@review_app.command("apply")
+def review_apply(vault: Path = VaultOpt, vault_key: Path | None = VaultKeyOpt,
+                 pseudonym_key: Path = PseudoKeyOpt, ledger: Path | None = LedgerOpt,
+                 member: str | None = MemberOpt) -> None:
+    """Emit every decided row (new records, anchored with --ledger)."""
+    from medledger.gateway import review
+
+    try:
+        key = PseudonymKey.load(pseudonym_key)
+        v = _open_vault(vault, vault_key)
+        with ExitStack() as stack:
+            anchorer = (stack.enter_context(service.ledger(ledger, _vault_site(v), member))
+                        if ledger is not None else None)
+            counts = review.apply(v, key, anchorer)
+    except MedLedgerError as exc:
+        _fail(exc)
+    console.print(f"applied {counts['applied']}, quarantined {counts['quarantined']}")

@@ -182,6 +182,14 @@ class Gateway:
         return Hl7Report(name, parsed.file_hash, parsed.messages, parsed.segments, files,
                          dict(parsed.ignored_reasons()))
 
+    def reprocess(self, row: SourceRow, prof: Profile, source_name: str, file_hash: str
+                  ) -> FileReport:
+        """Run one held row again (after a review decision), outside the file-level
+        idempotence check; its outcome replaces the earlier one."""
+        report = FileReport(source_name, file_hash, prof.label)
+        self._run_rows(_Ctx(report, prof, self._preparer(prof), file_hash), [row])
+        return report
+
     def ingest_rows(self, rows: Iterable[SourceRow | BadRow], prof: Profile, source_name: str,
                     file_hash: str) -> FileReport:
         """Ingest rows that came from elsewhere (HL7 v2, FHIR, tests); same accounting."""

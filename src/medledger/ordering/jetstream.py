@@ -180,7 +180,7 @@ class StreamReader:
     disappeared with its server). The position lives here, never in the engine.
     """
 
-    PROBE_AFTER = 0.75  # seconds without a message before checking the consumer still exists
+    PROBE_AFTER = 0.5  # seconds without a message before checking the stream for more
 
     def __init__(self, js: JetStreamContext, stream: str, subject: str, next_seq: int) -> None:
         self.js, self.stream, self.subject, self.next_seq = js, stream, subject, next_seq
@@ -211,14 +211,19 @@ class StreamReader:
         try:
             msgs = await self._sub.fetch(max_msgs, timeout=timeout)
         except nats.errors.TimeoutError:
-            # quiet stream, or a consumer that died with its server: after a while, ask
+            # a quiet stream, or a consumer that is gone or stuck (its server died, the
+            # client reconnected elsewhere): after a while, ask the stream whether there is
+            # something to read; if there is, start over with a new consumer
             if _time.monotonic() - self._last_msg > self.PROBE_AFTER:
                 self._last_msg = _time.monotonic()
                 try:
-                    await self._sub.consumer_info()
+                    info = await self.js.stream_info(self.stream)
+                    behind = int(info.state.last_seq) >= self.next_seq
                 except Exception:
-                    log.info("reader %s at %d: consumer lost; re-creating", self.stream,
-                             self.next_seq)
+                    behind = True
+                if behind:
+                    log.info("reader %s at %d: no messages from the consumer; re-creating",
+                             self.stream, self.next_seq)
                     await self._reset()
             return []
         except Exception as exc:

@@ -17,11 +17,20 @@ def demo(
                                  "3 NATS servers and one peer process per organisation."),
     surveillance: bool = typer.Option(False, "--surveillance", help="Run the surveillance "
                                       "scenario: case reports, an outbreak, its alert."),
+    gateway: bool = typer.Option(False, "--gateway", help="Run the gateway scenario: three "
+                                 "hospitals' messy exports → FHIR, de-identified, vaulted, "
+                                 "anchored, evaluated, verified."),
     png: Path = typer.Option(Path("medledger-epicurve.png"), help="--surveillance: write the "
                              "epidemic curve here."),
 ) -> None:
     """Run a throwaway consortium through a realistic workload and verify it."""
-    if surveillance:
+    if gateway:
+        from medledger.demo import gateway as gateway_demo
+
+        console.rule("[bold]MedLedger demo[/] — hospital data gateway: three hospitals, "
+                     "reconciliation, accuracy, provenance")
+        result = gateway_demo.run()
+    elif surveillance:
         from medledger.demo import surveillance as surveillance_demo
 
         console.rule("[bold]MedLedger demo[/] — surveillance: case reports, aggregation, alert")

@@ -138,11 +138,44 @@ def ingest(
     console.print(_report_table(docs))
 
 
+def _ingest_messages(fmt: str, files: list[Path], site: str, source_system: str,
+                     encoding: str, vault: Path, vault_key: Path | None, pseudonym_key: Path,
+                     ledger: Path | None, member: str | None, as_json: bool) -> None:
+    try:
+        key = PseudonymKey.load(pseudonym_key)
+        v = _open_vault(vault, vault_key)
+        with ExitStack() as stack:
+            anchorer = (stack.enter_context(service.ledger(ledger, site, member))
+                        if ledger is not None else None)
+            run_id, reports = service.ingest_message_files(
+                v, key, files, site, source_system, anchorer, fmt=fmt, encoding=encoding)
+    except MedLedgerError as exc:
+        _fail(exc)
+    docs = [r.to_doc() for r in reports]
+    if as_json:
+        print(json.dumps({"run_id": run_id, "files": docs}, ensure_ascii=False))
+        return
+    unit = "segments" if fmt == "hl7" else "resources"
+    t = Table(title=f"run {run_id}: {unit} = mapped rows + ignored")
+    for col in ("file", unit, "emitted", "quar.", "dup.", "review", "ignored", "ok"):
+        t.add_column(col, no_wrap=col == "file")
+    for r in reports:
+        fs = r.files
+        t.add_row(r.source_name, str(r.segments), str(sum(f.emitted for f in fs)),
+                  str(sum(f.quarantined for f in fs)), str(sum(f.duplicates for f in fs)),
+                  str(sum(f.review for f in fs)), str(sum(r.ignored.values())),
+                  "yes" if r.accounted else "[red]NO[/]")
+    console.print(t)
+
+
+SiteOpt = typer.Option(..., "--site", help="The sending organisation (ledger org id).")
+
+
 @app.command("ingest-hl7")
 def ingest_hl7(
     files: list[Path] = typer.Argument(..., help="HL7 v2 message files (one or more messages "
                                        "each; CR, LF or CRLF segment ends; BOM allowed)."),
-    site: str = typer.Option(..., "--site", help="The sending organisation (ledger org id)."),
+    site: str = SiteOpt,
     source_system: str = typer.Option("HL7v2", "--source-system", help="Sending system."),
     encoding: str = typer.Option("utf-8", help="Declared encoding; decoded strictly."),
     vault: Path = VaultOpt,
@@ -154,31 +187,26 @@ def ingest_hl7(
 ) -> None:
     """Map ADT (DG1), ORU/OUL (numeric OBX), RDE (RXE) and RDS (RXD); list every other segment
     as ignored with its reason."""
-    try:
-        key = PseudonymKey.load(pseudonym_key)
-        v = _open_vault(vault, vault_key)
-        with ExitStack() as stack:
-            anchorer = (stack.enter_context(service.ledger(ledger, site, member))
-                        if ledger is not None else None)
-            run_id, reports = service.ingest_hl7_files(v, key, files, site, source_system,
-                                                       anchorer, encoding=encoding)
-    except MedLedgerError as exc:
-        _fail(exc)
-    docs = [r.to_doc() for r in reports]
-    if as_json:
-        print(json.dumps({"run_id": run_id, "files": docs}, ensure_ascii=False))
-        return
-    t = Table(title=f"run {run_id}: HL7 v2 segments = mapped rows + ignored")
-    for col in ("file", "msgs", "segments", "emitted", "quar.", "dup.", "review", "ignored",
-                "ok"):
-        t.add_column(col, no_wrap=col == "file")
-    for r in reports:
-        fs = r.files
-        t.add_row(r.source_name, str(r.messages), str(r.segments),
-                  str(sum(f.emitted for f in fs)), str(sum(f.quarantined for f in fs)),
-                  str(sum(f.duplicates for f in fs)), str(sum(f.review for f in fs)),
-                  str(sum(r.ignored.values())), "yes" if r.accounted else "[red]NO[/]")
-    console.print(t)
+    _ingest_messages("hl7", files, site, source_system, encoding, vault, vault_key,
+                     pseudonym_key, ledger, member, as_json)
+
+
+@app.command("ingest-fhir")
+def ingest_fhir(
+    files: list[Path] = typer.Argument(..., help="FHIR R4 Bundle (.json) or NDJSON files."),
+    site: str = SiteOpt,
+    source_system: str = typer.Option("FHIR", "--source-system", help="Sending system."),
+    vault: Path = VaultOpt,
+    vault_key: Path | None = VaultKeyOpt,
+    pseudonym_key: Path = PseudoKeyOpt,
+    ledger: Path | None = LedgerOpt,
+    member: str | None = MemberOpt,
+    as_json: bool = JsonOpt,
+) -> None:
+    """Map Condition, Observation (valueQuantity), MedicationRequest and MedicationDispense;
+    Patients give the identity; every other resource is listed as ignored."""
+    _ingest_messages("fhir", files, site, source_system, "utf-8", vault, vault_key,
+                     pseudonym_key, ledger, member, as_json)
 
 
 @app.command("report")

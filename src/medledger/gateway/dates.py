@@ -8,6 +8,8 @@ A profile lists its formats in order; the first that parses wins. Two special na
   Serials 1..60 are refused as ambiguous.
 * ``"zh"`` — 2023年5月6日, 2023年05月06日, 2023.5.6 and 2023/5/6.
 * ``"hl7"`` — an HL7 v2 DTM (``YYYYMMDD[HHMM[SS[.S]]][+/-ZZZZ]``); the day is kept.
+* ``"fhir"`` — a FHIR date or dateTime (``YYYY-MM-DD[Thh:mm:ss[.s](Z|±hh:mm)]``); the day is
+  kept; partial dates (``YYYY``, ``YYYY-MM``) are refused.
 """
 
 from __future__ import annotations
@@ -68,6 +70,20 @@ def _numeric(text: str, rx: re.Pattern[str]) -> date | None:
         return None
 
 
+_FHIR = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?"
+                   r"(Z|[+-]\d{2}:\d{2})?)?$")
+
+
+def _fhir(text: str) -> date | None:
+    m = _FHIR.match(text)
+    if m is None:
+        return None
+    try:
+        return date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+    except ValueError:
+        raise RowRejected(Reason.INVALID_DATE, f"{text!r} does not exist") from None
+
+
 def _hl7(text: str) -> date | None:
     m = _HL7.match(text)
     if m is None:
@@ -111,6 +127,8 @@ def _parse(text: str, formats: Sequence[str]) -> date:
             hit = _zh(text)
         elif fmt == "hl7":
             hit = _hl7(text)
+        elif fmt == "fhir":
+            hit = _fhir(text)
         elif fmt == "%Y-%m-%d" and len(text) == 10:
             try:
                 hit = date.fromisoformat(text)

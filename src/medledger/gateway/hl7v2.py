@@ -40,10 +40,11 @@ MESSAGES_FOR = {"DG1": ("ADT",), "OBX": ("ORU", "OUL"), "RXE": ("RDE",), "RXD": 
 NUMERIC = ("NM", "SN")
 
 
-def profile_for(kind: str, site: str, source_system: str) -> Profile:
-    """The fixed profile HL7 rows are read with (``hl7v2-<kind>@1``)."""
-    cols: dict[str, str] = {"record_key": "key", "mrn": "mrn", "birth_date": "birth",
-                            "sex": "sex", "date": "date"}
+def profile_for(kind: str, site: str, source_system: str, date_format: str = "hl7",
+                prefix: str = "hl7v2") -> Profile:
+    """The fixed profile HL7 (or FHIR) rows are read with (``<prefix>-<kind>@1``)."""
+    cols: dict[str, str] = {"record_key": "key", "mrn": "mrn", "patient_id": "rid",
+                            "birth_date": "birth", "sex": "sex", "date": "date"}
     cols.update({"diagnosis": {"dx_code": "code", "dx_term": "term"},
                  "lab": {"test_code": "code", "test_name": "term", "value": "value",
                          "unit": "unit"},
@@ -52,12 +53,13 @@ def profile_for(kind: str, site: str, source_system: str) -> Profile:
                  "medication_dispense": {"med_code": "code", "med_name": "term",
                                          "med_system": "system"}}[kind])
     return Profile.model_validate({
-        "profile": {"id": f"hl7v2-{kind.replace('_', '-')}", "version": "1", "site": site,
+        "profile": {"id": f"{prefix}-{kind.replace('_', '-')}", "version": "1", "site": site,
                     "source_system": source_system, "kind": kind, "format": "csv",
-                    "date_formats": ["hl7"]},
+                    "date_formats": [date_format]},
         "columns": cols,
         "values": {"sex": {"M": "male", "F": "female", "O": "other", "U": "unknown",
-                           "A": "other", "N": "unknown"}},
+                           "A": "other", "N": "unknown", "male": "male", "female": "female",
+                           "other": "other", "unknown": "unknown"}},
     })
 
 

@@ -77,7 +77,8 @@ class FileReport:
 
 @dataclass
 class Hl7Report:
-    """Every segment of an HL7 v2 file: rows of mapped kinds (each kind reconciled) + ignored."""
+    """Every HL7 v2 segment (or FHIR resource) of a file: rows of mapped kinds, each kind
+    reconciled, plus the ignored ones with their reasons."""
 
     source_name: str
     file_hash: str
@@ -174,13 +175,39 @@ class Gateway:
         except FileRejected as exc:
             prof = profile_for("diagnosis", site, source_system)
             return Hl7Report(name, "", 0, 0, [self._reject_file(path, prof, name, exc)], {})
-        files = [self.ingest_rows(rows, profile_for(kind, site, source_system), name,
-                                  parsed.file_hash) for kind, rows in sorted(parsed.rows.items())]
+        return self._ingest_parsed(name, parsed.file_hash, parsed.messages, parsed.segments,
+                                   parsed.rows, parsed.ignored, site, source_system, "hl7",
+                                   "hl7v2")
+
+    def ingest_fhir(self, path: Path, site: str, source_system: str,
+                    source_name: str | None = None) -> Hl7Report:
+        """One FHIR Bundle or NDJSON file; every resource is a mapped row or ignored."""
+        from medledger.gateway.fhirsource import read_fhir
+        from medledger.gateway.hl7v2 import profile_for
+
+        name = source_name or f"{site}/{path.name}"
+        try:
+            parsed = read_fhir(path, site)
+        except FileRejected as exc:
+            prof = profile_for("diagnosis", site, source_system, "fhir", "fhir")
+            return Hl7Report(name, "", 0, 0, [self._reject_file(path, prof, name, exc)], {})
+        return self._ingest_parsed(name, parsed.file_hash, 1, parsed.resources, parsed.rows,
+                                   parsed.ignored, site, source_system, "fhir", "fhir")
+
+    def _ingest_parsed(self, name: str, file_hash: str, messages: int, units: int,
+                       rows: dict[str, list[SourceRow | BadRow]],
+                       ignored: list[tuple[str, str, str]], site: str, source_system: str,
+                       date_format: str, prefix: str) -> Hl7Report:
+        from medledger.gateway.hl7v2 import profile_for
+
+        files = [self.ingest_rows(kind_rows, profile_for(kind, site, source_system, date_format,
+                                                         prefix), name, file_hash)
+                 for kind, kind_rows in sorted(rows.items())]
         self.vault.db.executemany(
             "INSERT OR IGNORE INTO ignored VALUES (?, ?, ?, ?, ?)",
-            [(parsed.file_hash, name, pos, seg, why) for pos, seg, why in parsed.ignored])
-        return Hl7Report(name, parsed.file_hash, parsed.messages, parsed.segments, files,
-                         dict(parsed.ignored_reasons()))
+            [(file_hash, name, pos, seg, why) for pos, seg, why in ignored])
+        return Hl7Report(name, file_hash, messages, units, files,
+                         dict(Counter(why for _, _, why in ignored)))
 
     def reprocess(self, row: SourceRow, prof: Profile, source_name: str, file_hash: str
                   ) -> FileReport:

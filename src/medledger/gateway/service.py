@@ -68,12 +68,16 @@ def ingest_files(vault: Vault, key: PseudonymKey, files: Sequence[tuple[Path, Pr
     return gw.run_id, gw.finish()
 
 
-def ingest_hl7_files(vault: Vault, key: PseudonymKey, files: Sequence[Path], site: str,
-                     source_system: str, anchorer: Anchorer | None = None, *,
-                     encoding: str = "utf-8") -> tuple[str, list[Hl7Report]]:
-    """Ingest HL7 v2 files in one run; returns (run id, one report per file)."""
+def ingest_message_files(vault: Vault, key: PseudonymKey, files: Sequence[Path], site: str,
+                         source_system: str, anchorer: Anchorer | None = None, *,
+                         fmt: str = "hl7", encoding: str = "utf-8"
+                         ) -> tuple[str, list[Hl7Report]]:
+    """Ingest HL7 v2 (``fmt="hl7"``) or FHIR (``"fhir"``) files in one run."""
     gw = Gateway(vault, Pseudonymizer(key), anchorer)
-    reports = [gw.ingest_hl7(p, site, source_system, encoding) for p in files]
+    if fmt == "hl7":
+        reports = [gw.ingest_hl7(p, site, source_system, encoding) for p in files]
+    else:
+        reports = [gw.ingest_fhir(p, site, source_system) for p in files]
     gw.finish()
     return gw.run_id, reports
 

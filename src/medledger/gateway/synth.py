@@ -656,3 +656,62 @@ def bench_file(path: Path, rows: int, persons: int = 50_000, seed: int = 1) -> P
     prof = path.with_name(path.name + ".toml")
     prof.write_text(PROFILES["hosp-a/labs.csv"], encoding="utf-8")
     return prof
+
+
+def fhir_export(path: Path, seed: int = 3, patients: int = 20, ndjson: bool = False
+                ) -> dict[str, int]:
+    """A synthetic FHIR R4 export (Bundle, or NDJSON with ``ndjson``): Patients with resident
+    IDs, Conditions (WHO or national ICD-10 codings, or only text), Observations (LOINC +
+    UCUM), plus one resource of each kind of trouble. Returns the expected counts."""
+    rng = random.Random(seed)
+    people = _people(rng, patients)
+    res: list[dict[str, object]] = []
+    for i, p in enumerate(people):
+        res.append({"resourceType": "Patient", "id": f"p{i}", "gender": "female" if p.female
+                    else "male", "birthDate": p.birth.isoformat(),
+                    "identifier": [{"system": "urn:oid:2.16.156.10011.1.1", "value": p.rid}],
+                    "name": [{"text": p.en}], "telecom": [{"system": "phone", "value": p.phone}]})
+        who = rng.choice(list(DX))
+        nat = DX[who][1]
+        coding = ({"system": "http://medledger.dev/fhir/CodeSystem/icd-10-cn", "code": nat}
+                  if nat and rng.random() < 0.5 else
+                  {"system": "http://hl7.org/fhir/sid/icd-10", "code": who})
+        res.append({"resourceType": "Condition", "id": f"c{i}", "subject": {
+            "reference": f"Patient/p{i}"}, "code": {"coding": [coding]},
+            "recordedDate": "2024-03-0" + str(1 + i % 9)})
+        a = rng.choice(list(LABS))
+        lo, hi = LABS[a][2]
+        res.append({"resourceType": "Observation", "id": f"o{i}", "status": "final",
+                    "subject": {"reference": f"Patient/p{i}"},
+                    "code": {"coding": [{"system": "http://loinc.org", "code": LABS[a][0]}]},
+                    "effectiveDateTime": "2024-03-05T08:30:00+08:00",
+                    "valueQuantity": {"value": round(rng.uniform(lo, hi), 1),
+                                      "unit": LABS[a][1], "system": "http://unitsofmeasure.org",
+                                      "code": LABS[a][1]}})
+    res.append({"resourceType": "Condition", "id": "text-only", "subject": {
+        "reference": "Patient/p0"}, "code": {"text": "慢阻肺"}, "recordedDate": "2024-01-02"})
+    res.append({"resourceType": "Condition", "id": "tcm", "subject": {
+        "reference": "Patient/p0"}, "code": {"text": "消渴病"}, "recordedDate": "2024-01-02"})
+    res.append({"resourceType": "Condition", "id": "orphan", "subject": {
+        "reference": "Patient/nobody"}, "code": {"text": "HTN"}, "recordedDate": "2024-01-02"})
+    res.append({"resourceType": "Condition", "id": "bad-date", "subject": {
+        "reference": "Patient/p1"}, "code": {"text": "HTN"}, "recordedDate": "2024-02-30"})
+    res.append({"resourceType": "Encounter", "id": "e1", "status": "finished",
+                "class": {"code": "AMB"}})
+    res.append({"resourceType": "Observation", "id": "note", "status": "final",
+                "code": {"text": "comment"}, "subject": {"reference": "Patient/p1"},
+                "valueString": "see letter"})
+    if ndjson:
+        path.write_bytes(b"".join(orjson_dumps(r) + b"\n" for r in res) + b"{not json\n")
+    else:
+        path.write_bytes(orjson_dumps({"resourceType": "Bundle", "type": "collection",
+                                       "entry": [{"resource": r} for r in res]}))
+    n = len(people)
+    return {"mapped": 2 * n + 1, "review": 1, "quarantined": 2 + int(ndjson),
+            "ignored": n + 2, "resources": len(res) + int(ndjson)}
+
+
+def orjson_dumps(doc: object) -> bytes:
+    import orjson
+
+    return orjson.dumps(doc)

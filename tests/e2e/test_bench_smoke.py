@@ -22,3 +22,18 @@ def test_bench_runs_small(tmp_path: Path) -> None:
     # too small a run to judge the million-transaction figure
     assert figures["full verify"].passed is None
     assert result.to_doc()["machine"]["nproc"] >= 1
+
+
+@pytest.mark.nats
+def test_cluster_bench_runs_small(tmp_path: Path) -> None:
+    from medledger.bench import cluster as cbench
+    from tests.support.services import require_binary
+
+    require_binary("nats-server")
+    r = cbench.run(tmp_path, peers=4, txs=600, batch=100, rate=30, paced_seconds=2)
+    assert r.txs == 600 and set(r.per_peer_tps) == {"hosp-a", "hosp-b", "hosp-c"}
+    assert all(v > 0 for v in r.per_peer_tps.values())
+    assert r.catchup_txs > 0 and r.catchup_tps > 0
+    assert r.paced_txs > 0 and 0 < r.paced_p50_ms <= r.paced_p99_ms
+    assert {row[0] for row in cbench.summary(r)} >= {"committed tx/s, slowest peer",
+                                                     "catch-up replay"}

@@ -206,8 +206,12 @@ def run(root: Path, *, peers: int = 4, txs: int = 30_000, batch: int = 500,
     try:
         progress(f"starting {peers} peers and 3 NATS servers")
         c.start()
-        progress("signing transactions")
+        progress("signing transactions; warming up (admission processes start on first use)")
+        warm = _build(c, 20, "warm")
+        _drive(c, warm, 20, 1, _Load(), True)
         raws = _build(c, txs // 3, "load")
+        base = sum(len(v) for v in warm.values())
+        _wait_all(c, base)
         total = sum(len(v) for v in raws.values())
         c.kill_peer(laggard, 15)  # graceful stop: it will catch up after the load
         mon = _Monitor(c).start()
@@ -216,10 +220,11 @@ def run(root: Path, *, peers: int = 4, txs: int = 30_000, batch: int = 500,
         load = _Load()
         _drive(c, raws, batch, threads_per_peer, load)
         running = [o for o in c.peers if o != laggard]
-        _wait_all_orgs(c, running, total)
+        end = base + total
+        _wait_all_orgs(c, running, end)
         t1 = time.monotonic()
         deadline = time.monotonic() + 60  # the last checkpoints become final
-        while any(mon.series[o][-1][2] < total for o in running if mon.series[o]) and \
+        while any(mon.series[o][-1][2] < end for o in running if mon.series[o]) and \
                 time.monotonic() < deadline:
             time.sleep(0.05)
         progress("catch-up: starting the stopped peer")
@@ -227,17 +232,15 @@ def run(root: Path, *, peers: int = 4, txs: int = 30_000, batch: int = 500,
         c.start_peer(laggard)
         c.wait_healthy(orgs=[laggard])
         t3 = time.monotonic()
-        _wait_all(c, total)
+        _wait_all(c, end)
         t4 = time.monotonic()
         mon.stop()
         if len(load.acked) != total:
             raise BenchError(f"{total - len(load.acked)} transactions were not acknowledged")
         out.txs, out.seconds = total, t1 - t0
-        for org in running:
-            first = next((ts for ts, size, _, _ in mon.series[org] if size > 0), t0)
-            last = next((ts for ts, size, _, _ in mon.series[org] if size >= total), t1)
-            out.per_peer_tps[org] = total / max(1e-9, last - min(first, t0 + 0.05)) \
-                if last > first else 0.0
+        for org in running:  # from the first submission to this peer holding them all
+            last = next((ts for ts, size, _, _ in mon.series[org] if size >= end), t1)
+            out.per_peer_tps[org] = total / max(1e-9, last - t0)
         lat = []
         for sent_at, org, docs in load.sent:
             for d in docs:
@@ -247,10 +250,11 @@ def run(root: Path, *, peers: int = 4, txs: int = 30_000, batch: int = 500,
         if lat:
             q = statistics.quantiles(lat, n=100)
             out.final_p50_ms, out.final_p99_ms = statistics.median(lat) * 1000, q[98] * 1000
-        out.catchup_txs = total
-        ser = mon.series.get(laggard) or []
-        begun = next((ts for ts, size, _, _ in ser if size > 0), t3)
-        out.catchup_tps = total / max(1e-9, t4 - min(begun, t3))
+        # catch-up rate over what the monitor saw: from its first answer to the last block
+        ser = [x for x in mon.series.get(laggard) or [] if x[0] >= t2]
+        first_t, first_size = (ser[0][0], ser[0][1]) if ser else (t3, base)
+        out.catchup_txs = end - first_size
+        out.catchup_tps = out.catchup_txs / max(1e-9, t4 - first_t)
         progress(f"catch-up took {t4 - t2:.1f} s including the process start")
         if rate > 0:
             progress(f"paced load: {rate:,.0f} tx/s for {paced_seconds:.0f} s")
@@ -357,6 +361,7 @@ def _faults(c: LocalCluster, progress: Progress) -> dict[str, Any]:
             last_t, last_s = ts, size
     st = c.status()["peers"]
     roots = {(p["log_size"], p["log_root"], p["state_root"]) for p in st.values()}
+    out["stale_sequencer_refused"] = _fence_probe(c)
     acked = len(load.acked)
     out.update({
         "killed_stream_leader": leader, "longest_commit_pause_s": round(pause, 2),
@@ -367,6 +372,32 @@ def _faults(c: LocalCluster, progress: Progress) -> dict[str, Any]:
         "killed_peer_caught_up_identical": len(roots) == 1,
     })
     return out
+
+
+def _fence_probe(c: LocalCluster) -> bool:
+    """A sequencer that believes the chain is one block shorter tries to append: refused?"""
+    from medledger.errors import Code, RejectedError
+    from medledger.ordering.jetstream import Link, Sequencer, last_cut
+    from medledger.ordering.wire import BlockCut, Names
+
+    names = Names(c.chain)
+    link = Link(c.nats.urls, "bench-fence-probe")
+    try:
+        async def probe() -> bool:
+            height, cut = await last_cut(link.js, names)
+            if cut is None or height < 1:
+                return False
+            stale = Sequencer(link.js, names, "bench-usurper")
+            try:
+                await stale._append(height - 1, BlockCut(cut.last + 1, cut.last, cut.time,
+                                                         "bench-usurper"))
+            except RejectedError as exc:
+                return exc.code == Code.FENCED and (await last_cut(link.js, names))[0] == height
+            return False
+
+        return link.call(probe(), timeout=30)
+    finally:
+        link.close()
 
 
 def summary(b: ClusterBench) -> list[tuple[str, str, str]]:
@@ -391,6 +422,8 @@ def summary(b: ClusterBench) -> list[tuple[str, str, str]]:
              f"({f['acked']:,} acked, {f['client_retries']} client retries)", "0 / 0"),
             ("peer kill -9, restart", "identical roots" if f["killed_peer_caught_up_identical"]
              else "ROOTS DIFFER", "identical"),
+            ("stale sequencer appends", "refused (fenced), stream unchanged"
+             if f.get("stale_sequencer_refused") else "ACCEPTED", "refused"),
         ]
     return rows
 

@@ -461,3 +461,46 @@ def review_apply(vault: Path = VaultOpt, vault_key: Path | None = VaultKeyOpt,
     except MedLedgerError as exc:
         _fail(exc)
     console.print(f"applied {counts['applied']}, quarantined {counts['quarantined']}")
+
+
+@app.command("serve")
+def serve(
+    vault: Path = VaultOpt,
+    vault_key: Path | None = VaultKeyOpt,
+    pseudonym_key: Path = PseudoKeyOpt,
+    profiles: Path = typer.Option(..., "--profiles", help="Directory of profile files (*.toml); "
+                                  "uploads name one by its id."),
+    token_file: Path = typer.Option(..., "--token-file", help="File holding the bearer token "
+                                    "clients must send."),
+    ledger: Path | None = LedgerOpt,
+    member: str | None = MemberOpt,
+    host: str = typer.Option("127.0.0.1", help="Bind address."),
+    port: int = typer.Option(8410, help="Port."),
+) -> None:
+    """Serve the gateway's local HTTP API (runs, quarantine, review) until interrupted."""
+    import uvicorn
+
+    from medledger.gateway.api import GatewayState, create_gateway_app
+    from medledger.gateway.profile import load_profile
+
+    try:
+        key = PseudonymKey.load(pseudonym_key)
+        loaded = {p.profile.id: p for p in (load_profile(f)
+                                             for f in sorted(profiles.glob("*.toml")))}
+        token = token_file.read_text().strip()
+        if len(token) < 16:
+            error("bad_args", f"{token_file}: the token must be at least 16 characters")
+        v = _open_vault(vault, vault_key)
+        with ExitStack() as stack:
+            anchorer = None
+            if ledger is not None and loaded:
+                site = next(iter(loaded.values())).profile.site
+                anchorer = stack.enter_context(service.ledger(ledger, site, member))
+            state = GatewayState(v, key, loaded, token, anchorer)
+            console.print(f"gateway API on http://{host}:{port} — profiles: "
+                          f"{', '.join(sorted(loaded)) or 'none'}")
+            uvicorn.run(create_gateway_app(state), host=host, port=port, log_level="warning")
+    except (MedLedgerError, OSError) as exc:
+        if isinstance(exc, MedLedgerError):
+            _fail(exc)
+        error("not_found", str(exc))

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from medledger.errors import Code
 from medledger.gateway import icd10, loinc
 from medledger.gateway.anchor import Anchorer
 from medledger.gateway.deid import Pseudonymizer, PseudonymKey
@@ -68,7 +69,7 @@ def decide(vault: Vault, item_id: int, target: str, reviewer: str) -> int:
     many items were decided."""
     row = vault.rows("SELECT kind, term, reason FROM review WHERE id=?", (item_id,))
     if not row:
-        raise GatewayError(f"no review item {item_id}")
+        raise GatewayError(f"no review item {item_id}", Code.NOT_FOUND)
     kind, term, reason = row[0]
     if reason == "no_standard_equivalent" and target != NO_EQUIVALENT:
         raise GatewayError(f"item {item_id} ({term!r}) has no standard equivalent; it is never "

@@ -504,3 +504,43 @@ def serve(
         if isinstance(exc, MedLedgerError):
             _fail(exc)
         error("not_found", str(exc))
+
+
+@app.command("mllp")
+def mllp(
+    site: str = SiteOpt,
+    vault: Path = VaultOpt,
+    vault_key: Path | None = VaultKeyOpt,
+    pseudonym_key: Path = PseudoKeyOpt,
+    ledger: Path | None = LedgerOpt,
+    member: str | None = MemberOpt,
+    source_system: str = typer.Option("MLLP", "--source-system", help="Sending system."),
+    encoding: str = typer.Option("utf-8", help="Declared encoding of the messages."),
+    host: str = typer.Option("127.0.0.1", help="Bind address."),
+    port: int = typer.Option(2575, help="Port (2575 is the registered HL7 port)."),
+    anchor_every: float = typer.Option(5.0, help="Anchor pending records every N seconds."),
+) -> None:
+    """Listen for HL7 v2 over MLLP; ingest and ACK every message until interrupted."""
+    import asyncio
+
+    from medledger.gateway.deid import Pseudonymizer
+    from medledger.gateway.mllp import MllpListener
+    from medledger.gateway.pipeline import Gateway
+
+    try:
+        key = PseudonymKey.load(pseudonym_key)
+        v = _open_vault(vault, vault_key)
+        with ExitStack() as stack:
+            anchorer = (stack.enter_context(service.ledger(ledger, site, member))
+                        if ledger is not None else None)
+            lis = MllpListener(Gateway(v, Pseudonymizer(key), anchorer), site, source_system,
+                               encoding, anchor_every)
+            console.print(f"MLLP listener for {site} on {host}:{port}")
+            try:
+                asyncio.run(lis.serve(host, port))
+            except KeyboardInterrupt:
+                pass
+            console.print(f"received {lis.received}, accepted {lis.accepted}, "
+                          f"rejected {lis.rejected}")
+    except MedLedgerError as exc:
+        _fail(exc)

@@ -451,6 +451,13 @@ class Gateway:
         self._batch_entries = []
         self._batch_id = self._new_batch_id()
 
+    def checkpoint(self) -> None:
+        """Flush and anchor what is pending without ending the run (long-lived listeners)."""
+        self.vault.begin()
+        self._flush()
+        self.vault.commit()
+        self._close_batch()
+
     def finish(self) -> list[FileReport]:
         """Flush, anchor the last batch, and record the run's summary."""
         self._flush()

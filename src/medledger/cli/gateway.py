@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from pathlib import Path
 
 import typer
@@ -536,10 +536,8 @@ def mllp(
             lis = MllpListener(Gateway(v, Pseudonymizer(key), anchorer), site, source_system,
                                encoding, anchor_every)
             console.print(f"MLLP listener for {site} on {host}:{port}")
-            try:
+            with suppress(KeyboardInterrupt):
                 asyncio.run(lis.serve(host, port))
-            except KeyboardInterrupt:
-                pass
             console.print(f"received {lis.received}, accepted {lis.accepted}, "
                           f"rejected {lis.rejected}")
     except MedLedgerError as exc:

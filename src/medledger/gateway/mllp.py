@@ -97,13 +97,15 @@ class MllpListener:
                     stop: asyncio.Event | None = None) -> None:
         server = await asyncio.start_server(self._client, host, port, limit=MAX_MESSAGE)
         self.port = server.sockets[0].getsockname()[1]
-        async with server:
-            if ready is not None:
-                ready.set()
-            if stop is None:
-                await server.serve_forever()
-            else:
-                await stop.wait()
-        with self.lock:
-            self.gateway.finish()
-        self._spool.cleanup()
+        try:
+            async with server:
+                if ready is not None:
+                    ready.set()
+                if stop is None:
+                    await server.serve_forever()
+                else:
+                    await stop.wait()
+        finally:                                # also on Ctrl-C (cancellation)
+            with self.lock:
+                self.gateway.finish()
+            self._spool.cleanup()

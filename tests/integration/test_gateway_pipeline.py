@@ -188,3 +188,17 @@ def test_tampering_is_found(world: World, tmp_path: Path) -> None:
     assert not rep.ok
     assert any("fails authentication" in f for f in rep.findings)
     assert any("does not hash" in f or "rebuilt root" in f for f in rep.findings)
+
+
+def test_a_file_without_demographics_does_not_strip_a_patient(world: World) -> None:
+    # hosp-b's lab export has no birth date column; its diagnoses export has one for everyone
+    v = world.vaults["hosp-b"]
+    heads = v.rows("SELECT r.record_id, r.version, r.body FROM heads h JOIN records r ON "
+                   "r.record_id = h.record_id AND r.version = h.version WHERE "
+                   "r.resource_type='Patient'")
+    births = [orjson.loads(v.record_body(r[0], r[1], r[2]))["resource"].get("birthDate")
+              for r in heads]
+    dx_people = v.rows("SELECT count(DISTINCT subject) FROM outcomes WHERE "
+                       "source_name='hosp-b/diagnoses.tsv' AND outcome='mapped'")[0][0]
+    assert sum(b is not None for b in births) >= dx_people > 0
+    assert v.rows("SELECT max(version) FROM records WHERE resource_type='Patient'")[0][0] == 1

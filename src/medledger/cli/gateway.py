@@ -542,3 +542,38 @@ def mllp(
                           f"rejected {lis.rejected}")
     except MedLedgerError as exc:
         _fail(exc)
+
+
+@app.command("kanon")
+def kanon(vault: Path = VaultOpt, vault_key: Path | None = VaultKeyOpt,
+          qi: str = typer.Option("birth_year,gender", help="Quasi-identifiers, comma-separated "
+                                 "(birth_year, gender, code)."),
+          k: int = typer.Option(5, min=2, help="Required patients per equivalence class."),
+          max_suppression: float = typer.Option(0.05, min=0.0, max=1.0,
+                                                help="Largest share of rows to suppress."),
+          as_json: bool = JsonOpt) -> None:
+    """k-anonymity report of a research extract: birth-year generalisation levels, smallest
+    class and suppression needed; exit 1 if no level reaches k."""
+    from medledger.gateway.kanon import report as k_report
+
+    try:
+        doc = k_report(_open_vault(vault, vault_key), tuple(q.strip() for q in qi.split(",")),
+                       k, max_suppression)
+    except MedLedgerError as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps(doc))
+    else:
+        qis = ", ".join(doc["quasi_identifiers"])
+        t = Table(title=f"k-anonymity (k={k}) of {doc['rows']:,} rows on {qis}")
+        for col in ("birth-year band", "classes", "smallest class (patients)", "rows to suppress"):
+            t.add_column(col)
+        for lv in doc["levels"]:
+            t.add_row(f"{lv['band']} y", str(lv["classes"]), str(lv["smallest"]),
+                      str(lv["suppressed"]))
+        console.print(t)
+        console.print(f"chosen band: {doc['chosen_band']} y, suppressing {doc['suppressed']}"
+                      if doc["k_anonymous_after_suppression"] else
+                      f"[red]no band reaches k={k} within {max_suppression:.0%} suppression[/]")
+    if not doc["k_anonymous_after_suppression"]:
+        raise typer.Exit(1)

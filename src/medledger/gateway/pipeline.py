@@ -342,10 +342,12 @@ class Gateway:
             self._emit(ctx, p)
 
     def _emit(self, ctx: _Ctx, p: Prepared) -> None:
-        _, position, raw, pseud, pat_text, rid, rtype, res_text, out = p
+        _, position, raw, pseud, pat_text, rid, rtype, res_text, out, partial = p
         pat_hash = hashlib.sha256(pat_text).digest()
-        if self._patients.get(pseud) != pat_hash:
-            self._put(ctx, position, raw, f"pat-{pseud}", "Patient", pseud, pat_text, False)
+        pat_id = f"pat-{pseud}"
+        known = pat_id in self._pending_heads or pat_id in self._heads
+        if self._patients.get(pseud) != pat_hash and not (partial and known):
+            self._put(ctx, position, raw, pat_id, "Patient", pseud, pat_text, False)
             if len(self._patients) >= 200_000:
                 self._patients.clear()
             self._patients[pseud] = pat_hash

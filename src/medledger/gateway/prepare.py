@@ -8,7 +8,9 @@ A prepared row is a plain tuple (cheap to pickle):
 * ``("q", position, raw, reason, detail)`` — quarantine;
 * ``("r", position, values_json, kind, term, review_reason, candidates_json)`` — review;
 * ``("e", position, raw, pseudonym, patient_json, resource_id, resource_type,
-  resource_json, outcome)`` — emit; ``outcome`` is (code system, code, unit, value).
+  resource_json, outcome, partial)`` — emit; ``outcome`` is (code system, code, unit, value);
+  ``partial`` when the row lacks the birth date or sex (its Patient never replaces a fuller
+  one already stored).
 """
 
 from __future__ import annotations
@@ -100,8 +102,9 @@ class Preparer:
         leak = row_leaks(std.identifiers, (pat_text, res_text))
         if leak:
             raise RowRejected(Reason.INVALID_FHIR, f"direct identifier would reach output ({leak})")
+        partial = std.birth is None or std.gender == "unknown"
         return ("e", row.position, row.raw, pseud, pat_text, rid,
-                built.resource["resourceType"], res_text, out)
+                built.resource["resourceType"], res_text, out, partial)
 
 
 # -- worker processes ------------------------------------------------------------------------

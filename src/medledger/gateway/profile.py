@@ -130,13 +130,13 @@ class Profile(_Strict):
     def delimiter(self) -> str:
         return self.profile.delimiter or ("\t" if self.profile.format == "tsv" else ",")
 
-    def check_kind(self) -> None:
+    def check_kind(self, where: str = "") -> None:
         kind = self.profile.kind
         need = (DX_ELEMENTS if kind == "diagnosis" else ("value",) if kind == "lab" else
                 ("med_code", "med_name"))
         if not any(e in self.columns for e in need):
-            raise GatewayError(f"profile {self.label}: a {self.profile.kind} profile needs "
-                               f"one of {list(need)} in [columns]")
+            raise GatewayError(f"profile {where or self.label}: a {self.profile.kind} profile "
+                               f"needs one of {list(need)} in [columns]")
 
 
 def load_profile(path: Path) -> Profile:
@@ -151,5 +151,5 @@ def load_profile(path: Path) -> Profile:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise GatewayError(f"profile {path}: {where}: {first['msg']}") from None
-    prof.check_kind()
+    prof.check_kind(str(path))
     return prof

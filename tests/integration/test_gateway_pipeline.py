@@ -39,9 +39,9 @@ class World:
     reports: list[FileReport]
 
     def ingest(self, site: str, files: list[Path]) -> list[FileReport]:
-        todo = service.load_profiles(files, None)
         with service.ledger(self.ws.root, site, node=self.node) as anchorer:
-            _, reports = service.ingest_files(self.vaults[site], self.key, todo, anchorer)
+            _, reports = service.ingest_export_dir(self.vaults[site], self.key, files, site,
+                                                   anchorer)
         return reports
 
 
@@ -75,6 +75,8 @@ def test_targets_on_the_synthetic_hospitals(world: World) -> None:
     assert doc["categories"]["review"]["rate"] == 1.0
     assert doc["categories"]["duplicate"]["rate"] == 1.0
     assert doc["linkage"]["recall"] >= 0.99 and doc["linkage"]["false_merges"] == 0
+    hl7_rows = [e for e in ev.errors if e["source_file"].endswith(".hl7")]
+    assert hl7_rows == []                      # HL7 rows (MESSAGE:SEGMENT) scored like rows
 
 
 def test_every_file_reconciles_and_the_misencoded_file_is_quarantined_whole(world: World

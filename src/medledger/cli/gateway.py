@@ -99,9 +99,12 @@ def _report_table(docs: list[dict[str, object]]) -> Table:
 
 @app.command("ingest")
 def ingest(
-    files: list[Path] = typer.Argument(..., help="Export files (CSV, TSV, xlsx)."),
+    files: list[Path] = typer.Argument(..., help="Export files (CSV, TSV, xlsx; *.hl7 files "
+                                       "are read as HL7 v2)."),
     profile: Path | None = typer.Option(None, "--profile", help="Source profile (TOML); "
                                         "default: FILE.toml beside each file."),
+    site: str | None = typer.Option(None, "--site", help="Site of *.hl7 files (default: the "
+                                    "profiled files' site)."),
     vault: Path = VaultOpt,
     vault_key: Path | None = VaultKeyOpt,
     pseudonym_key: Path = PseudoKeyOpt,
@@ -114,20 +117,22 @@ def ingest(
     """Map, check, de-identify, vault and anchor FILES; print each file's reconciliation."""
     try:
         key = PseudonymKey.load(pseudonym_key)
-        todo = service.load_profiles(files, profile)
+        profiled = service.load_profiles([f for f in files if f.suffix != ".hl7"], profile)
+        owner = site or (profiled[0][1].profile.site if profiled else None)
         v = _open_vault(vault, vault_key)
         with ExitStack() as stack:
             anchorer = None
             if ledger is not None:
-                anchorer = stack.enter_context(
-                    service.ledger(ledger, todo[0][1].profile.site, member))
+                if owner is None:
+                    error("bad_args", "anchoring HL7 v2 files needs --site")
+                anchorer = stack.enter_context(service.ledger(ledger, owner, member))
             with Progress(TextColumn("ingest"), BarColumn(), MofNCompleteColumn(),
                           TimeElapsedColumn(), console=console, transient=True,
                           disable=as_json) as bar:
                 task = bar.add_task("rows", total=None)
-                run_id, reports = service.ingest_files(
-                    v, key, todo, anchorer, full_validation=full_validation,
-                    progress=lambda n: bar.advance(task, n))
+                run_id, reports = service.ingest_export_dir(
+                    v, key, files, owner, anchorer, profile=profile,
+                    full_validation=full_validation, progress=lambda n: bar.advance(task, n))
     except MedLedgerError as exc:
         _fail(exc)
     docs = [r.to_doc() for r in reports]

@@ -63,8 +63,8 @@ def run(rows: int = 400, workdir: Path | None = None) -> DemoResult:
         root = workdir or Path(tmp)
         t0 = time.perf_counter()
         names = generate(root / "exports", seed=7, persons=300, rows=rows)
-        out.add("synthetic exports", f"{len(names)} files from 3 hospitals (EN/UTF-8+BOM, "
-                "ZH/GBK, mixed/xlsx), truth.csv beside them")
+        out.add("synthetic exports", f"{len(names)} files from 3 hospitals (EN/UTF-8+BOM + "
+                "HL7 v2, ZH/GBK, mixed/xlsx), truth.csv beside them")
         key = PseudonymKey("k1", b"\x11" * 32)   # demo only: production keys come from a KMS
         ws = Workspace.init(root / "consortium", "demo-gateway")
         vaults = {s: Vault(root / "vaults" / s) for s in SITES}
@@ -75,9 +75,8 @@ def run(rows: int = 400, workdir: Path | None = None) -> DemoResult:
                 for site in SITES:
                     files = [root / "exports" / n for n in names if n.startswith(site)]
                     with service.ledger(ws.root, site, node=node) as anchorer:
-                        _, reps = service.ingest_files(vaults[site], key,
-                                                       service.load_profiles(files, None),
-                                                       anchorer)
+                        _, reps = service.ingest_export_dir(vaults[site], key, files, site,
+                                                            anchorer)
                     all_reports += reps
                     out.add(f"{site} reconciliation", _files_line(reps))
                 out.ok &= all(r.balanced for r in all_reports)
@@ -153,8 +152,8 @@ def _provenance(out: DemoResult, vaults: dict[str, Vault], ws: Workspace, node: 
     a = vaults["hosp-a"]
     before = a.rows("SELECT count(*) FROM records")[0][0]
     with service.ledger(ws.root, "hosp-a", node=node) as anchorer:
-        _, reps = service.ingest_files(a, key, service.load_profiles(
-            [exports / n for n in names if n.startswith("hosp-a")], None), anchorer)
+        _, reps = service.ingest_export_dir(
+            a, key, [exports / n for n in names if n.startswith("hosp-a")], "hosp-a", anchorer)
     added = a.rows("SELECT count(*) FROM records")[0][0] - before
     out.add("re-ingest of hosp-a", f"{', '.join(r.status for r in reps)}; {added} new records")
     out.ok &= added == 0

@@ -68,6 +68,30 @@ def ingest_files(vault: Vault, key: PseudonymKey, files: Sequence[tuple[Path, Pr
     return gw.run_id, gw.finish()
 
 
+def ingest_export_dir(vault: Vault, key: PseudonymKey, files: Sequence[Path], site: str | None,
+                      anchorer: Anchorer | None = None, *, profile: Path | None = None,
+                      full_validation: bool = False,
+                      progress: Callable[[int], None] | None = None
+                      ) -> tuple[str, list[FileReport]]:
+    """One run over a hospital's exports: files read with ``profile`` (default: the
+    ``FILE.toml`` beside each) and HL7 v2 files (``*.hl7``, read as ``site``, default the
+    profiled files' site); returns one reconciliation per file and mapped kind."""
+    hl7 = [p for p in files if p.suffix.lower() == ".hl7"]
+    profiled = load_profiles([p for p in files if p not in hl7], profile)
+    if hl7 and site is None:
+        if not profiled:
+            raise GatewayError("HL7 v2 files need --site (no profiled file names the site)")
+        site = profiled[0][1].profile.site
+    gw = Gateway(vault, Pseudonymizer(key), anchorer, full_validation=full_validation,
+                 progress=progress)
+    for p, prof in profiled:
+        gw.ingest(p, prof, source_name(p, prof))
+    for p in hl7:
+        assert site is not None
+        gw.ingest_hl7(p, site, "HL7v2")
+    return gw.run_id, gw.finish()
+
+
 def ingest_message_files(vault: Vault, key: PseudonymKey, files: Sequence[Path], site: str,
                          source_system: str, anchorer: Anchorer | None = None, *,
                          fmt: str = "hl7", encoding: str = "utf-8"

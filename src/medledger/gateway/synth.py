@@ -14,7 +14,8 @@ Three hospitals with different dialects (all data invented here, seeded and repr
 Persons are shared across hospitals (same resident ID, different name spellings and phone
 formats) for linkage. Defects are injected with the reason the gateway must give. Output::
 
-    DIR/<site>/<file>, DIR/<site>/<file>.toml (profiles), DIR/truth.csv, DIR/linkage.csv
+    DIR/<site>/<file>, DIR/<site>/<file>.toml (profiles), DIR/truth.csv, DIR/linkage.csv,
+    DIR/hosp-a/adt-oru.hl7 (HL7 v2 ADT^A01 + ORU^R01; truth rows ``MESSAGE:SEGMENT``)
 
 ``truth.csv`` has the columns the issue fixes: source_file, row, expected_outcome,
 expected_code_system, expected_code, expected_unit, expected_value, expected_reason, language.
@@ -612,17 +613,20 @@ def generate(out: Path, seed: int = 7, persons: int = 300, rows: int = 400) -> l
         else:
             _write_delimited(path, f, ",", "utf-8", bom=False)
         (out / (f.name + ".toml")).write_text(PROFILES[f.name], encoding="utf-8")
+    hl7_bytes, hl7_truth = hl7_messages(g)
+    (out / "hosp-a" / "adt-oru.hl7").write_bytes(hl7_bytes)
     with (out / "truth.csv").open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(TRUTH_COLUMNS)
         for f in files:
             w.writerows(f.truth)
+        w.writerows(hl7_truth)
     with (out / "linkage.csv").open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["source_file", "row", "person"])
         for f in files:
             w.writerows(f.link)
-    return [f.name for f in files]
+    return [f.name for f in files] + ["hosp-a/adt-oru.hl7"]
 
 
 def bench_file(path: Path, rows: int, persons: int = 50_000, seed: int = 1) -> Path:
@@ -715,3 +719,63 @@ def orjson_dumps(doc: object) -> bytes:
     import orjson
 
     return orjson.dumps(doc)
+
+
+def hl7_messages(g: Generator, name: str = "hosp-a/adt-oru.hl7", messages: int = 60
+                 ) -> tuple[bytes, list[list[str]]]:
+    """Synthetic HL7 v2.5.1 ADT^A01 (DG1 with ICD-10 ``I10`` coding or text only) and
+    ORU^R01 (numeric OBX with LOINC codes, plus a text OBX that is ignored) messages for
+    hosp-a, with injected defects; returns (file bytes, truth rows with ``m:s`` positions)."""
+    rng = g.rng
+    out: list[str] = []
+    truth: list[list[str]] = []
+    for m in range(1, messages + 1):
+        p = rng.choice(g.seen["hosp-a"])
+        when = g.visit().strftime("%Y%m%d%H%M")
+        sex = "F" if p.female else "M"
+        pid = (f"PID|1||A{p.pid[1:]}^^^RIVERSIDE^MR||{p.en.replace(' ', '^')}||"
+               f"{p.birth:%Y%m%d}|{sex}|||{rng.randrange(1, 300)} Lakeside Road^^Riverside")
+        if m % 2:
+            segs = [f"MSH|^~\\&|RHIS|RIVERSIDE|GW|RIVERSIDE|{when}||ADT^A01^ADT_A01|ADT{m:05d}|"
+                    "P|2.5.1", f"EVN|A01|{when}", pid, "PV1|1|I"]
+            for k in range(1, rng.choice([2, 3])):
+                who = rng.choice(list(DX))
+                roll = rng.random()
+                pos = f"{m}:{len(segs) + 1}"
+                if roll < 0.08:
+                    segs.append(f"DG1|{k}||ZZZ.9^Bad code^I10||{when}|F")
+                    truth.append([name, pos, "quarantined", "", "", "", "", "unknown_code",
+                                  "en"])
+                elif roll < 0.14:
+                    segs.append(f"DG1|{k}||{who}^{DX[who][0][0]}^I10||20230230|F")
+                    truth.append([name, pos, "quarantined", "", "", "", "", "invalid_date",
+                                  "en"])
+                elif roll < 0.2:
+                    segs.append(f"DG1|{k}||^{rng.choice(REVIEW_EN)}^||{when}|F")
+                    truth.append([name, pos, "review", "", "", "", "", "no_exact_match", "en"])
+                elif roll < 0.6:
+                    segs.append(f"DG1|{k}||{who}^{DX[who][0][0]}^I10||{when}|F")
+                    truth.append([name, pos, "mapped", "icd10", who, "", "", "", "en"])
+                else:
+                    segs.append(f"DG1|{k}||^{rng.choice(DX[who][0])}^||{when}|F")
+                    truth.append([name, pos, "mapped", "icd10", who, "", "", "", "en"])
+        else:
+            segs = [f"MSH|^~\\&|RLIS|RIVERSIDE|GW|RIVERSIDE|{when}||ORU^R01^ORU_R01|"
+                    f"ORU{m:05d}|P|2.5.1", pid, f"OBR|1||F{m:06d}|LAB^Panel|||{when}"]
+            for k in range(1, rng.choice([2, 3, 4])):
+                a = rng.choice(list(LABS))
+                value, unit, expected = g._lab(a, rng.random() < 0.5)
+                pos = f"{m}:{len(segs) + 1}"
+                if rng.random() < 0.08:
+                    segs.append(f"OBX|{k}|NM|{LABS[a][0]}^{LABS[a][5]}^LN||{value}|furlong|||||F"
+                                f"|||{when}")
+                    truth.append([name, pos, "quarantined", "", "", "", "", "unknown_unit",
+                                  "en"])
+                else:
+                    segs.append(f"OBX|{k}|NM|{LABS[a][0]}^{LABS[a][5]}^LN||{value}|{unit}|||||"
+                                f"F|||{when}")
+                    truth.append([name, pos, "mapped", "loinc", LABS[a][0], LABS[a][1],
+                                  expected, "", "en"])
+            segs.append(f"OBX|{k + 1}|ST|8251-1^Service comment^LN||see report||||||F")
+        out.append("\r".join(segs))
+    return ("\r".join(out) + "\r").encode(), truth

@@ -78,12 +78,23 @@ class Hl7File:
         return Counter(why for _, _, why in self.ignored)
 
 
+_ESCAPES = {"F": "|", "S": "^", "T": "&", "R": "~", "E": "\\"}
+_ESCAPE_RE = re.compile(r"\\([FSTRE])\\")
+
+
+def unescape(text: str) -> str:
+    """HL7 v2 escape sequences for the delimiters (\\F\\ \\S\\ \\T\\ \\R\\ \\E\\)
+    back to the characters; other escapes (formatting, hex) are left as they are."""
+    return _ESCAPE_RE.sub(lambda m: _ESCAPES[m.group(1)], text) if "\\" in text else text
+
+
 def _comp(field_text: str, comp: int = 1, rep: int = 0) -> str:
+    """Component ``comp`` (1-based) of repetition ``rep`` of a field, unescaped."""
     reps = field_text.split("~")
     if rep >= len(reps):
         return ""
     parts = reps[rep].split("^")
-    return parts[comp - 1].strip() if comp <= len(parts) else ""
+    return unescape(parts[comp - 1].strip()) if comp <= len(parts) else ""
 
 
 def _field(seg: Any, n: int) -> str:

@@ -772,7 +772,8 @@ def hl7_messages(g: Generator, name: str = "hosp-a/adt-oru.hl7", messages: int =
                     truth.append([name, pos, "quarantined", "", "", "", "", "unknown_unit",
                                   "en"])
                 else:
-                    segs.append(f"OBX|{k}|NM|{LABS[a][0]}^{LABS[a][5]}^LN||{value}|{unit}|||||"
+                    esc = unit.replace("^", "\\S\\")      # HL7 escape for ^ in 10^3/uL
+                    segs.append(f"OBX|{k}|NM|{LABS[a][0]}^{LABS[a][5]}^LN||{value}|{esc}|||||"
                                 f"F|||{when}")
                     truth.append([name, pos, "mapped", "loinc", LABS[a][0], LABS[a][1],
                                   expected, "", "en"])

@@ -11,10 +11,12 @@ GET      /v1/proof/consistency            consistency proof ``?old=&new=``
 GET      /v1/blocks/head                  head block: header, hash, tx ids
 GET      /v1/blocks/{height}              block by height
 GET      /v1/checkpoints/latest           newest signed checkpoint (text; ``?format=json``)
+GET      /v1/checkpoints/final            newest quorum-cosigned checkpoint (cluster peers)
 GET      /v1/checkpoints/{size}           checkpoint for a log size
 GET      /v1/state/{contract}/{key}       state value (``?height=``)
 GET      /v1/events                       Server-Sent Events (``?from_height=&until_height=``)
-GET      /v1/health                       chain id, height, log size (no auth)
+GET      /v1/surveillance/...             case counts, signals, line lists
+GET      /v1/health                       chain id, height, log size, cluster status (no auth)
 =======  ===============================  =====================================================
 
 Reads other than health need the member signature scheme of ``medledger.api.auth``. Every

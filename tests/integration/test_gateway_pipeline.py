@@ -14,6 +14,7 @@ import pytest
 
 from medledger.gateway import service
 from medledger.gateway.deid import PseudonymKey
+from medledger.gateway.errors import GatewayError
 from medledger.gateway.evaluate import evaluate
 from medledger.gateway.pipeline import FileReport
 from medledger.gateway.scan import pattern_leaks
@@ -204,3 +205,24 @@ def test_a_file_without_demographics_does_not_strip_a_patient(world: World) -> N
                        "source_name='hosp-b/diagnoses.tsv' AND outcome='mapped'")[0][0]
     assert sum(b is not None for b in births) >= dx_people > 0
     assert v.rows("SELECT max(version) FROM records WHERE resource_type='Patient'")[0][0] == 1
+
+
+def test_shareable_view_is_scanned(world: World, tmp_path: Path) -> None:
+    from medledger.gateway.share import export
+
+    v = world.vaults["hosp-c"]
+    n = export(v, tmp_path / "view.ndjson")
+    text = (tmp_path / "view.ndjson").read_text()
+    assert n == v.rows("SELECT count(*) FROM heads")[0][0] == text.count("\n")
+    assert "source_file_sha256" not in text and not pattern_leaks(text)
+    dst = tmp_path / "copy"
+    shutil.copytree(world.root / "vaults" / "hosp-c", dst)
+    with Vault(dst) as bad:
+        rid, body = "dia-planted", b'{"provenance":{},"resource":{"note":"11010519491231002X"}}'
+        bad.db.execute("INSERT INTO records (record_id, version, resource_type, resource_hash, "
+                       "fingerprint, body) VALUES (?, 1, 'Condition', '', '', ?)",
+                       (rid, bad.sealer.seal(body, f"record|{rid}|1".encode())))
+        bad.db.execute("INSERT INTO heads VALUES (?, 1, '')", (rid,))
+        with pytest.raises(GatewayError, match="dia-planted"):
+            export(bad, tmp_path / "bad.ndjson")
+    assert not (tmp_path / "bad.ndjson").exists()

@@ -582,3 +582,20 @@ def kanon(vault: Path = VaultOpt, vault_key: Path | None = VaultKeyOpt,
                       f"[red]no band reaches k={k} within {max_suppression:.0%} suppression[/]")
     if not doc["k_anonymous_after_suppression"]:
         raise typer.Exit(1)
+
+
+@app.command("export")
+def export(out: Path = typer.Argument(..., help="NDJSON file to write."),
+           vault: Path = VaultOpt, vault_key: Path | None = VaultKeyOpt,
+           resource_type: str | None = typer.Option(None, "--type", help="Only this FHIR "
+                                                    "resource type."),
+           ) -> None:
+    """Write the vault's shareable view (current de-identified resources with their record id,
+    version, fingerprint and batch), scanned for identifiers line by line."""
+    from medledger.gateway.share import export as run_export
+
+    try:
+        n = run_export(_open_vault(vault, vault_key), out, resource_type)
+    except MedLedgerError as exc:
+        _fail(exc)
+    console.print(f"wrote {n:,} resources to {out}")

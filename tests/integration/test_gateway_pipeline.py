@@ -222,7 +222,6 @@ def test_shareable_view_is_scanned(world: World, tmp_path: Path) -> None:
         bad.db.execute("INSERT INTO records (record_id, version, resource_type, resource_hash, "
                        "fingerprint, body) VALUES (?, 1, 'Condition', '', '', ?)",
                        (rid, bad.sealer.seal(body, f"record|{rid}|1".encode())))
-        bad.db.execute("INSERT INTO heads VALUES (?, 1, '')", (rid,))
         with pytest.raises(GatewayError, match="dia-planted"):
             export(bad, tmp_path / "bad.ndjson")
     assert not (tmp_path / "bad.ndjson").exists()

@@ -50,7 +50,8 @@ def test_decide_apply_and_reuse(syn: Path, tmp_path: Path) -> None:
         after = next(iter_reports(v))
         assert after["emitted"] == before["emitted"] + len(same)
         assert after["review"] == before["review"] - len(same) and after["balanced"]
-        got = v.rows("SELECT outcome, code FROM outcomes WHERE position=?", (typo.position,))
+        got = v.rows("SELECT outcome, code FROM outcomes WHERE position=? ORDER BY rowid DESC",
+                     (typo.position,))
         assert tuple(got[0]) == ("mapped", "I10")
         assert verify(v).ok
         # a later file reuses the decision: the typo no longer goes to review

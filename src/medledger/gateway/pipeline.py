@@ -260,9 +260,8 @@ class Gateway:
         self._heads = {}
         for i in range(0, len(rids), 900):
             part = rids[i:i + 900]
-            q = ("SELECT h.record_id, h.version, h.resource_hash, r.file_hash, r.fingerprint "
-                 "FROM heads h JOIN records r ON r.record_id = h.record_id AND "
-                 f"r.version = h.version WHERE h.record_id IN ({','.join('?' * len(part))})")
+            q = ("SELECT record_id, max(version), resource_hash, file_hash, fingerprint FROM "
+                 f"records WHERE record_id IN ({','.join('?' * len(part))}) GROUP BY record_id")
             for rid, *head in self.vault.db.execute(q, part):
                 self._heads[rid] = (head[0], head[1], head[2], head[3])
 
@@ -316,7 +315,7 @@ class Gateway:
             (file_hash, name, str(exc.reason), exc.detail,
              self.vault.sealer.seal(data, f"quarantine|{file_hash}|file".encode()), self.run_id))
         self.vault.db.executemany(
-            "INSERT OR REPLACE INTO outcomes VALUES (?, ?, ?, 'quarantined', NULL, NULL, NULL, "
+            "INSERT INTO outcomes VALUES (?, ?, ?, 'quarantined', NULL, NULL, NULL, "
             "NULL, ?, NULL, NULL)",
             [(name, str(i), file_hash, str(exc.reason)) for i in range(1, len(lines) + 1)])
         self.vault.commit()
@@ -420,8 +419,6 @@ class Gateway:
         if self._rec_rows:
             db.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
                            "?, ?)", self._rec_rows)
-            db.executemany("INSERT OR REPLACE INTO heads VALUES (?, ?, ?)",
-                           [(r, v[0], v[1]) for r, v in self._pending_heads.items()])
         if self._q_rows:
             db.executemany("INSERT INTO quarantine (file_hash, source_name, position, reason, "
                            "detail, raw, run_id) VALUES (?, ?, ?, ?, ?, ?, ?)", self._q_rows)
@@ -430,7 +427,7 @@ class Gateway:
                            " term, reason, candidates, row, status, decision, reviewer, run_id)"
                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self._r_rows)
         if self._out_rows:
-            db.executemany("INSERT OR REPLACE INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            db.executemany("INSERT INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
                            "?, ?)", self._out_rows)
         for buf in (self._rec_rows, self._q_rows, self._r_rows, self._out_rows):
             buf.clear()

@@ -41,8 +41,8 @@ CREATE TABLE IF NOT EXISTS records (
   body BLOB NOT NULL, file_hash TEXT, position TEXT, profile TEXT, gateway_version TEXT,
   run_id TEXT, batch_id TEXT, leaf INTEGER,
   PRIMARY KEY (record_id, version));
-CREATE TABLE IF NOT EXISTS heads (
-  record_id TEXT PRIMARY KEY, version INTEGER NOT NULL, resource_hash TEXT NOT NULL);
+CREATE VIEW IF NOT EXISTS heads AS
+  SELECT record_id, max(version) AS version, resource_hash FROM records GROUP BY record_id;
 CREATE TABLE IF NOT EXISTS batches (
   batch_id TEXT PRIMARY KEY, count INTEGER NOT NULL, root TEXT, status TEXT NOT NULL,
   tx_id TEXT, height INTEGER, source_system TEXT);
@@ -59,7 +59,7 @@ CREATE TABLE IF NOT EXISTS decisions (
 CREATE TABLE IF NOT EXISTS outcomes (
   source_name TEXT NOT NULL, position TEXT NOT NULL, file_hash TEXT NOT NULL,
   outcome TEXT NOT NULL, code_system TEXT, code TEXT, unit TEXT, value TEXT, reason TEXT,
-  subject TEXT, record_id TEXT, PRIMARY KEY (file_hash, position));
+  subject TEXT, record_id TEXT);
 CREATE TABLE IF NOT EXISTS ignored (
   file_hash TEXT NOT NULL, source_name TEXT NOT NULL, position TEXT NOT NULL,
   segment TEXT, reason TEXT, PRIMARY KEY (file_hash, position));

@@ -76,30 +76,33 @@ class _Monitor:
         self.c, self.interval = c, interval
         self.series: dict[str, list[tuple[float, int, int, int]]] = {o: [] for o in c.peers}
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._http = {o: HttpTransport(c.url(o), wait_timeout=2) for o in c.peers}
+        # one poller per peer, so a slow answer from one does not delay the others' samples
+        self._threads = [threading.Thread(target=self._run, args=(o,), daemon=True)
+                         for o in c.peers]
 
     def start(self) -> _Monitor:
-        self._thread.start()
+        for t in self._threads:
+            t.start()
         return self
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for org, http in self._http.items():
+    def _run(self, org: str) -> None:
+        with HttpTransport(self.c.url(org), wait_timeout=2) as http:
+            while not self._stop.is_set():
                 try:
                     h = http.health()
                 except MedLedgerError:
+                    time.sleep(self.interval)
                     continue
                 cl = h.get("cluster") or {}
+                # the sample's time is when the request was answered (within its round trip)
                 self.series[org].append((time.monotonic(), int(h["log_size"]),
                                          int(cl.get("final_size", 0)), int(h["height"])))
-            time.sleep(self.interval)
+                time.sleep(self.interval)
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join()
-        for http in self._http.values():
-            http.close()
+        for t in self._threads:
+            t.join()
 
     def size_at(self, org: str, t: float) -> int:
         best = 0

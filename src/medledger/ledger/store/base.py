@@ -173,12 +173,15 @@ class Store(ABC):
 
     @abstractmethod
     def add_cosignatures(self, size: int, lines: Mapping[str, bytes]) -> None:
-        """Store cosignatures of the checkpoint for log ``size``, durable when this returns.
+        """Store cosignatures of the checkpoint for log ``size``.
 
         ``lines`` maps a signer name to one C2SP signed-note signature line as bytes,
         em-dash prefix included (``"— name base64sig"``); the store does not interpret it. A
         signer already stored for ``size`` is replaced; all of ``lines`` commit together, in a
-        transaction of their own (as ``set_local``).
+        transaction of their own. Unlike ``set_local`` the commit does not wait for the disk
+        (a peer receives several cosignatures per block; each fsync would cost more than the
+        block): a crash may lose the newest ones, which the peer collects again from the
+        ordering service.
         """
 
     @abstractmethod

@@ -218,6 +218,7 @@ class PostgresStore(Store):
             return
         db = self._db
         with db.transaction(), db.cursor() as cur:
+            cur.execute("SET LOCAL synchronous_commit = off")  # not waited for (see base)
             cur.executemany("INSERT INTO cosignatures VALUES (%s, %s, %s) ON CONFLICT "
                             "(size, signer) DO UPDATE SET line = excluded.line",
                             [(size, signer, line) for signer, line in lines.items()])

@@ -170,15 +170,19 @@ class SQLiteStore(Store):
         if not lines:
             return
         db = self._db
-        db.execute("BEGIN IMMEDIATE")
+        db.execute("PRAGMA synchronous=NORMAL")  # WAL: atomic, not waited for on disk
         try:
-            db.executemany("INSERT OR REPLACE INTO cosignatures VALUES (?, ?, ?)",
-                           [(size, signer, line) for signer, line in lines.items()])
-            db.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-            raise
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany("INSERT OR REPLACE INTO cosignatures VALUES (?, ?, ?)",
+                               [(size, signer, line) for signer, line in lines.items()])
+                db.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
+                raise
+        finally:
+            db.execute("PRAGMA synchronous=FULL")
 
     def cosignatures(self, size: int) -> dict[str, bytes]:
         rows = self._db.execute(

@@ -54,7 +54,7 @@ class GatewayBench:
         return {**asdict(self), "target_rows_per_s": TARGET_ROWS_PER_S, "passed": self.passed}
 
 
-def run(root: Path, rows: int = 200_000, workers: int = 2,
+def run(root: Path, rows: int = 200_000, workers: int = 0,
         progress: Callable[[str], None] = lambda _: None) -> GatewayBench:
     from medledger.workspace import Workspace
 

@@ -365,7 +365,8 @@ def surveillance(
 def gateway(
     rows: int = typer.Option(200_000, min=1000, help="Rows in the generated lab export "
                              "(1,000,000 for the bounded-memory figure)."),
-    workers: int = typer.Option(2, min=0, help="Worker processes preparing rows (0: inline)."),
+    workers: int = typer.Option(0, min=0, help="Worker processes preparing rows (0: inline, "
+                                "the faster choice on this 2-core machine; see BENCHMARKS.md)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
     workdir: Path | None = typer.Option(None, help="Keep files here (new or empty directory); "
                                         "default: a temporary directory."),

@@ -450,6 +450,10 @@ class ClusterOrderer:
         with self._lock:  # the feed reuses these (already verified at admission)
             for tid, a in zip(ids, items, strict=True):
                 self._local[tid] = a
+            # a tx NATS deduplicated against a copy the feed already passed never comes back:
+            # bound the map (an evicted entry only costs a re-decode)
+            while len(self._local) > 2 * self.capacity:
+                self._local.pop(next(iter(self._local)))
         fut = self.link.spawn(self._publish(raws, ids))
         fut.add_done_callback(lambda f: self._published(f, ids))
 
@@ -458,6 +462,8 @@ class ClusterOrderer:
         if exc is not None:
             with self._lock:
                 self._inflight -= len(ids)
+                for tid in ids:
+                    self._local.pop(tid, None)
             err = exc if isinstance(exc, MedLedgerError) else RejectedError(
                 Code.NODE_UNAVAILABLE, f"submission failed: {exc!r}")
             self.on_lost(ids, err)

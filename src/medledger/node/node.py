@@ -370,12 +370,15 @@ class Node:
         # and the block is rebuilt without it, answering it from the store instead.
         done = self.store.known_txs(list(seen)) if check_store else set()
         if done:
+            answered = 0
             with self._lock:
                 for tid in done:
                     fut = self._pending.pop(tid, None)
                     receipt = self.receipt(tid)
+                    answered += fut is not None
                     if fut is not None and not fut.done() and receipt is not None:
                         fut.set_result(receipt)
+            self.orderer.committed(answered)  # they leave the orderer's books too
             unique = [a for a in unique if a.tx.tx_id not in done]
             if not unique and height is None:
                 return

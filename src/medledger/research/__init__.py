@@ -1,0 +1,13 @@
+"""Research platform: federated analytics where data stay at each site.
+
+Sites compute aggregates on their own rows (``site``-side functions); the coordinator combines
+them (``combine``/``fit`` functions). Modules:
+
+* ``stats`` — counts, cross-tabulations, moments, histograms and exact binned quantiles;
+* ``glm`` — gaussian / binomial / poisson GLM by federated IRLS (identical to pooled fitting);
+* ``disclosure`` — each site's disclosure-control policy and checks (DataSHIELD-like defaults);
+* ``secagg`` — secure aggregation by pairwise masking (X25519 seeds) over fixed-point integers;
+* ``contract`` — the ``studies`` contract: protocol fixed before data are touched, audit hashes;
+* ``audit`` — hashing of query specs, responses and results;
+* ``contribution`` — rows used, leave-one-out, Shapley value, revenue split.
+"""

@@ -40,6 +40,7 @@ from medledger.gateway.vault import Vault
 from medledger.records.batch import Batch
 
 GATEWAY_VERSION = "medledger-gateway/0.1.0"
+SEAL_WHOLE_FILE_MAX = 64 * 1024 * 1024
 SCHEMA_VERSION = "fhir-r4b/gw-0.1"
 
 
@@ -304,20 +305,26 @@ class Gateway:
             report.status = "already_ingested"
             self.reports.append(report)
             return report
-        data = path.read_bytes()
-        lines = [ln for ln in data.splitlines()[1:] if ln.strip()]
-        report.rows_in = report.quarantined = len(lines)
-        report.reasons[str(exc.reason)] = len(lines)
+        count = _data_lines(path)
+        report.rows_in = report.quarantined = count
+        report.reasons[str(exc.reason)] = count
+        size = path.stat().st_size
+        if size <= SEAL_WHOLE_FILE_MAX:
+            raw: bytes | None = self.vault.sealer.seal(
+                path.read_bytes(), f"quarantine|{file_hash}|file".encode())
+            detail = exc.detail
+        else:       # too large to seal in one value: the source keeps it, the hash names it
+            raw, detail = None, f"{exc.detail}; {size} bytes not copied (over " \
+                f"{SEAL_WHOLE_FILE_MAX} bytes): the source file with this SHA-256 is the copy"
         self.vault.begin()
         self.vault.db.execute(
             "INSERT INTO quarantine (file_hash, source_name, position, reason, detail, raw, "
             "run_id) VALUES (?, ?, 'file', ?, ?, ?, ?)",
-            (file_hash, name, str(exc.reason), exc.detail,
-             self.vault.sealer.seal(data, f"quarantine|{file_hash}|file".encode()), self.run_id))
+            (file_hash, name, str(exc.reason), detail, raw, self.run_id))
         self.vault.db.executemany(
             "INSERT INTO outcomes VALUES (?, ?, ?, 'quarantined', NULL, NULL, NULL, "
             "NULL, ?, NULL, NULL)",
-            [(name, str(i), file_hash, str(exc.reason)) for i in range(1, len(lines) + 1)])
+            ((name, str(i), file_hash, str(exc.reason)) for i in range(1, count + 1)))
         self.vault.commit()
         self._finish_file(report)
         return report
@@ -488,3 +495,16 @@ def _chunks(rows: Iterable[SourceRow | BadRow], size: int) -> Iterator[list[Sour
             chunk = []
     if chunk:
         yield chunk
+
+
+def _data_lines(path: Path) -> int:
+    """Non-blank lines after the first (the header), counted as a byte stream — the rows a
+    refused file would have had (a quoted field spanning lines counts once per line)."""
+    n, first = 0, True
+    with path.open("rb") as fh:
+        for line in fh:
+            if first:
+                first = False
+                continue
+            n += bool(line.strip())
+    return n

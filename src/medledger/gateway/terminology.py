@@ -75,10 +75,23 @@ class Terminology:
         self._lab = {normalise_term(n): a.key for a in loinc.ANALYTES for n in a.names}
         self._hosp_lab = {normalise_term(k): v for k, v in self.hospital_lab.items()}
         self._dx_index: NgramIndex | None = None
+        self._dx_memo: dict[tuple[str | None, str | None], DxMatch] = {}
+        self._lab_memo: dict[tuple[str | None, str | None], LabMatch] = {}
         self._lab_index: NgramIndex | None = None
 
     # -- diagnoses -------------------------------------------------------------------------
     def diagnosis(self, code: str | None, term: str | None) -> DxMatch:
+        """The match for a (code, term) pair; results are memoised (terms repeat)."""
+        key = (code, term)
+        hit = self._dx_memo.get(key)
+        if hit is None:
+            hit = self._diagnosis(code, term)
+            if len(self._dx_memo) >= 50_000:
+                self._dx_memo.clear()
+            self._dx_memo[key] = hit
+        return hit
+
+    def _diagnosis(self, code: str | None, term: str | None) -> DxMatch:
         by_code = self._by_code(code) if code else None
         by_term = self._by_term(term) if term else None
         if by_code is not None and by_code.who_code is not None:
@@ -135,6 +148,17 @@ class Terminology:
 
     # -- labs ------------------------------------------------------------------------------
     def lab(self, code: str | None, name: str | None) -> LabMatch:
+        """The match for a (LOINC code, test name) pair; memoised like :meth:`diagnosis`."""
+        key = (code, name)
+        hit = self._lab_memo.get(key)
+        if hit is None:
+            hit = self._match_lab(code, name)
+            if len(self._lab_memo) >= 50_000:
+                self._lab_memo.clear()
+            self._lab_memo[key] = hit
+        return hit
+
+    def _match_lab(self, code: str | None, name: str | None) -> LabMatch:
         if code and code.strip() in loinc.BY_LOINC:
             return LabMatch(loinc.BY_LOINC[code.strip()], "exact_code")
         norm = normalise_term(name or "")

@@ -5,6 +5,8 @@ Adding a contract: write it in its domain package, then add one line here.
 
 from __future__ import annotations
 
+from medledger.consent.access import AccessLog
+from medledger.consent.contract import Consent
 from medledger.consortium.contract import Consortium
 from medledger.contracts.base import Registry
 from medledger.records.registry import RecordRegistry
@@ -18,4 +20,6 @@ def default_registry() -> Registry:
     registry.add(RecordRegistry())
     registry.add(CaseReports())
     registry.add(Signals())
+    registry.add(Consent())
+    registry.add(AccessLog())
     return registry

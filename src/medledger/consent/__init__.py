@@ -1,0 +1,9 @@
+"""Patient consent, the access log, and consented exchange of records between gateways.
+
+* ``model``    purposes, categories, state keys and the consent decision (shared by the
+               contracts and the gateways, so both decide alike)
+* ``contract`` the ``consent`` contract: grant, revoke, link a patient's agent
+* ``access``   the ``access`` contract: every access, granted or denied, and auditor review
+* ``exchange`` the signed request, the holder's checks, HPKE packages, the requester's checks
+* ``log``      a patient's access log, each entry with an inclusion proof
+"""

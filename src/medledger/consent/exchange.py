@@ -1,0 +1,325 @@
+"""Consented exchange of a patient's records between two members' gateways.
+
+1. The requester signs a request (``sign_request``): who asks, which holder, whose records
+   (pseudonym), which categories, the purpose, a random nonce and the time; optionally a
+   break-glass justification and duration. Ed25519 over ``DOMAIN ‖ canonical JSON``.
+2. The holder (``Holder.handle``) checks, in order: the schema, that it is the holder, the
+   signer's key on the ledger (revoked → ``key_revoked``), the signature, freshness (± 5 min),
+   replay (the request id already on the ledger or seen here), then break-glass rules or the
+   consent decision at the ledger's current height (``model.decide``). Every decision — granted
+   or denied — becomes an ``access.record`` transaction; the holder releases nothing before the
+   grant is in a block (the contract re-checks the consent at block time).
+3. A grant is one HPKE message (RFC 9180, X25519 + AES-128-GCM; ``medledger.crypto.hpke``) sealed
+   to the requester organisation's registered ``kex_key``, with ``info`` naming the chain and the
+   request id: another organisation's key cannot open it.
+4. The requester (``Requester.accept``) opens it and checks every record: SHA-256 of its bytes
+   equals its fingerprint, and the fingerprint is a leaf of the batch the holder anchored on the
+   ledger. Any mismatch records a ``rejected`` entry (``tampered_record``) and raises.
+
+Malformed requests (schema failures) get ``malformed_request`` and are not recorded: nobody can
+be named. Every other refusal is recorded, and raises ``ExchangeError`` with the entry key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import secrets
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+from pydantic import Field, ValidationError
+
+from medledger.consent import model as m
+from medledger.consent.errors import ExchangeError
+from medledger.consent.sources import RecordSource, SharedRecord
+from medledger.consortium.model import member_key, org_key, signing_key
+from medledger.contracts.base import Args
+from medledger.crypto import canonical, hpke
+from medledger.crypto.keys import SigningKey, key_id, unb64, verify
+from medledger.errors import Code, MedLedgerError
+from medledger.gateway.anchor import leaf_id
+from medledger.ledger import merkle
+from medledger.ledger import tx as txmod
+from medledger.node.node import Node, Receipt
+from medledger.records.batch import verify_in_batch
+
+DOMAIN = b"medledger/exchange-request/v1\x00"
+MAX_SKEW_MS = 300_000
+MAX_BREAK_GLASS_MINUTES = 24 * 60
+TIMEOUT = 30.0
+Clock = Callable[[], int]
+
+
+class BreakGlass(Args):
+    justification: str = Field(max_length=2000)
+    minutes: int = Field(ge=1, le=MAX_BREAK_GLASS_MINUTES)
+
+
+class RequestBody(Args):
+    chain: str = Field(min_length=1, max_length=64)
+    requester: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}/[a-z0-9][a-z0-9._-]{0,62}$")
+    holder: str = Field(pattern=m.ORG)
+    patient: str = Field(pattern=m.PATIENT)
+    categories: list[str] = Field(min_length=1, max_length=16)
+    purpose: Literal["treatment", "referral", "research", "insurance-claim", "public-health"]
+    nonce: str = Field(pattern=r"^[0-9a-f]{32}$")
+    time: int = Field(ge=0)
+    break_glass: BreakGlass | None = None
+
+
+def request_id(body: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical.encode(body)).hexdigest()
+
+
+def sign_request(body: dict[str, Any], key: SigningKey) -> dict[str, Any]:
+    """The signed request ``{"body", "kid", "signature"}`` (signature base64)."""
+    sig = key.sign(DOMAIN + canonical.encode(body))
+    return {"body": body, "kid": key.kid, "signature": base64.b64encode(sig).decode()}
+
+
+def _payload_info(chain: str, rid: str) -> bytes:
+    return b"medledger/exchange/v1\x00" + chain.encode() + b"\x00" + rid.encode()
+
+
+def records_digest(records: Sequence[SharedRecord]) -> str:
+    h = hashlib.sha256()
+    for r in records:
+        h.update(f"{r.record_id}\x00{r.version}\x00{r.fingerprint}\n".encode())
+    return h.hexdigest()
+
+
+class LedgerMember:
+    """Acts on an in-process node as one member: reads state, submits signed transactions."""
+
+    def __init__(self, node: Node, member_id: str, key: SigningKey, clock: Clock) -> None:
+        self.node, self.member_id, self.key, self.clock = node, member_id, key, clock
+        self.org = member_id.split("/")[0]
+        self._nonces = itertools.count(clock() * 1000 + secrets.randbelow(1000))
+        self._lock = threading.Lock()
+
+    def state(self, key: str) -> Any:
+        raw = self.node.store.get_state(key)
+        return None if raw is None else orjson.loads(raw)
+
+    def call(self, contract: str, method: str, args: dict[str, Any]) -> Receipt:
+        with self._lock:
+            nonce = next(self._nonces)
+        body = txmod.make_body(chain=self.node.chain_id, contract=contract, method=method,
+                               args=args, signer=self.member_id, nonce=nonce, time=self.clock())
+        return self.node.submit(txmod.build(body, {self.member_id: self.key})).result(TIMEOUT)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What a holder sends back for a granted request."""
+
+    request_id: str
+    entry: str
+    holder: str
+    recipient_org: str
+    kex_kid: str
+    sealed: bytes
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"request_id": self.request_id, "entry": self.entry, "holder": self.holder,
+                "recipient_org": self.recipient_org, "kex_kid": self.kex_kid,
+                "sealed": base64.b64encode(self.sealed).decode()}
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Delivery:
+        return cls(doc["request_id"], doc["entry"], doc["holder"], doc["recipient_org"],
+                   doc["kex_kid"], base64.b64decode(doc["sealed"], validate=True))
+
+
+class Holder:
+    """The holding organisation's side: decide, record, seal."""
+
+    def __init__(self, ledger: LedgerMember, source: RecordSource) -> None:
+        self.ledger, self.source = ledger, source
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def handle(self, signed: dict[str, Any]) -> Delivery:
+        """Decide ``signed`` and return the sealed delivery; raises ExchangeError otherwise."""
+        try:
+            req = RequestBody.model_validate(signed.get("body"))
+            kid, sig_b64 = str(signed["kid"]), str(signed["signature"])
+        except (ValidationError, KeyError, TypeError, AttributeError) as exc:
+            raise ExchangeError(m.Reason.MALFORMED_REQUEST, f"request does not parse: {exc}")\
+                from None
+        try:
+            raw = canonical.encode(signed["body"])
+        except MedLedgerError as exc:
+            raise ExchangeError(m.Reason.MALFORMED_REQUEST, exc.message) from None
+        rid = hashlib.sha256(raw).hexdigest()
+        now = self.ledger.clock()
+        reason, detail = self._authenticate(req, rid, raw, kid, sig_b64, now)
+        if reason is None:
+            reason, detail, decision = self._authorise(req, now)
+        if reason is not None:
+            entry = self._record(req, rid, "denied", reason)
+            raise ExchangeError(reason, detail, entry)
+        return self._release(req, rid, decision, now)
+
+    def _authenticate(self, req: RequestBody, rid: str, raw: bytes, kid: str, sig_b64: str,
+                      now: int) -> tuple[m.Reason | None, str]:
+        if req.holder != self.ledger.org or req.chain != self.ledger.node.chain_id:
+            return m.Reason.WRONG_HOLDER, (f"request is for {req.holder} on {req.chain}; this is "
+                                           f"{self.ledger.org} on {self.ledger.node.chain_id}")
+        member = self.ledger.state(f"consortium/{member_key(req.requester)}")
+        if member is None:
+            return m.Reason.UNKNOWN_REQUESTER, f"no member {req.requester}"
+        if member["status"] != "active":
+            return m.Reason.KEY_REVOKED, f"member {req.requester} is {member['status']}"
+        try:
+            key = signing_key(member, kid, now)
+            sig = base64.b64decode(sig_b64, validate=True)
+        except MedLedgerError as exc:
+            if exc.code is Code.UNKNOWN_SIGNER:
+                return m.Reason.UNKNOWN_REQUESTER, exc.message
+            return m.Reason.KEY_REVOKED, exc.message
+        except ValueError:
+            return m.Reason.BAD_SIGNATURE, "signature is not base64"
+        if not verify(unb64(key["key"], length=32), DOMAIN + raw, sig):
+            return m.Reason.BAD_SIGNATURE, f"signature does not verify under key {kid}"
+        if abs(now - req.time) > MAX_SKEW_MS:
+            return m.Reason.STALE_REQUEST, (f"request time {req.time}; want within "
+                                            f"{MAX_SKEW_MS} ms of {now}")
+        with self._lock:
+            seen = rid in self._seen
+            self._seen.add(rid)
+        if seen or self.ledger.state(f"access/req/{rid}") is not None:
+            return m.Reason.REPLAYED_REQUEST, f"request {rid} was already decided"
+        return None, ""
+
+    def _authorise(self, req: RequestBody, now: int) -> tuple[m.Reason | None, str, m.Decision]:
+        member = self.ledger.state(f"consortium/{member_key(req.requester)}")
+        if req.break_glass is not None:
+            org = self.ledger.state(f"consortium/{org_key(member['org'])}")
+            if not req.break_glass.justification.strip():
+                return (m.Reason.JUSTIFICATION_REQUIRED, "break-glass needs a justification",
+                        m.Decision(m.Reason.JUSTIFICATION_REQUIRED))
+            if member["role"] not in {"physician", "nurse"} or org["kind"] not in {
+                    "hospital", "clinic"}:
+                return (m.Reason.BREAK_GLASS_NOT_ALLOWED, f"{req.requester} "
+                        f"({member['role']}) may not break the glass",
+                        m.Decision(m.Reason.BREAK_GLASS_NOT_ALLOWED))
+            return None, "", m.Decision(m.Reason.BREAK_GLASS)
+        index = self.ledger.state(f"consent/{m.patient_key(req.patient)}")
+        d = m.decide(index, member["org"], member["role"], req.purpose, req.categories, now)
+        if not d.granted:
+            return d.reason, f"consent check for {req.purpose}: {d.reason}", d
+        return None, "", d
+
+    def _record(self, req: RequestBody, rid: str, outcome: str, reason: m.Reason,
+                consent_id: str | None = None, **extra: Any) -> str:
+        args = {"request_id": rid, "requester": req.requester, "holder": self.ledger.org,
+                "patient": req.patient, "categories": req.categories, "purpose": req.purpose,
+                "outcome": outcome, "reason": reason.value, "consent_id": consent_id,
+                "break_glass": req.break_glass is not None, **extra}
+        r = self.ledger.call("access", "record", args)
+        if not r.ok:
+            raise ExchangeError(m.Reason.NOT_RECORDED, f"access entry refused: {r.code}: "
+                                f"{r.message}")
+        return str(r.value["entry"])
+
+    def _release(self, req: RequestBody, rid: str, d: m.Decision, now: int) -> Delivery:
+        records = self.source.records(req.patient, req.categories)
+        extra: dict[str, Any] = {"records": len(records),
+                                 "records_digest": records_digest(records)}
+        if req.break_glass is not None:
+            extra["justification"] = hashlib.sha256(
+                req.break_glass.justification.encode()).hexdigest()
+            extra["until"] = now + req.break_glass.minutes * 60_000
+        entry = self._record(req, rid, "granted", d.reason, d.consent_id, **extra)
+        org = self.ledger.state(f"consortium/{org_key(self.requester_org(req))}")
+        kex = unb64(org["kex_key"], length=32)
+        payload = canonical.encode({"request_id": rid, "holder": self.ledger.org, "records": [
+            {"record_id": r.record_id, "version": r.version, "category": r.category,
+             "body": base64.b64encode(r.body).decode(), "fingerprint": r.fingerprint,
+             "batch_id": r.batch_id, "leaf_index": r.leaf_index, "count": r.count,
+             "proof": [p.hex() for p in r.proof]} for r in records]})
+        sealed = hpke.seal(kex, payload, _payload_info(self.ledger.node.chain_id, rid))
+        return Delivery(rid, entry, self.ledger.org, org["id"], key_id(kex), sealed)
+
+    @staticmethod
+    def requester_org(req: RequestBody) -> str:
+        return req.requester.split("/")[0]
+
+
+@dataclass(frozen=True)
+class Received:
+    record_id: str
+    version: int
+    category: str
+    body: bytes
+
+
+class Requester:
+    """The requesting organisation's side: sign requests, open and check deliveries."""
+
+    def __init__(self, ledger: LedgerMember, kex_secret: bytes) -> None:
+        self.ledger, self.kex_secret = ledger, kex_secret
+
+    def request(self, holder: str, patient: str, categories: list[str], purpose: str,
+                justification: str | None = None, minutes: int = 60) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "chain": self.ledger.node.chain_id, "requester": self.ledger.member_id,
+            "holder": holder, "patient": patient, "categories": categories,
+            "purpose": purpose, "nonce": secrets.token_hex(16), "time": self.ledger.clock()}
+        if justification is not None:
+            body["break_glass"] = {"justification": justification, "minutes": minutes}
+        return sign_request(body, self.ledger.key)
+
+    def accept(self, signed: dict[str, Any], delivery: Delivery) -> list[Received]:
+        """Open ``delivery`` and check every record against its anchored fingerprint."""
+        rid = request_id(signed["body"])
+        if delivery.request_id != rid:
+            raise ExchangeError(m.Reason.TAMPERED_RECORD, "delivery answers another request")
+        plain = hpke.open(self.kex_secret, delivery.sealed,
+                          _payload_info(self.ledger.node.chain_id, rid))
+        doc = orjson.loads(plain)
+        out: list[Received] = []
+        roots: dict[str, Any] = {}
+        for r in doc["records"]:
+            problem = self._check(delivery.holder, r, roots)
+            if problem:
+                req = RequestBody.model_validate(signed["body"])
+                entry = self._reject(req, rid, delivery.holder)
+                raise ExchangeError(m.Reason.TAMPERED_RECORD,
+                                    f"record {r['record_id']}: {problem}", entry)
+            out.append(Received(r["record_id"], r["version"], r["category"],
+                                base64.b64decode(r["body"])))
+        return out
+
+    def _check(self, holder: str, r: dict[str, Any], roots: dict[str, Any]) -> str | None:
+        body = base64.b64decode(r["body"])
+        if hashlib.sha256(body).hexdigest() != r["fingerprint"]:
+            return "bytes do not hash to the fingerprint"
+        if r["batch_id"] not in roots:
+            roots[r["batch_id"]] = self.ledger.state(f"registry/batch/{holder}/{r['batch_id']}")
+        anchored = roots[r["batch_id"]]
+        if anchored is None:
+            return f"batch {r['batch_id']} of {holder} is not anchored"
+        try:
+            verify_in_batch(leaf_id(r["record_id"], r["version"]), bytes.fromhex(r["fingerprint"]),
+                            r["leaf_index"], anchored["count"],
+                            [bytes.fromhex(p) for p in r["proof"]], bytes.fromhex(anchored["root"]))
+        except merkle.ProofError as exc:
+            return f"fingerprint is not in the anchored batch: {exc}"
+        return None
+
+    def _reject(self, req: RequestBody, rid: str, holder: str) -> str:
+        r = self.ledger.call("access", "record", {
+            "request_id": rid, "requester": req.requester, "holder": holder,
+            "patient": req.patient, "categories": req.categories, "purpose": req.purpose,
+            "outcome": "rejected", "reason": m.Reason.TAMPERED_RECORD.value,
+            "break_glass": req.break_glass is not None})
+        if not r.ok:
+            raise ExchangeError(m.Reason.NOT_RECORDED, f"rejection refused: {r.code}")
+        return str(r.value["entry"])

@@ -3,15 +3,16 @@
 Hierarchy::
 
     ResearchError (MedLedgerError)   anything refused by the research platform; ``.code``
-    └── DisclosureRefused             a site's disclosure check refused a computation;
+    ├── DisclosureRefused             a site's disclosure check refused a computation;
                                       ``.rule`` names the rule (a stable reason code)
+    └── QueryRefused                  the coordinator's view: ``.refusals`` site → rule
 """
 
 from __future__ import annotations
 
 from medledger.errors import Code, MedLedgerError
 
-__all__ = ["DisclosureRefused", "ResearchError"]
+__all__ = ["DisclosureRefused", "QueryRefused", "ResearchError"]
 
 
 class ResearchError(MedLedgerError):
@@ -24,3 +25,12 @@ class DisclosureRefused(ResearchError):
     def __init__(self, rule: str, message: str) -> None:
         super().__init__(Code.FORBIDDEN, f"disclosure rule {rule}: {message}")
         self.rule = rule
+
+
+class QueryRefused(ResearchError):
+    """One or more sites refused a query; ``refusals`` maps site → rule. Nothing is released."""
+
+    def __init__(self, refusals: dict[str, str]) -> None:
+        super().__init__(Code.FORBIDDEN, "refused by " + ", ".join(
+            f"{s} ({r})" for s, r in sorted(refusals.items())))
+        self.refusals = refusals

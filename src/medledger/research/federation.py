@@ -1,0 +1,156 @@
+"""The coordinator: sends a query to every site, combines what comes back, keeps an audit trail.
+
+A site is anything with ``answer(query) -> dict``, ``public_key() -> bytes`` and
+``recover(round_id, peers, dropped, length) -> list[str]`` — a ``Site`` in process or an HTTP
+client for a site process. With ``secure=True`` each query is a secure-aggregation round
+(``secagg``): the coordinator only sees masked uploads and their sum. A site that refuses
+(disclosure) makes the whole query fail with ``QueryRefused`` — nothing is released, no site is
+silently dropped. A site that cannot be reached is a dropout: in a secure round the coordinator
+recovers (``on_dropout="recover"``, if ≥ 3 survivors) or aborts; without secure aggregation, or
+with ``on_dropout="abort"``, the query aborts.
+
+Each run appends to ``trail``: the query hash, each site's response hash (over the masked or
+aggregate payload exactly as received) and disclosure outcome, and the result hash.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from medledger.errors import Code
+from medledger.research import audit, glm, stats
+from medledger.research.errors import DisclosureRefused, QueryRefused, ResearchError
+from medledger.research.secagg import Round
+from medledger.research.site import unflatten
+
+__all__ = ["Federation", "SiteClient", "SiteUnavailable"]
+
+
+class SiteUnavailable(ResearchError):
+    """A site could not be reached or stopped answering (a dropout)."""
+
+    def __init__(self, site: str, why: str) -> None:
+        super().__init__(Code.NODE_UNAVAILABLE, f"site {site}: {why}")
+
+
+class SiteClient(Protocol):
+    name: str
+
+    def answer(self, query: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    def public_key(self) -> bytes: ...
+
+    def recover(self, round_id: str, peers: dict[str, str], dropped: list[str],
+                length: int) -> list[str]: ...
+
+
+@dataclass
+class Federation:
+    sites: Sequence[SiteClient]
+    study: str = "study"
+    secure: bool = False
+    on_dropout: Literal["recover", "abort"] = "abort"
+    min_sites: int = 3
+    trail: list[dict[str, Any]] = field(default_factory=list)
+    _rounds: itertools.count[int] = field(default_factory=itertools.count)
+
+    def run(self, analysis: str, params: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
+        """One query over every site: (summed values, total n)."""
+        names = [s.name for s in self.sites]
+        if len(names) < self.min_sites:
+            raise ResearchError(Code.FORBIDDEN, f"got {len(names)} sites, want >= "
+                                f"{self.min_sites}")
+        query: dict[str, Any] = {"study": self.study, "analysis": analysis, "sites": names,
+                                 "params": dict(params)}
+        entry: dict[str, Any] = {"query": audit.digest(query), "responses": {}, "outcomes": {}}
+        self.trail.append(entry)
+        if self.secure:
+            total, n = self._secure(query, entry)
+        else:
+            total, n = self._plain(query, entry)
+        entry["result"] = audit.digest({"values": total, "n": n})
+        return total, n
+
+    def _collect(self, query: dict[str, Any], entry: dict[str, Any]
+                 ) -> tuple[dict[str, dict[str, Any]], list[str]]:
+        answers, refusals, dropped = {}, {}, []
+        for site in self.sites:
+            try:
+                answers[site.name] = site.answer(query)
+            except DisclosureRefused as exc:
+                refusals[site.name] = exc.rule
+            except SiteUnavailable:
+                dropped.append(site.name)
+        for name, a in answers.items():
+            entry["responses"][name] = audit.digest(a)
+            entry["outcomes"][name] = "released"
+        entry["outcomes"].update({s: f"refused:{r}" for s, r in refusals.items()})
+        entry["outcomes"].update({s: "dropped" for s in dropped})
+        if refusals:
+            raise QueryRefused(refusals)
+        return answers, dropped
+
+    def _plain(self, query: dict[str, Any], entry: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        answers, dropped = self._collect(query, entry)
+        if dropped:
+            raise ResearchError(Code.INVALID_STATE, f"query aborted: {dropped} dropped out")
+        total: dict[str, Any] = {}
+        for a in answers.values():
+            for k, v in a["values"].items():
+                total[k] = np.add(total[k], v) if k in total else np.asarray(v)
+        return {k: np.asarray(v).tolist() for k, v in total.items()}, sum(
+            int(a["n"]) for a in answers.values())
+
+    def _secure(self, query: dict[str, Any], entry: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        round_id = f"{self.study}/{next(self._rounds)}"
+        peers = {s.name: s.public_key().hex() for s in self.sites}
+        query = {**query, "secagg": {"round": round_id, "peers": peers}}
+        answers, dropped = self._collect(query, entry)
+        layouts = {audit.digest(a["layout"]) for a in answers.values()}
+        if len(layouts) != 1:
+            raise ResearchError(Code.CONFLICT, "sites returned different layouts")
+        layout = next(iter(answers.values()))["layout"]
+        length = len(next(iter(answers.values()))["masked"])
+        rnd = Round(round_id, {k: bytes.fromhex(v) for k, v in peers.items()}, length)
+        for name, a in answers.items():
+            rnd.upload(name, [int(m, 16) for m in a["masked"]])
+        recoveries: dict[str, Sequence[int]] | None = None
+        if dropped and self.on_dropout == "recover" and len(answers) >= 3:
+            recoveries = {s.name: [int(m, 16) for m in s.recover(round_id, peers, dropped, length)]
+                          for s in self.sites if s.name in answers}
+        entry["dropped"] = dropped
+        return unflatten(layout, rnd.total(recoveries))
+
+    # ---- analyses -------------------------------------------------------------------------
+
+    def crosstab(self, levels: Mapping[str, Sequence[object]]) -> np.ndarray[Any, Any]:
+        values, _ = self.run("crosstab", {"levels": {k: list(v) for k, v in levels.items()}})
+        table: np.ndarray[Any, Any] = np.rint(np.asarray(values["counts"])).astype(np.int64)
+        return table
+
+    def moments(self, variable: str) -> stats.Moments:
+        values, n = self.run("moments", {"variable": variable})
+        return stats.Moments(n, float(values["total"]), float(values["sum_sq"]))
+
+    def quantiles(self, variable: str, edges: Sequence[float], probs: Sequence[float]
+                  ) -> list[tuple[float, float, float]]:
+        values, _ = self.run("histogram", {"variable": variable, "edges": list(edges)})
+        counts = np.rint(np.asarray(values["counts"])).astype(np.int64)
+        return stats.quantiles(counts, np.asarray(edges, dtype=float), probs)
+
+    def glm(self, family: glm.Family, y: str, x: Sequence[str], *, weights: str | None = None,
+            offset: str | None = None, tol: float = 1e-10) -> glm.GlmFit:
+        p = len(x) + 1
+        base = {"family": family, "y": y, "x": list(x), "weights": weights, "offset": offset}
+
+        def round_(beta: np.ndarray[Any, Any]) -> glm.GlmStep:
+            values, n = self.run("glm", {**base, "beta": [float(b) for b in beta]})
+            return glm.GlmStep(np.asarray(values["info"]).reshape(p, p),
+                               np.asarray(values["xwz"]), float(values["deviance"]), n)
+
+        return glm.fit(round_, p, family, tol=tol)

@@ -1,0 +1,177 @@
+"""A site: its own rows, its own disclosure policy, and the only code that touches them.
+
+``Site.answer(query)`` runs one query on the rows whose consent covers research, applies the
+site's disclosure checks, and returns aggregates only, as a JSON-ready dict::
+
+    {"site": name, "analysis": ..., "policy": <sha256 of the site's policy>, "n": rows used,
+     "values": {name: number | list of numbers}}
+
+A refusal raises ``DisclosureRefused`` (its message names thresholds and counts, never values).
+Queries (JSON dicts) look like ``{"study", "analysis", "sites": [...], "params": {...}}``:
+
+* ``crosstab``  — params ``levels`` {variable: [levels...]}
+* ``moments``   — params ``variable``
+* ``histogram`` — params ``variable``, ``edges`` [..]
+* ``glm``       — params ``family``, ``y``, ``x`` [..], optional ``weights``, ``offset``, and
+  ``beta`` (the current coefficients, intercept first)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from medledger.errors import Code
+from medledger.research import glm, stats
+from medledger.research.disclosure import Policy
+from medledger.research.errors import ResearchError
+from medledger.research.secagg import Masker
+
+__all__ = ["CONSENT_COLUMN", "Site", "flatten", "unflatten"]
+
+CONSENT_COLUMN = "consent_research"
+ANALYSES = ("crosstab", "moments", "histogram", "glm")
+
+
+@dataclass
+class Site:
+    """``columns``: the site's table (name → array, all the same length). Rows where
+    ``consent_research`` is false are never used."""
+
+    name: str
+    columns: Mapping[str, np.ndarray[Any, Any]]
+    policy: Policy = field(default_factory=Policy)
+    audit: list[dict[str, Any]] = field(default_factory=list)
+    masker: Masker | None = None
+
+    def __post_init__(self) -> None:
+        if self.masker is None:
+            self.masker = Masker(self.name)
+
+    def public_key(self) -> bytes:
+        assert self.masker is not None
+        return self.masker.public
+
+    def _rows(self) -> np.ndarray[Any, Any]:
+        n = len(next(iter(self.columns.values())))
+        c = self.columns.get(CONSENT_COLUMN)
+        keep: np.ndarray[Any, Any] = np.ones(n, dtype=bool) if c is None else np.asarray(
+            c, dtype=bool)
+        return keep
+
+    def _col(self, name: str, keep: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        if name not in self.columns or name == CONSENT_COLUMN:
+            raise ResearchError(Code.BAD_ARGS, f"unknown variable {name!r}")
+        col: np.ndarray[Any, Any] = np.asarray(self.columns[name])[keep]
+        return col
+
+    def answer(self, query: Mapping[str, Any]) -> dict[str, Any]:
+        analysis = query.get("analysis")
+        if analysis not in ANALYSES:
+            raise ResearchError(Code.BAD_ARGS, f"analysis {analysis!r}; want one of {ANALYSES}")
+        self.policy.check_sites(len(query.get("sites", [])))
+        params = query.get("params", {})
+        n, values = getattr(self, f"_{analysis}")(params, self._rows())
+        out = {"site": self.name, "analysis": analysis, "policy": self.policy.digest(), "n": n,
+               "values": values}
+        self.audit.append({"study": query.get("study"), "analysis": analysis, "n": n})
+        sec = query.get("secagg")
+        if sec is None:
+            return out
+        layout, flat = flatten(values, n)
+        assert self.masker is not None
+        masked = self.masker.mask(sec["round"], decode_peers(sec["peers"]), flat)
+        return {"site": self.name, "analysis": analysis, "policy": out["policy"],
+                "layout": layout, "masked": [format(m, "x") for m in masked]}
+
+    def recover(self, round_id: str, peers: dict[str, str], dropped: list[str],
+                length: int) -> list[str]:
+        """Masks shared with sites that dropped out of a secure round (hex ring elements)."""
+        assert self.masker is not None
+        rec = self.masker.recovery(round_id, decode_peers(peers), dropped, length)
+        return [format(m, "x") for m in rec]
+
+    def _crosstab(self, params: Mapping[str, Any], keep: Any) -> tuple[int, dict[str, Any]]:
+        levels = params["levels"]
+        self.policy.check_columns(levels)
+        cols = {v: self._col(v, keep).tolist() for v in levels}
+        table = stats.crosstab(cols, levels)
+        n = int(table.sum())
+        self.policy.check_rows("crosstab", n)
+        return n, {"counts": self.policy.table(table).tolist()}
+
+    def _moments(self, params: Mapping[str, Any], keep: Any) -> tuple[int, dict[str, Any]]:
+        var = params["variable"]
+        self.policy.check_columns([var])
+        x = self._col(var, keep).astype(float)
+        x = x[~np.isnan(x)]
+        self.policy.check_rows("moments", x.size)
+        self.policy.check_sum(var, x)
+        m = stats.moments(x)
+        return m.n, {"total": m.total, "sum_sq": m.sum_sq}
+
+    def _histogram(self, params: Mapping[str, Any], keep: Any) -> tuple[int, dict[str, Any]]:
+        var = params["variable"]
+        self.policy.check_columns([var])
+        x = self._col(var, keep).astype(float)
+        counts = stats.histogram(x, np.asarray(params["edges"], dtype=float))
+        n = int(counts.sum())
+        self.policy.check_rows("histogram", n)
+        return n, {"counts": self.policy.table(counts).tolist()}
+
+    def glm_data(self, params: Mapping[str, Any]) -> glm.GlmSiteData:
+        """Complete cases of the model's variables, with an intercept column first."""
+        names = [params["y"], *params["x"], *(params[k] for k in ("weights", "offset")
+                                              if params.get(k))]
+        self.policy.check_columns(names)
+        keep = self._rows()
+        cols = {v: self._col(v, keep).astype(float) for v in names}
+        ok = np.all([~np.isnan(c) for c in cols.values()], axis=0)
+        X = np.column_stack([np.ones(int(ok.sum()))] + [cols[v][ok] for v in params["x"]])
+        w = cols[params["weights"]][ok] if params.get("weights") else None
+        off = cols[params["offset"]][ok] if params.get("offset") else None
+        return glm.GlmSiteData(X, cols[params["y"]][ok], w, off)
+
+    def _glm(self, params: Mapping[str, Any], keep: Any) -> tuple[int, dict[str, Any]]:
+        data = self.glm_data(params)
+        n, p = data.X.shape
+        binaries = [(v, c) for v, c in [(params["y"], data.y),
+                                        *zip(params["x"], data.X[:, 1:].T, strict=True),
+                                        ("weights", data.weights), ("offset", data.offset)]
+                    if c is not None and np.unique(c).size == 2]
+        self.policy.check_glm(p, n, binaries)
+        step = glm.site_step(data, np.asarray(params["beta"], dtype=float), params["family"])
+        return n, {"info": step.info.ravel().tolist(), "xwz": step.xwz.tolist(),
+                   "deviance": step.deviance}
+
+
+def flatten(values: Mapping[str, Any], n: int) -> tuple[list[list[Any]], list[float]]:
+    """(layout, vector): each value (number or nested list) raveled in key order, then n."""
+    layout: list[list[Any]] = []
+    flat: list[float] = []
+    for key in sorted(values):
+        arr = np.asarray(values[key], dtype=float)
+        layout.append([key, list(arr.shape)])
+        flat.extend(arr.ravel().tolist())
+    layout.append(["n", []])
+    flat.append(float(n))
+    return layout, flat
+
+
+def unflatten(layout: list[list[Any]], flat: list[float]) -> tuple[dict[str, Any], int]:
+    out: dict[str, Any] = {}
+    pos = 0
+    for key, shape in layout:
+        size = int(np.prod(shape)) if shape else 1
+        chunk = np.asarray(flat[pos: pos + size])
+        pos += size
+        out[key] = float(chunk[0]) if not shape else chunk.reshape(shape).tolist()
+    n = out.pop("n")
+    return out, round(n)
+
+
+def decode_peers(peers: Mapping[str, str]) -> dict[str, bytes]:
+    return {k: bytes.fromhex(v) for k, v in peers.items()}

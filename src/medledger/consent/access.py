@@ -33,7 +33,7 @@ HASH_HEX = r"^[0-9a-f]{64}$"
 MEMBER = r"^[a-z0-9][a-z0-9-]{0,62}/[a-z0-9][a-z0-9._-]{0,62}$"
 MAX_BREAK_GLASS_MS = 24 * 3_600_000
 EMERGENCY_ROLES = frozenset({"physician", "nurse"})
-RECORDERS = Access(roles=frozenset({"gateway", "data-steward", "org-admin"}))
+RECORDER_ROLES = frozenset({"gateway", "data-steward", "org-admin"})
 
 
 class RecordArgs(Args):
@@ -44,7 +44,7 @@ class RecordArgs(Args):
     categories: list[str] = Field(min_length=1, max_length=16)
     purpose: str = Field(pattern=r"^[a-z-]{1,32}$")
     outcome: Literal["granted", "denied", "rejected"]
-    reason: m.Reason
+    reason: str = Field(pattern=r"^[a-z_]{1,40}$")
     consent_id: str | None = Field(default=None, pattern=m.CONSENT_ID)
     break_glass: bool = False
     justification: str | None = Field(default=None, pattern=HASH_HEX)
@@ -54,9 +54,11 @@ class RecordArgs(Args):
 
     @model_validator(mode="after")
     def _check(self) -> RecordArgs:
+        if self.reason not in m.Reason.__members__.values():
+            raise ValueError(f"reason {self.reason!r}; want one of {[r.value for r in m.Reason]}")
         if (self.outcome == "granted") != (self.reason in m.GRANTING):
             raise ValueError(f"outcome {self.outcome} does not fit reason {self.reason}")
-        if (self.reason is m.Reason.BREAK_GLASS) and not self.break_glass:
+        if self.reason == m.Reason.BREAK_GLASS and not self.break_glass:
             raise ValueError("reason break_glass needs break_glass true")
         return self
 
@@ -74,22 +76,18 @@ def entry_key(patient: str, height: int, tx_id: str) -> str:
 class AccessLog(Contract):
     name = "access"
 
-    @method(RecordArgs, access=RECORDERS,
+    @method(RecordArgs,
             reads=lambda a, org: [f"access/req/{a.get('request_id', '')}",
                                   f"consent/p/{a.get('patient', '')}"])
     def record(self, ctx: Context, args: RecordArgs) -> Any:
         """Record one access decision (the holder) or a rejected delivery (the requester)."""
         req_key = f"req/{args.request_id}"
-        replay = args.reason is m.Reason.REPLAYED_REQUEST
-        if not replay and ctx.exists(req_key):
+        replay = args.reason == m.Reason.REPLAYED_REQUEST
+        if not replay and args.outcome != "rejected" and ctx.exists(req_key):
             raise ContractError(Code.ALREADY_EXISTS, f"request {args.request_id} was already "
                                 "decided; a replay is recorded with reason replayed_request")
-        if args.outcome == "rejected" and ctx.caller.org == args.holder:
-            raise ContractError(Code.FORBIDDEN, "only the requester rejects a delivery")
-        if args.outcome != "rejected" and ctx.caller.org != args.holder:
-            raise ContractError(Code.FORBIDDEN, f"{ctx.caller.org} records decisions for "
-                                f"itself, not for {args.holder}")
-        if args.reason is m.Reason.CONSENTED:
+        self._check_recorder(ctx, args)
+        if args.reason == m.Reason.CONSENTED:
             self._check_consent(ctx, args)
         if args.break_glass and args.outcome == "granted":
             self._check_break_glass(ctx, args)
@@ -103,7 +101,7 @@ class AccessLog(Contract):
         if args.break_glass:
             ctx.put(f"review/{args.holder}/{key[2:]}", {"entry": key, "status": "pending"})
         ctx.emit("access_recorded", {"entry": key, "patient": args.patient,
-                                     "outcome": args.outcome, "reason": args.reason.value,
+                                     "outcome": args.outcome, "reason": args.reason,
                                      "break_glass": args.break_glass})
         return {"entry": key}
 
@@ -120,6 +118,19 @@ class AccessLog(Contract):
                        "note": args.note, "height": ctx.height, "tx": ctx.tx_id})
         ctx.emit("break_glass_reviewed", {"entry": args.entry, "decision": args.decision})
         return None
+
+    def _check_recorder(self, ctx: Context, args: RecordArgs) -> None:
+        """Decisions: the holder's gateway, data steward or admin. Rejections: the requester
+        itself or its organisation's gateway, data steward or admin."""
+        if args.outcome == "rejected":
+            if ctx.caller.id == args.requester or (
+                    ctx.caller.org == args.requester.split("/")[0]
+                    and ctx.caller.role in RECORDER_ROLES):
+                return
+            raise ContractError(Code.FORBIDDEN, "only the requester rejects a delivery")
+        if ctx.caller.org != args.holder or ctx.caller.role not in RECORDER_ROLES:
+            raise ContractError(Code.FORBIDDEN, f"{ctx.caller.id} may not record decisions of "
+                                f"{args.holder}")
 
     def _check_consent(self, ctx: Context, args: RecordArgs) -> None:
         member = ctx.read("consortium", member_key(args.requester))

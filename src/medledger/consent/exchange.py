@@ -159,10 +159,11 @@ class Holder:
         rid = hashlib.sha256(raw).hexdigest()
         now = self.ledger.clock()
         reason, detail = self._authenticate(req, rid, raw, kid, sig_b64, now)
+        decision = m.Decision(m.Reason.NO_CONSENT)
         if reason is None:
             reason, detail, decision = self._authorise(req, now)
         if reason is not None:
-            entry = self._record(req, rid, "denied", reason)
+            entry = self._record(req, rid, "denied", reason, decision.consent_id)
             raise ExchangeError(reason, detail, entry)
         return self._release(req, rid, decision, now)
 
@@ -185,7 +186,7 @@ class Holder:
             return m.Reason.KEY_REVOKED, exc.message
         except ValueError:
             return m.Reason.BAD_SIGNATURE, "signature is not base64"
-        if not verify(unb64(key["key"], length=32), DOMAIN + raw, sig):
+        if not verify(unb64(key["pub"], length=32), DOMAIN + raw, sig):
             return m.Reason.BAD_SIGNATURE, f"signature does not verify under key {kid}"
         if abs(now - req.time) > MAX_SKEW_MS:
             return m.Reason.STALE_REQUEST, (f"request time {req.time}; want within "

@@ -1,0 +1,222 @@
+"""The exchange between gateways: one granted end to end, and each refusal with its reason and
+its access-log entry."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from typing import Any
+
+import orjson
+import pytest
+from tests.conftest import T0
+from tests.unit.consent.conftest import FORM, PATIENT, Parties, grant
+
+from medledger.consent.errors import ExchangeError
+from medledger.consent.exchange import Delivery, Holder, Requester, sign_request
+from medledger.consent.model import Reason
+from medledger.crypto import canonical, hpke
+from medledger.crypto.hpke import HpkeError
+from medledger.errors import Code
+
+
+def entries(p: Parties) -> list[dict[str, Any]]:
+    return [orjson.loads(v) for _, v in p.lg.store.scan_state(f"access/e/{PATIENT}/")]
+
+
+def refused(p: Parties, signed: dict[str, Any], reason: Reason) -> dict[str, Any]:
+    before = len(entries(p))
+    with pytest.raises(ExchangeError) as err:
+        p.holder.handle(signed)
+    assert err.value.reason is reason, err.value
+    after = entries(p)
+    assert len(after) == before + 1
+    last: dict[str, Any] = p.lg.state(f"access/{err.value.entry}")
+    assert last["outcome"] == "denied" and last["reason"] == reason.value
+    return last
+
+
+def ask(p: Parties, **kw: Any) -> dict[str, Any]:
+    args: dict[str, Any] = {"holder": "hosp-a", "patient": PATIENT, "categories": ["labs"],
+                            "purpose": "referral"}
+    args.update(kw)
+    return p.requester.request(**args)
+
+
+def test_granted_exchange_delivers_checked_records_and_records_the_access(parties: Parties) -> None:
+    p = parties
+    grant(p.lg)
+    signed = ask(p)
+    delivery = p.holder.handle(signed)
+    got = p.requester.accept(signed, delivery)
+    assert sorted(r.record_id for r in got) == ["lab-0", "lab-1", "lab-2"]
+    assert got[0].body == b'{"lab":0}'
+    [entry] = entries(p)
+    assert entry["outcome"] == "granted" and entry["reason"] == "consented"
+    assert entry["consent_id"] == "c1" and entry["records"] == 3
+    assert entry["requester"] == "hosp-b/dr" and entry["holder"] == "hosp-a"
+    # the delivery survives its wire form
+    again = Delivery.from_doc(orjson.loads(orjson.dumps(delivery.to_doc())))
+    assert again == delivery
+
+
+def test_no_consent(parties: Parties) -> None:
+    p = parties
+    refused(p, ask(p), Reason.NO_CONSENT)
+
+
+def test_expired(parties: Parties) -> None:
+    p = parties
+    grant(p.lg, end=T0 + 2_000)
+    p.lg.clock.advance(5_000)
+    refused(p, ask(p), Reason.CONSENT_EXPIRED)
+
+
+def test_revoked_from_the_next_block(parties: Parties) -> None:
+    p = parties
+    grant(p.lg)
+    p.holder.handle(ask(p))
+    p.lg.ok("hosp-a/steward", "consent", "revoke", {"consent_id": "c1", "reason": "asked",
+                                                     "evidence": FORM})
+    last = refused(p, ask(p), Reason.CONSENT_REVOKED)
+    assert last["consent_id"] == "c1"
+
+
+def test_wrong_purpose(parties: Parties) -> None:
+    p = parties
+    grant(p.lg)
+    refused(p, ask(p, purpose="research"), Reason.WRONG_PURPOSE)
+
+
+def test_wrong_recipient_is_refused_and_could_not_decrypt(parties: Parties) -> None:
+    p = parties
+    grant(p.lg)
+    insurer = Requester(p.member("insurer/gw"), p.lg.ring.agreement["insurer"].secret)
+    refused(p, insurer.request("hosp-a", PATIENT, ["labs"], "referral"),
+            Reason.WRONG_RECIPIENT)
+    signed = ask(p)
+    delivery = p.holder.handle(signed)  # sealed to hosp-b
+    with pytest.raises(HpkeError):
+        insurer.accept(signed, delivery)  # the insurer's key does not open it
+
+
+def test_tampered_record_is_rejected_and_recorded(parties: Parties) -> None:
+    p = parties
+    grant(p.lg)
+    signed = ask(p)
+    delivery = p.holder.handle(signed)
+    secret = p.lg.ring.agreement["hosp-b"].secret
+    info = b"medledger/exchange/v1\x00" + p.lg.node.chain_id.encode() + b"\x00" + \
+        delivery.request_id.encode()
+    doc = orjson.loads(hpke.open(secret, delivery.sealed, info))
+    body = b'{"lab":999}'
+    doc["records"][0]["body"] = base64.b64encode(body).decode()
+    doc["records"][0]["fingerprint"] = hashlib.sha256(body).hexdigest()  # consistent, unanchored
+    kex = hpke.public_key(secret)
+    forged = Delivery(delivery.request_id, delivery.entry, "hosp-a", "hosp-b",
+                      delivery.kex_kid, hpke.seal(kex, canonical.encode(doc), info))
+    with pytest.raises(ExchangeError) as err:
+        p.requester.accept(signed, forged)
+    assert err.value.reason is Reason.TAMPERED_RECORD and "anchored" in err.value.message
+    rejected = p.lg.state(f"access/{err.value.entry}")
+    assert rejected["outcome"] == "rejected" and rejected["recorded_by"] == "hosp-b/dr"
+    doc["records"][0]["fingerprint"] = "00" * 32  # bytes no longer match their fingerprint
+    forged2 = Delivery(delivery.request_id, delivery.entry, "hosp-a", "hosp-b",
+                       delivery.kex_kid, hpke.seal(kex, canonical.encode(doc), info))
+    with pytest.raises(ExchangeError, match="do not hash"):
+        p.requester.accept(signed, forged2)
+
+
+def test_replayed_request(parties: Parties) -> None:
+    p = parties
+    grant(p.lg)
+    signed = ask(p)
+    p.holder.handle(signed)
+    refused(p, signed, Reason.REPLAYED_REQUEST)
+    # a fresh holder process still sees the replay on the ledger
+    fresh = Holder(p.member("hosp-a/gw"), p.source)
+    with pytest.raises(ExchangeError) as err:
+        fresh.handle(signed)
+    assert err.value.reason is Reason.REPLAYED_REQUEST and err.value.code is Code.REPLAYED_NONCE
+
+
+def test_request_signed_with_a_revoked_key(parties: Parties) -> None:
+    p = parties
+    grant(p.lg)
+    kid = p.lg.ring.signing["hosp-b/dr"].kid
+    p.lg.ok("hosp-b/root", "consortium", "revoke_key", {"member": "hosp-b/dr", "kid": kid})
+    p.lg.clock.advance(1)
+    refused(p, ask(p), Reason.KEY_REVOKED)
+
+
+def test_forged_signature(parties: Parties) -> None:
+    p = parties
+    grant(p.lg)
+    signed = ask(p)
+    forged = sign_request(signed["body"], p.lg.ring.signing["hosp-b/clerk"])
+    forged["kid"] = signed["kid"]
+    refused(p, forged, Reason.BAD_SIGNATURE)
+
+
+def test_stale_request(parties: Parties) -> None:
+    p = parties
+    grant(p.lg)
+    signed = ask(p)
+    p.lg.clock.advance(301_000)
+    refused(p, signed, Reason.STALE_REQUEST)
+
+
+def test_break_glass_without_justification(parties: Parties) -> None:
+    p = parties
+    refused(p, ask(p, justification="   "), Reason.JUSTIFICATION_REQUIRED)
+
+
+def test_break_glass_by_a_non_clinician(parties: Parties) -> None:
+    p = parties
+    clerk = Requester(p.member("hosp-b/clerk"), p.lg.ring.agreement["hosp-b"].secret)
+    refused(p, clerk.request("hosp-a", PATIENT, ["labs"], "treatment", "unconscious"),
+            Reason.BREAK_GLASS_NOT_ALLOWED)
+
+
+def test_break_glass_is_time_limited_flagged_and_reviewable(parties: Parties) -> None:
+    p = parties
+    signed = ask(p, purpose="treatment", justification="unconscious in A&E", minutes=30)
+    got = p.requester.accept(signed, p.holder.handle(signed))
+    assert len(got) == 3
+    [entry] = entries(p)
+    assert entry["break_glass"] and entry["flagged"] and entry["reason"] == "break_glass"
+    assert entry["until"] == p.lg.clock() + 30 * 60_000 and entry["justification"]
+    key = f"access/review/hosp-a/{entry_key(entry)[2:]}"
+    assert p.lg.state(key)["status"] == "pending"
+    assert p.lg.call("hosp-b/dr", "access", "review", {
+        "entry": entry_key(entry), "decision": "justified"}).code == Code.FORBIDDEN
+    p.lg.ok("hosp-a/auditor", "access", "review", {"entry": entry_key(entry),
+                                                    "decision": "justified", "note": "ok"})
+    assert p.lg.state(key)["status"] == "justified"
+
+
+def entry_key(entry: dict[str, Any]) -> str:
+    return f"e/{entry['patient']}/{entry['height']:012d}/{entry['tx']}"
+
+
+def test_malformed_request_loses_nothing(parties: Parties) -> None:
+    p = parties
+    for bad in ({}, {"body": {"x": 1}, "kid": "k", "signature": "s"}, {"body": ask(p)["body"]}):
+        with pytest.raises(ExchangeError) as err:
+            p.holder.handle(bad)
+        assert err.value.reason is Reason.MALFORMED_REQUEST
+    assert entries(p) == []
+
+
+def test_the_ledger_refuses_a_grant_the_consent_does_not_cover(parties: Parties) -> None:
+    p = parties
+    r = p.lg.call("hosp-a/gw", "access", "record", {
+        "request_id": "11" * 32, "requester": "hosp-b/dr", "holder": "hosp-a",
+        "patient": PATIENT, "categories": ["labs"], "purpose": "referral",
+        "outcome": "granted", "reason": "consented", "consent_id": "c1"})
+    assert r.code == Code.CONFLICT and entries(p) == []
+    r = p.lg.call("hosp-b/gw", "access", "record", {
+        "request_id": "11" * 32, "requester": "hosp-b/dr", "holder": "hosp-a",
+        "patient": PATIENT, "categories": ["labs"], "purpose": "referral",
+        "outcome": "denied", "reason": "no_consent"})
+    assert r.code == Code.FORBIDDEN  # only the holder records its decisions

@@ -10,6 +10,7 @@ from medledger.consent.contract import Consent
 from medledger.consortium.contract import Consortium
 from medledger.contracts.base import Registry
 from medledger.records.registry import RecordRegistry
+from medledger.research.contract import Studies
 from medledger.surveillance.reports import CaseReports
 from medledger.surveillance.signals import Signals
 
@@ -20,6 +21,7 @@ def default_registry() -> Registry:
     registry.add(RecordRegistry())
     registry.add(CaseReports())
     registry.add(Signals())
+    registry.add(Studies())
     registry.add(Consent())
     registry.add(AccessLog())
     return registry

@@ -1,0 +1,252 @@
+"""The ``studies`` contract: a study's terms fixed before any data are touched, and its audit.
+
+State (in the ``studies`` namespace)::
+
+    study/<id>                 terms (immutable once registered) + status proposed → active
+    approval/<id>/<site>       a site's approval: its org-admin signs, its data steward
+                               (the data committee's delegate) co-signs; committee decision ref
+    query/<id>/<qid>           query hash (SHA-256, canonical JSON), analysis, variables,
+                               sites, DP spend; refused unless the study is active and the
+                               analysis, variables, sites and budget are within the terms
+    response/<id>/<qid>/<site> the site's own record: response hash, disclosure outcome,
+                               policy hash (signed by that site)
+    result/<id>/<qid>          result hash and credits (contributors and roles)
+    contribution/<id>          method, per-site n and shares (ppm), revenue split (minor units)
+    spent/<id>                 DP budget spent (milli-ε)
+
+Terms: protocol hash, ethics-approval reference, participating sites (≥ 3), allowed analyses
+and variables, disclosure policy (integer thresholds), DP budget (milli-ε), contribution rule
+(``count`` | ``shapley`` | ``blend``, with the utility hash) and revenue pool (minor units).
+Numbers are integers: the ledger's canonical JSON carries no floats.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from medledger.contracts.base import Access, Args, Contract, ContractError, Cosign, method
+from medledger.contracts.context import Context
+from medledger.errors import Code
+
+__all__ = ["ANALYSES", "Studies"]
+
+ID = r"^[a-z0-9][a-z0-9._-]{0,63}$"
+ORG = r"^[a-z0-9][a-z0-9-]{0,62}$"
+HEX64 = r"^[0-9a-f]{64}$"
+VAR = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+ANALYSES = ("crosstab", "moments", "histogram", "glm", "survival")
+Analysis = Literal["crosstab", "moments", "histogram", "glm", "survival"]
+
+RESEARCHERS = Access(kinds=frozenset({"research"}), roles=frozenset({"researcher"}))
+SITE_ADMIN = Access(kinds=frozenset({"hospital", "clinic"}), roles=frozenset({"org-admin"}))
+SITE_SERVICE = Access(kinds=frozenset({"hospital", "clinic"}),
+                      roles=frozenset({"gateway", "service", "data-steward"}))
+
+
+class DisclosureTerms(Args):
+    min_sites: int = Field(default=3, ge=3)
+    min_cell: int = Field(default=3, ge=1)
+    glm_max_param_ratio_ppm: int = Field(default=330_000, ge=1, le=1_000_000)
+    dominance_n: int = Field(default=2, ge=1)
+    dominance_k_ppm: int = Field(default=900_000, ge=1, le=1_000_000)
+    p_ratio_ppm: int = Field(default=100_000, ge=0, le=1_000_000)
+
+
+class ContributionRule(Args):
+    method: Literal["count", "shapley", "blend"]
+    utility: str = Field(pattern=HEX64)
+    shapley_weight_ppm: int = Field(default=1_000_000, ge=0, le=1_000_000)
+
+
+class RegisterArgs(Args):
+    study: str = Field(pattern=ID)
+    protocol: str = Field(pattern=HEX64)
+    ethics_ref: str = Field(min_length=1, max_length=128)
+    sites: list[str] = Field(min_length=3, max_length=1000)
+    analyses: list[Analysis] = Field(min_length=1)
+    variables: list[str] = Field(min_length=1, max_length=500)
+    disclosure: DisclosureTerms = DisclosureTerms()
+    dp_budget_milli_eps: int = Field(default=0, ge=0)
+    contribution: ContributionRule
+    revenue_pool: int = Field(ge=0)
+
+
+class ApproveArgs(Args):
+    study: str = Field(pattern=ID)
+    site: str = Field(pattern=ORG)
+    committee_ref: str = Field(min_length=1, max_length=128)
+
+
+class QueryArgs(Args):
+    study: str = Field(pattern=ID)
+    query_id: str = Field(pattern=ID)
+    query_hash: str = Field(pattern=HEX64)
+    analysis: Analysis
+    variables: list[str] = Field(min_length=1, max_length=500)
+    sites: list[str] = Field(min_length=1)
+    dp_milli_eps: int = Field(default=0, ge=0)
+
+
+class ResponseArgs(Args):
+    study: str = Field(pattern=ID)
+    query_id: str = Field(pattern=ID)
+    response_hash: str | None = Field(default=None, pattern=HEX64)
+    outcome: str = Field(pattern=r"^(released|refused:[a-z_]{1,32})$")
+    policy_hash: str = Field(pattern=HEX64)
+
+
+class Credit(Args):
+    member: str = Field(min_length=1, max_length=128)
+    role: str = Field(min_length=1, max_length=64)
+
+
+class ResultArgs(Args):
+    study: str = Field(pattern=ID)
+    query_id: str = Field(pattern=ID)
+    result_hash: str = Field(pattern=HEX64)
+    dropped: list[str] = Field(default_factory=list)
+    credits: list[Credit] = Field(default_factory=list)
+
+
+class SiteShare(Args):
+    site: str = Field(pattern=ORG)
+    n: int = Field(ge=0)
+    share_ppm: int = Field(ge=0, le=1_000_000)
+    revenue: int = Field(ge=0)
+
+
+class ContributionArgs(Args):
+    study: str = Field(pattern=ID)
+    method: Literal["exact", "monte-carlo"]
+    permutations: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0)
+    shares: list[SiteShare] = Field(min_length=1)
+
+
+def _study(ctx: Context, study: str) -> dict[str, Any]:
+    s = ctx.get(f"study/{study}")
+    if s is None:
+        raise ContractError(Code.NOT_FOUND, f"no study {study}")
+    return dict(s)
+
+
+def _active(ctx: Context, study: str) -> dict[str, Any]:
+    s = _study(ctx, study)
+    if s["status"] != "active":
+        raise ContractError(Code.INVALID_STATE, f"study {study} is {s['status']}, want active")
+    return s
+
+
+class Studies(Contract):
+    name = "studies"
+
+    @method(RegisterArgs, access=RESEARCHERS)
+    def register(self, ctx: Context, args: RegisterArgs) -> Any:
+        """Fix a study's terms; it becomes active when every listed site has approved."""
+        if ctx.exists(f"study/{args.study}"):
+            raise ContractError(Code.ALREADY_EXISTS, f"study {args.study} exists")
+        if len(set(args.sites)) != len(args.sites) or len(args.sites) < args.disclosure.min_sites:
+            raise ContractError(Code.BAD_ARGS, f"want >= {args.disclosure.min_sites} distinct "
+                                "sites")
+        terms = args.model_dump()
+        terms.update(researcher=ctx.caller.id, org=ctx.caller.org, status="proposed",
+                     registered_height=ctx.height, approved=[])
+        ctx.put(f"study/{args.study}", terms)
+        ctx.put(f"spent/{args.study}", {"milli_eps": 0})
+        ctx.emit("study_registered", {"study": args.study})
+        return {"study": args.study, "status": "proposed"}
+
+    @method(ApproveArgs, access=SITE_ADMIN,
+            cosign=lambda a: [Cosign(org=a.site, roles=frozenset({"data-steward"}))])
+    def approve(self, ctx: Context, args: ApproveArgs) -> Any:
+        """A participating site's approval (org-admin, co-signed by its data steward)."""
+        s = _study(ctx, args.study)
+        if ctx.caller.org != args.site or args.site not in s["sites"]:
+            raise ContractError(Code.FORBIDDEN, f"{ctx.caller.org} cannot approve for "
+                                f"{args.site} in {args.study}")
+        if args.site in s["approved"]:
+            raise ContractError(Code.ALREADY_EXISTS, f"{args.site} already approved")
+        steward = next((c.id for c in ctx.cosigners if c.org == args.site), None)
+        ctx.put(f"approval/{args.study}/{args.site}", {
+            "by": ctx.caller.id, "steward": steward, "committee_ref": args.committee_ref,
+            "height": ctx.height})
+        s["approved"] = sorted([*s["approved"], args.site])
+        if set(s["approved"]) == set(s["sites"]):
+            s["status"] = "active"
+            s["active_height"] = ctx.height
+        ctx.put(f"study/{args.study}", s)
+        return {"study": args.study, "status": s["status"]}
+
+    @method(QueryArgs, access=RESEARCHERS)
+    def query(self, ctx: Context, args: QueryArgs) -> Any:
+        """Record a query's hash before dispatch; refused outside the study's terms."""
+        s = _active(ctx, args.study)
+        if ctx.caller.id != s["researcher"]:
+            raise ContractError(Code.FORBIDDEN, f"only {s['researcher']} queries {args.study}")
+        if args.analysis not in s["analyses"]:
+            raise ContractError(Code.FORBIDDEN, f"analysis {args.analysis} not in the protocol")
+        extra = sorted(set(args.variables) - set(s["variables"]))
+        if extra:
+            raise ContractError(Code.FORBIDDEN, f"variables {extra} not in the protocol")
+        if not set(args.sites) <= set(s["sites"]) or len(args.sites) < s["disclosure"][
+                "min_sites"]:
+            raise ContractError(Code.FORBIDDEN, "sites outside the study or too few")
+        key = f"query/{args.study}/{args.query_id}"
+        if ctx.exists(key):
+            raise ContractError(Code.ALREADY_EXISTS, f"query {args.query_id} exists")
+        spent = int(ctx.get(f"spent/{args.study}")["milli_eps"])
+        if spent + args.dp_milli_eps > s["dp_budget_milli_eps"] and args.dp_milli_eps:
+            raise ContractError(Code.FORBIDDEN, f"DP budget: spent {spent} + {args.dp_milli_eps}"
+                                f" > {s['dp_budget_milli_eps']} milli-eps")
+        ctx.put(f"spent/{args.study}", {"milli_eps": spent + args.dp_milli_eps})
+        ctx.put(key, {**args.model_dump(), "by": ctx.caller.id, "height": ctx.height})
+        return {"query": args.query_id}
+
+    @method(ResponseArgs, access=SITE_SERVICE)
+    def respond(self, ctx: Context, args: ResponseArgs) -> Any:
+        """A site records the hash of what it sent (or its refusal) for a recorded query."""
+        q = ctx.get(f"query/{args.study}/{args.query_id}")
+        if q is None:
+            raise ContractError(Code.NOT_FOUND, f"no query {args.query_id}")
+        if ctx.caller.org not in q["sites"]:
+            raise ContractError(Code.FORBIDDEN, f"{ctx.caller.org} is not asked in this query")
+        key = f"response/{args.study}/{args.query_id}/{ctx.caller.org}"
+        if ctx.exists(key):
+            raise ContractError(Code.ALREADY_EXISTS, "response already recorded")
+        if (args.response_hash is None) != args.outcome.startswith("refused"):
+            raise ContractError(Code.BAD_ARGS, "a released response needs its hash")
+        ctx.put(key, {**args.model_dump(), "by": ctx.caller.id, "height": ctx.height})
+        return {"ok": True}
+
+    @method(ResultArgs, access=RESEARCHERS)
+    def result(self, ctx: Context, args: ResultArgs) -> Any:
+        """The released result's hash and credits, once per query."""
+        s = _active(ctx, args.study)
+        if ctx.caller.id != s["researcher"]:
+            raise ContractError(Code.FORBIDDEN, f"only {s['researcher']} records results")
+        if not ctx.exists(f"query/{args.study}/{args.query_id}"):
+            raise ContractError(Code.NOT_FOUND, f"no query {args.query_id}")
+        key = f"result/{args.study}/{args.query_id}"
+        if ctx.exists(key):
+            raise ContractError(Code.ALREADY_EXISTS, "result already recorded")
+        ctx.put(key, {**args.model_dump(), "height": ctx.height})
+        return {"ok": True}
+
+    @method(ContributionArgs, access=RESEARCHERS)
+    def contribution(self, ctx: Context, args: ContributionArgs) -> Any:
+        """Per-site contribution and the revenue split; the split must use the whole pool."""
+        s = _active(ctx, args.study)
+        sites = [x.site for x in args.shares]
+        if sorted(sites) != sorted(s["sites"]):
+            raise ContractError(Code.BAD_ARGS, "shares must name every study site once")
+        paid = sum(x.revenue for x in args.shares)
+        if paid != s["revenue_pool"]:
+            raise ContractError(Code.BAD_ARGS, f"revenue split sums to {paid}, want "
+                                f"{s['revenue_pool']}")
+        if ctx.exists(f"contribution/{args.study}"):
+            raise ContractError(Code.ALREADY_EXISTS, "contribution already recorded")
+        ctx.put(f"contribution/{args.study}", {**args.model_dump(), "height": ctx.height,
+                                               "rule": s["contribution"]})
+        return {"ok": True}

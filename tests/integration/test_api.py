@@ -22,6 +22,7 @@ from fastapi.routing import APIRoute
 
 from medledger.api import (
     routes_events,
+    routes_exchange,
     routes_ledger,
     routes_records,
     routes_surveillance,
@@ -250,9 +251,13 @@ def test_openapi_lists_every_route_with_summary(env: Env) -> None:
         ("GET", "/v1/surveillance/signals"),
         ("GET", "/v1/surveillance/signals/{signal_id}"),
         ("GET", "/v1/surveillance/signals/{signal_id}/line-list"),
+        ("GET", "/v1/consent/patients/{patient}"),
+        ("GET", "/v1/consent/patients/{patient}/log"),
+        ("GET", "/v1/consent/check"),
+        ("POST", "/v1/exchange/request"),
     }
     routers = (routes_tx.router, routes_ledger.router, routes_events.router,
-               routes_records.router, routes_surveillance.router)
+               routes_records.router, routes_surveillance.router, routes_exchange.router)
     app_routes = {
         (m, r.path)
         for router in routers

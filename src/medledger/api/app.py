@@ -31,6 +31,7 @@ from fastapi import FastAPI
 from medledger.api import (
     problems,
     routes_events,
+    routes_exchange,
     routes_ledger,
     routes_records,
     routes_surveillance,
@@ -70,4 +71,5 @@ def create_app(node: Node) -> FastAPI:
     app.include_router(routes_events.router)
     app.include_router(routes_records.router)
     app.include_router(routes_surveillance.router)
+    app.include_router(routes_exchange.router)
     return app

@@ -1,0 +1,77 @@
+"""Consent, exchange and the access log over HTTP: a granted exchange, a refused one as an
+RFC 9457 problem with its reason, the consent status at an old height, the patient's log."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import orjson
+import pytest
+
+from medledger.api.app import create_app
+from medledger.api.auth import sign_request
+from medledger.api.routes_exchange import install_holder
+from medledger.consent.exchange import Delivery
+from tests.conftest import Ledger
+from tests.unit.consent.conftest import FORM, PATIENT, Parties, cons, grant, lg, parties  # noqa: F401 (fixtures)
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+pytestmark = pytest.mark.integration
+
+
+def get(client: TestClient, led: Ledger, member: str, path: str) -> Any:
+    headers = sign_request("GET", path, b"", member, led.ring.signing[member])
+    return client.get(path, headers=headers)
+
+
+def test_exchange_consent_and_log_over_http(parties: Parties) -> None:  # noqa: F811
+    p = parties
+    app = create_app(p.lg.node)
+    client = TestClient(app)
+    signed = p.requester.request("hosp-a", PATIENT, ["labs"], "referral")
+    r = client.post("/v1/exchange/request", content=orjson.dumps(signed))
+    assert r.status_code == 503 and r.json()["code"] == "node_unavailable"
+    install_holder(app, p.holder)
+
+    r = client.post("/v1/exchange/request", content=orjson.dumps(signed))
+    assert r.status_code == 403
+    assert r.headers["content-type"] == "application/problem+json"
+    doc = r.json()
+    assert doc["code"] == "forbidden" and doc["reason"] == "no_consent" and doc["entry"]
+
+    grant(p.lg)
+    granted_at = p.lg.node.height
+    signed = p.requester.request("hosp-a", PATIENT, ["labs"], "referral")
+    r = client.post("/v1/exchange/request", content=orjson.dumps(signed))
+    assert r.status_code == 200, r.text
+    got = p.requester.accept(signed, Delivery.from_doc(r.json()))
+    assert len(got) == 3
+
+    r = client.post("/v1/exchange/request", content=orjson.dumps(signed))
+    assert r.status_code == 409 and r.json()["reason"] == "replayed_request"
+    r = client.post("/v1/exchange/request", content=b"{not json")
+    assert r.status_code == 400 and r.json()["code"] == "malformed_json"
+
+    p.lg.ok("hosp-a/steward", "consent", "revoke", {"consent_id": "c1", "reason": "asked",
+                                                     "evidence": FORM})
+    now = get(client, p.lg, "hosp-b/gw", f"/v1/consent/patients/{PATIENT}").json()
+    assert now["consents"]["c1"]["status"] == "revoked"
+    then = get(client, p.lg, "hosp-b/gw",
+               f"/v1/consent/patients/{PATIENT}?height={granted_at}").json()
+    assert then["consents"]["c1"]["status"] == "active"
+    q = (f"/v1/consent/check?patient={PATIENT}&org=hosp-b&role=physician&purpose=referral"
+         f"&categories=labs&height={granted_at}")
+    assert get(client, p.lg, "hosp-b/gw", q).json()["reason"] == "consented"
+    bad = get(client, p.lg, "hosp-b/gw", q.replace("labs", "Labs!"))
+    assert bad.status_code == 422 and bad.json()["code"] == "bad_args"
+
+    path = f"/v1/consent/patients/{PATIENT}/log"
+    assert get(client, p.lg, "hosp-b/dr", path).status_code == 403
+    log = get(client, p.lg, "hosp-a/auditor", path).json()["entries"]
+    assert [e["entry"]["reason"] for e in log] == ["no_consent", "consented",
+                                                    "replayed_request"]
+    assert all(e["proof"]["hashes"] is not None for e in log)

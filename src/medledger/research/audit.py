@@ -9,11 +9,14 @@ exactly when their canonical forms are byte-identical, so a one-byte change is d
 from __future__ import annotations
 
 import hashlib
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
 
 from medledger.crypto import canonical
 
-__all__ = ["canonical_bytes", "digest", "jsonable"]
+__all__ = ["canonical_bytes", "digest", "jsonable", "verify", "write_bundle"]
 
 
 def jsonable(obj: Any) -> Any:
@@ -35,3 +38,51 @@ def canonical_bytes(obj: Any) -> bytes:
 
 def digest(obj: Any) -> str:
     return hashlib.sha256(canonical_bytes(obj)).hexdigest()
+
+
+def write_bundle(directory: Path, trail: list[dict[str, Any]]) -> None:
+    """The coordinator's audit bundle: per query ``<qid>/query.json``, ``response-<site>.json``
+    and ``result.json``, each exactly the canonical bytes whose SHA-256 is on the ledger."""
+    for entry in trail:
+        d = directory / entry["query_id"]
+        d.mkdir(parents=True, exist_ok=True)
+        art = entry["artifacts"]
+        (d / "query.json").write_bytes(canonical_bytes(art["query"]))
+        for site, resp in art["responses"].items():
+            (d / f"response-{site}.json").write_bytes(canonical_bytes(resp))
+        if "result" in art:
+            (d / "result.json").write_bytes(canonical_bytes(art["result"]))
+
+
+class StateReader(Protocol):
+    def get_state(self, key: str) -> bytes | None: ...
+
+
+def _ledger(reader: StateReader, key: str) -> Any:
+    raw = reader.get_state(f"studies/{key}")
+    return None if raw is None else orjson.loads(raw)
+
+
+def verify(reader: StateReader, study: str, directory: Path) -> tuple[int, list[str]]:
+    """Recompute every hash in the bundle and compare with the ledger's ``studies`` records.
+    Returns (files checked, problems); a problem names the file and the got/want hashes."""
+    problems: list[str] = []
+    checked = 0
+    for d in sorted(p for p in directory.iterdir() if p.is_dir()):
+        qid = d.name
+        pairs = [(d / "query.json", f"query/{study}/{qid}", "query_hash"),
+                 (d / "result.json", f"result/{study}/{qid}", "result_hash")]
+        pairs += [(f, f"response/{study}/{qid}/{f.stem.removeprefix('response-')}",
+                   "response_hash") for f in sorted(d.glob("response-*.json"))]
+        for path, key, fld in pairs:
+            if not path.exists():
+                continue
+            checked += 1
+            got = hashlib.sha256(path.read_bytes()).hexdigest()
+            rec = _ledger(reader, key)
+            if rec is None:
+                problems.append(f"{path.relative_to(directory)}: no ledger record {key}")
+            elif rec.get(fld) != got:
+                problems.append(f"{path.relative_to(directory)}: hash {got[:16]}…, ledger has "
+                                f"{str(rec.get(fld))[:16]}…")
+    return checked, problems

@@ -22,9 +22,11 @@ class ResearchError(MedLedgerError):
 class DisclosureRefused(ResearchError):
     """A site refused to release an aggregate; ``rule`` is the reason code, e.g. ``min_cell``."""
 
-    def __init__(self, rule: str, message: str) -> None:
+    def __init__(self, rule: str, message: str, policy: str = "0" * 64) -> None:
         super().__init__(Code.FORBIDDEN, f"disclosure rule {rule}: {message}")
         self.rule = rule
+        self.detail = message
+        self.policy = policy  # the refusing site's policy hash
 
 
 class QueryRefused(ResearchError):

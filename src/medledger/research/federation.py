@@ -28,7 +28,7 @@ from medledger.research.errors import DisclosureRefused, QueryRefused, ResearchE
 from medledger.research.secagg import Round
 from medledger.research.site import unflatten
 
-__all__ = ["Federation", "SiteClient", "SiteUnavailable"]
+__all__ = ["Federation", "Recorder", "SiteClient", "SiteUnavailable", "variables_of"]
 
 
 class SiteUnavailable(ResearchError):
@@ -36,6 +36,27 @@ class SiteUnavailable(ResearchError):
 
     def __init__(self, site: str, why: str) -> None:
         super().__init__(Code.NODE_UNAVAILABLE, f"site {site}: {why}")
+
+
+class Recorder(Protocol):
+    """Writes a run to the ledger: the query before dispatch, each site's response, the result."""
+
+    def query(self, query_id: str, query: dict[str, Any], query_hash: str) -> None: ...
+
+    def response(self, query_id: str, site: str, outcome: str, response_hash: str | None,
+                 policy_hash: str) -> None: ...
+
+    def result(self, query_id: str, result_hash: str, dropped: list[str]) -> None: ...
+
+
+def variables_of(analysis: str, params: Mapping[str, Any]) -> list[str]:
+    """The variables a query touches (checked against the study's protocol)."""
+    if analysis == "crosstab":
+        return sorted(params["levels"])
+    if analysis in ("moments", "histogram"):
+        return [params["variable"]]
+    names = [params["y"], *params["x"], params.get("weights"), params.get("offset")]
+    return sorted({v for v in names if v})
 
 
 class SiteClient(Protocol):
@@ -57,6 +78,7 @@ class Federation:
     on_dropout: Literal["recover", "abort"] = "abort"
     min_sites: int = 3
     trail: list[dict[str, Any]] = field(default_factory=list)
+    recorder: Recorder | None = None
     _rounds: itertools.count[int] = field(default_factory=itertools.count)
 
     def run(self, analysis: str, params: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
@@ -67,14 +89,35 @@ class Federation:
                                 f"{self.min_sites}")
         query: dict[str, Any] = {"study": self.study, "analysis": analysis, "sites": names,
                                  "params": dict(params)}
-        entry: dict[str, Any] = {"query": audit.digest(query), "responses": {}, "outcomes": {}}
+        qid = f"q{len(self.trail) + 1}"
+        entry: dict[str, Any] = {"query_id": qid, "query": audit.digest(query),
+                                 "responses": {}, "outcomes": {}, "policies": {},
+                                 "artifacts": {"query": query, "responses": {}}}
         self.trail.append(entry)
-        if self.secure:
-            total, n = self._secure(query, entry)
-        else:
-            total, n = self._plain(query, entry)
-        entry["result"] = audit.digest({"values": total, "n": n})
+        if self.recorder:
+            self.recorder.query(qid, query, entry["query"])
+        try:
+            if self.secure:
+                total, n = self._secure(query, entry)
+            else:
+                total, n = self._plain(query, entry)
+        finally:
+            self._record_responses(entry)
+        result = {"values": total, "n": n}
+        entry["result"] = audit.digest(result)
+        entry["artifacts"]["result"] = result
+        if self.recorder:
+            self.recorder.result(qid, entry["result"], entry.get("dropped", []))
         return total, n
+
+    def _record_responses(self, entry: dict[str, Any]) -> None:
+        if not self.recorder:
+            return
+        for site, outcome in sorted(entry["outcomes"].items()):
+            if outcome != "dropped":
+                self.recorder.response(entry["query_id"], site, outcome,
+                                       entry["responses"].get(site),
+                                       entry["policies"].get(site, "0" * 64))
 
     def _collect(self, query: dict[str, Any], entry: dict[str, Any]
                  ) -> tuple[dict[str, dict[str, Any]], list[str]]:
@@ -84,11 +127,14 @@ class Federation:
                 answers[site.name] = site.answer(query)
             except DisclosureRefused as exc:
                 refusals[site.name] = exc.rule
+                entry["policies"][site.name] = exc.policy
             except SiteUnavailable:
                 dropped.append(site.name)
         for name, a in answers.items():
             entry["responses"][name] = audit.digest(a)
             entry["outcomes"][name] = "released"
+            entry["policies"][name] = a["policy"]
+            entry["artifacts"]["responses"][name] = a
         entry["outcomes"].update({s: f"refused:{r}" for s, r in refusals.items()})
         entry["outcomes"].update({s: "dropped" for s in dropped})
         if refusals:

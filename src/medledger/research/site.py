@@ -27,7 +27,7 @@ import numpy as np
 from medledger.errors import Code
 from medledger.research import glm, stats
 from medledger.research.disclosure import Policy
-from medledger.research.errors import ResearchError
+from medledger.research.errors import DisclosureRefused, ResearchError
 from medledger.research.secagg import Masker
 
 __all__ = ["CONSENT_COLUMN", "Site", "flatten", "unflatten"]
@@ -72,9 +72,14 @@ class Site:
         analysis = query.get("analysis")
         if analysis not in ANALYSES:
             raise ResearchError(Code.BAD_ARGS, f"analysis {analysis!r}; want one of {ANALYSES}")
-        self.policy.check_sites(len(query.get("sites", [])))
         params = query.get("params", {})
-        n, values = getattr(self, f"_{analysis}")(params, self._rows())
+        try:
+            self.policy.check_sites(len(query.get("sites", [])))
+            n, values = getattr(self, f"_{analysis}")(params, self._rows())
+        except DisclosureRefused as exc:
+            self.audit.append({"study": query.get("study"), "analysis": analysis,
+                               "refused": exc.rule})
+            raise DisclosureRefused(exc.rule, exc.detail, self.policy.digest()) from None
         out = {"site": self.name, "analysis": analysis, "policy": self.policy.digest(), "n": n,
                "values": values}
         self.audit.append({"study": query.get("study"), "analysis": analysis, "n": n})

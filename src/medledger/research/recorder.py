@@ -1,0 +1,41 @@
+"""Writes each federated run to the ``studies`` contract, in order: the query hash before any
+site is asked (so a query outside the protocol or the DP budget is refused before data are
+touched), then every site's own response record, then the result hash."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from medledger.research.federation import variables_of
+
+__all__ = ["Call", "LedgerRecorder"]
+
+Call = Callable[[str, dict[str, Any]], Any]
+"""``call(method, args)`` on the ``studies`` contract as one member; raises when refused."""
+
+
+@dataclass
+class LedgerRecorder:
+    study: str
+    researcher: Call
+    sites: Mapping[str, Call]
+    dp_milli_eps: int = 0
+
+    def query(self, query_id: str, query: dict[str, Any], query_hash: str) -> None:
+        self.researcher("query", {
+            "study": self.study, "query_id": query_id, "query_hash": query_hash,
+            "analysis": query["analysis"], "sites": list(query["sites"]),
+            "variables": variables_of(query["analysis"], query["params"]),
+            "dp_milli_eps": self.dp_milli_eps})
+
+    def response(self, query_id: str, site: str, outcome: str, response_hash: str | None,
+                 policy_hash: str) -> None:
+        self.sites[site]("respond", {
+            "study": self.study, "query_id": query_id, "response_hash": response_hash,
+            "outcome": outcome, "policy_hash": policy_hash})
+
+    def result(self, query_id: str, result_hash: str, dropped: list[str]) -> None:
+        self.researcher("result", {"study": self.study, "query_id": query_id,
+                                   "result_hash": result_hash, "dropped": dropped})

@@ -20,11 +20,20 @@ def demo(
     gateway: bool = typer.Option(False, "--gateway", help="Run the gateway scenario: three "
                                  "hospitals' messy exports → FHIR, de-identified, vaulted, "
                                  "anchored, evaluated, verified."),
+    consent: bool = typer.Option(False, "--consent", help="Run the consent scenario: a "
+                                 "referral exchange, revocation, denial, break-glass, and the "
+                                 "patient's access log with proofs."),
     png: Path = typer.Option(Path("medledger-epicurve.png"), help="--surveillance: write the "
                              "epidemic curve here."),
 ) -> None:
     """Run a throwaway consortium through a realistic workload and verify it."""
-    if gateway:
+    if consent:
+        from medledger.demo import consent as consent_demo
+
+        console.rule("[bold]MedLedger demo[/] — consent: referral exchange, revocation, "
+                     "access log")
+        result = consent_demo.run()
+    elif gateway:
         from medledger.demo import gateway as gateway_demo
 
         console.rule("[bold]MedLedger demo[/] — hospital data gateway: three hospitals, "

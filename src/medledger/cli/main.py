@@ -7,6 +7,7 @@ import typer
 from medledger.cli import (
     bench,
     cluster,
+    consent,
     demo,
     gateway,
     keys,
@@ -14,6 +15,7 @@ from medledger.cli import (
     ledger_group,
     node,
     peer,
+    research,
     surveillance,
     tx,
 )
@@ -37,6 +39,8 @@ app.add_typer(peer.app, name="peer")
 app.add_typer(cluster.app, name="cluster")
 app.add_typer(surveillance.app, name="surveillance")
 app.add_typer(gateway.app, name="gateway")
+app.add_typer(research.app, name="research")
+app.add_typer(consent.app, name="consent")
 
 if __name__ == "__main__":
     app()

@@ -1,0 +1,84 @@
+"""A study on a real embedded ledger: register, site approvals co-signed by data stewards,
+a federated GLM recorded query by query, and ``medledger research verify`` on the bundle."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from medledger.cli.main import app
+from medledger.client.client import Client
+from medledger.crypto.keys import SigningKey, b64
+from medledger.errors import Code
+from medledger.research import audit
+from medledger.research.disclosure import Policy
+from medledger.research.errors import ResearchError
+from medledger.research.federation import Federation
+from medledger.research.recorder import LedgerRecorder
+from medledger.research.site import Site
+from medledger.research.synth import site_tables
+from medledger.workspace import Workspace
+
+pytestmark = pytest.mark.integration
+HOSPITALS = ["hosp-a", "hosp-b", "hosp-c"]
+
+
+def _caller(client: Client) -> Any:
+    def call(method: str, args: dict[str, Any]) -> Any:
+        r = client.call("studies", method, args)
+        if not r.ok:
+            raise ResearchError(Code.FORBIDDEN, f"{method}: {r}")
+        return r
+    return call
+
+
+def test_study_on_the_ledger_and_verify_cli(tmp_path: Path) -> None:
+    ws = Workspace.init(tmp_path / "ws", "research-1")
+    ring = ws.keyring()
+    bundle = tmp_path / "bundle"
+    with ws.node(max_wait=0.001) as node:
+        def client(member: str) -> Client:
+            return Client(node, node.chain_id, member, ring.signing[member])
+
+        roles = {"research/dr": "researcher", **{f"{h}/dsc": "data-steward" for h in HOSPITALS},
+                 **{f"{h}/gw": "gateway" for h in HOSPITALS}}
+        for member, role in roles.items():
+            ring.signing[member] = key = SigningKey.generate()
+            org = member.split("/")[0]
+            assert client(f"{org}/root").call("consortium", "enroll", {
+                "member": member, "role": role, "public_key": b64(key.public)}).ok
+        dr = client("research/dr")
+        assert dr.call("studies", "register", {
+            "study": "s1", "protocol": "ab" * 32, "ethics_ref": "IRB-1", "sites": HOSPITALS,
+            "analyses": ["glm"], "variables": ["age", "smoker", "event"],
+            "contribution": {"method": "shapley", "utility": "cd" * 32},
+            "revenue_pool": 9000}).ok
+        for h in HOSPITALS:
+            args = {"study": "s1", "site": h, "committee_ref": f"DC-{h}"}
+            assert not client(f"{h}/root").call("studies", "approve", args).ok
+            assert client(f"{h}/root").call("studies", "approve", args,
+                                             cosigners={f"{h}/dsc": ring.signing[f"{h}/dsc"]}).ok
+        sites = [Site(h, t, Policy()) for h, t in
+                 zip(HOSPITALS, site_tables([400, 600, 800], seed=5), strict=True)]
+        rec = LedgerRecorder("s1", _caller(dr), {h: _caller(client(f"{h}/gw"))
+                                                  for h in HOSPITALS})
+        fed = Federation(sites, study="s1", secure=True, recorder=rec)
+        fit = fed.glm("binomial", "event", ["age", "smoker"])
+        assert fit.converged
+        audit.write_bundle(bundle, fed.trail)
+    runner = CliRunner()
+    ok = runner.invoke(app, ["research", "verify", str(bundle), "--study", "s1",
+                             "--dir", str(ws.root)])
+    assert ok.exit_code == 0, ok.output
+    assert f"{len(fed.trail) * 5} hashes match" in ok.output
+    path = bundle / "q2" / "response-hosp-b.json"
+    raw = bytearray(path.read_bytes())
+    raw[10] ^= 0x20
+    path.write_bytes(bytes(raw))
+    bad = runner.invoke(app, ["research", "verify", str(bundle), "--study", "s1",
+                              "--dir", str(ws.root)])
+    assert bad.exit_code == 1
+    assert "q2/response-hosp-b.json" in bad.output

@@ -12,6 +12,7 @@ from rich.table import Table
 
 if TYPE_CHECKING:  # imported when a benchmark runs: it pulls in the whole node and HTTP stack
     from medledger.bench import ledger as bench
+from medledger.cli import consent as consent_cli
 from medledger.cli.common import console, err_console
 
 app = typer.Typer(
@@ -326,6 +327,9 @@ def cluster(
     for row in cbench.summary(result):
         t.add_row(*row)
     console.print(t)
+
+
+app.command("consent")(consent_cli.bench)
 
 
 @app.command("surveillance")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -82,3 +83,37 @@ def log(
         print(f"{len(items)} entries")
     if bad:
         raise typer.Exit(1)
+
+
+def bench(
+    consents: int = typer.Option(1_000_000, min=1, help="Consents granted through the node "
+                                 "(two per patient)."),
+    checks: int = typer.Option(10_000, min=1, help="Consent checks timed."),
+    records: int = typer.Option(1_000, min=1, help="Records in the end-to-end exchange."),
+    workdir: Path = typer.Option(None, "--workdir", help="Keep the workspace here (new or "
+                                 "empty directory); default: a temporary directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
+) -> None:
+    """Consent check with many consents on the ledger (target ≤ 1 ms) and one exchange of
+    many records end to end (target 1,000 in ≤ 2 s); registered as ``bench consent``."""
+    import tempfile
+
+    from medledger.consent.bench import run
+
+    with tempfile.TemporaryDirectory(prefix="medledger-bench-consent-") as tmp:
+        root = workdir or Path(tmp)
+        r = run(root, consents, checks, records,
+                progress=lambda s: print(s, file=sys.stderr, flush=True))
+    if as_json:
+        print(json.dumps(r.to_doc(), indent=1))
+        return
+    c, p, x = r.check_us, r.past_check_us, r.exchange_ms
+    print(f"consents granted through the node: {r.consents:,} in {r.load_seconds:.1f} s "
+          f"({r.consents / r.load_seconds:,.0f} tx/s); store {r.db_bytes / 1e9:.2f} GB")
+    print(f"consent check, now ({checks:,} random patients, cold store): mean "
+          f"{c['mean']:.0f} µs, p50 {c['p50']:.0f} µs, p99 {c['p99']:.0f} µs, max "
+          f"{c['max']:.0f} µs (target ≤ 1,000 µs)")
+    print(f"consent check at a past height: mean {p['mean']:.0f} µs, p99 {p['p99']:.0f} µs")
+    print(f"exchange of {r.records:,} records end to end: {x['total']:.0f} ms (request "
+          f"{x['request']:.1f}, holder {x['holder']:.0f}, requester {x['requester']:.0f}; "
+          f"{x['sealed_bytes'] / 1e6:.2f} MB sealed) (target ≤ 2,000 ms)")

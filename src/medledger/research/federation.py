@@ -190,9 +190,11 @@ class Federation:
         return stats.quantiles(counts, np.asarray(edges, dtype=float), probs)
 
     def glm(self, family: glm.Family, y: str, x: Sequence[str], *, weights: str | None = None,
-            offset: str | None = None, tol: float = 1e-10) -> glm.GlmFit:
+            offset: str | None = None, tol: float = 1e-10,
+            site_weighted: bool = False) -> glm.GlmFit:
         p = len(x) + 1
-        base = {"family": family, "y": y, "x": list(x), "weights": weights, "offset": offset}
+        base = {"family": family, "y": y, "x": list(x), "weights": weights, "offset": offset,
+                "site_weighted": site_weighted}
 
         def round_(beta: np.ndarray[Any, Any]) -> glm.GlmStep:
             values, n = self.run("glm", {**base, "beta": [float(b) for b in beta]})

@@ -13,7 +13,8 @@ Queries (JSON dicts) look like ``{"study", "analysis", "sites": [...], "params":
 * ``moments``   — params ``variable``
 * ``histogram`` — params ``variable``, ``edges`` [..]
 * ``glm``       — params ``family``, ``y``, ``x`` [..], optional ``weights``, ``offset``, and
-  ``beta`` (the current coefficients, intercept first)
+  ``beta`` (the current coefficients, intercept first); ``site_weighted`` scales the prior
+  weights by 1/n (the reference fit for contribution)
 """
 
 from __future__ import annotations
@@ -137,6 +138,8 @@ class Site:
         ok = np.all([~np.isnan(c) for c in cols.values()], axis=0)
         X = np.column_stack([np.ones(int(ok.sum()))] + [cols[v][ok] for v in params["x"]])
         w = cols[params["weights"]][ok] if params.get("weights") else None
+        if params.get("site_weighted"):  # each site counts once: prior weights 1/n
+            w = (w if w is not None else np.ones(int(ok.sum()))) / max(int(ok.sum()), 1)
         off = cols[params["offset"]][ok] if params.get("offset") else None
         return glm.GlmSiteData(X, cols[params["y"]][ok], w, off)
 

@@ -129,9 +129,10 @@ def _strings(node: object) -> Iterator[str]:
 def test_verify_matches_the_ledger_and_proves_a_record(world: World) -> None:
     for site, v in world.vaults.items():
         with service.ledger(world.ws.root, site, node=world.node) as anchorer:
-            rep = verify(v, anchorer)
+            rep = verify(v, anchorer, fhir=True)
         assert rep.ok, rep.findings
         assert rep.anchored == rep.batches >= 1 and rep.pending == 0
+        assert rep.fhir_valid == rep.records > 0        # every output validates as R4B
     v = world.vaults["hosp-b"]
     rid = v.rows("SELECT record_id FROM records WHERE resource_type='Observation' LIMIT 1")[0][0]
     p = prove(v, rid)

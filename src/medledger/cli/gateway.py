@@ -253,6 +253,8 @@ def verify(vault: Path = VaultOpt, vault_key: Path | None = VaultKeyOpt,
            ledger: Path | None = LedgerOpt, member: str | None = MemberOpt,
            site: str | None = typer.Option(None, help="Organisation whose anchors to read "
                                            "(default: from the vault's profiles)."),
+           fhir: bool = typer.Option(False, "--fhir", help="Also validate every resource with "
+                                     "the fhir.resources R4B models."),
            as_json: bool = JsonOpt) -> None:
     """Recompute every record and batch root; with --ledger, match the anchored roots.
     Exit 1 on any finding."""
@@ -263,17 +265,18 @@ def verify(vault: Path = VaultOpt, vault_key: Path | None = VaultKeyOpt,
         if ledger is not None:
             org = site or _vault_site(v)
             with service.ledger(ledger, org, member) as anchorer:
-                rep = run_verify(v, anchorer)
+                rep = run_verify(v, anchorer, fhir)
         else:
-            rep = run_verify(v)
+            rep = run_verify(v, fhir=fhir)
     except MedLedgerError as exc:
         _fail(exc)
     if as_json:
         print(json.dumps(rep.to_doc()))
     else:
-        console.print(f"records {rep.records}, batches {rep.batches} (anchored {rep.anchored}, "
-                      f"pending {rep.pending}): " + ("[green]OK[/]" if rep.ok else
-                                                    "[red]FAILED[/]"))
+        valid = f", {rep.fhir_valid} valid R4B" if fhir else ""
+        console.print(f"records {rep.records}{valid}, batches {rep.batches} (anchored "
+                      f"{rep.anchored}, pending {rep.pending}): " +
+                      ("[green]OK[/]" if rep.ok else "[red]FAILED[/]"))
         for f in rep.findings[:20]:
             console.print(f"  {f}")
     if not rep.ok:

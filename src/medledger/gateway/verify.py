@@ -18,7 +18,8 @@ from typing import Any
 import orjson
 
 from medledger.gateway.anchor import Anchorer, leaf_id
-from medledger.gateway.errors import GatewayError
+from medledger.gateway.errors import GatewayError, RowRejected
+from medledger.gateway.fhir import Validator
 from medledger.gateway.pipeline import SCHEMA_VERSION, canonical
 from medledger.gateway.scan import pattern_leaks
 from medledger.gateway.vault import Vault
@@ -31,6 +32,7 @@ class VerifyReport:
     batches: int = 0
     anchored: int = 0
     pending: int = 0
+    fhir_valid: int = 0
     findings: list[str] = field(default_factory=list)
 
     @property
@@ -40,11 +42,12 @@ class VerifyReport:
     def to_doc(self) -> dict[str, Any]:
         return {"ok": self.ok, "records": self.records, "batches": self.batches,
                 "anchored": self.anchored, "pending": self.pending,
+                "fhir_valid": self.fhir_valid,
                 "findings": self.findings[:50]}
 
 
-def _batch_entries(vault: Vault, batch_id: str, report: VerifyReport | None
-                   ) -> Iterator[tuple[str, bytes]]:
+def _batch_entries(vault: Vault, batch_id: str, report: VerifyReport | None,
+                   validator: Validator | None = None) -> Iterator[tuple[str, bytes]]:
     for r in vault.iter_rows("SELECT record_id, version, resource_hash, fingerprint, body, leaf "
                              "FROM records WHERE batch_id=? ORDER BY leaf", (batch_id,)):
         rid, ver = r["record_id"], r["version"]
@@ -69,15 +72,23 @@ def _batch_entries(vault: Vault, batch_id: str, report: VerifyReport | None
             leaks = pattern_leaks(body.decode())
             if leaks:
                 report.findings.append(f"{where}: identifier pattern in output: {leaks}")
+            if validator is not None:
+                try:
+                    validator.structure(env["resource"])
+                    report.fhir_valid += 1
+                except RowRejected as exc:
+                    report.findings.append(f"{where}: not a valid R4B resource: {exc.detail}")
         yield leaf_id(rid, ver), bytes.fromhex(r["fingerprint"])
 
 
-def verify(vault: Vault, anchorer: Anchorer | None = None) -> VerifyReport:
-    """Recompute everything; findings name the record or batch and what differs."""
+def verify(vault: Vault, anchorer: Anchorer | None = None, fhir: bool = False) -> VerifyReport:
+    """Recompute everything; findings name the record or batch and what differs. With
+    ``fhir``, also validate every resource with the fhir.resources R4B models."""
     rep = VerifyReport()
+    validator = Validator(full=True) if fhir else None
     for b in vault.rows("SELECT batch_id, count, root, status FROM batches ORDER BY rowid"):
         rep.batches += 1
-        batch = Batch(_batch_entries(vault, b["batch_id"], rep))
+        batch = Batch(_batch_entries(vault, b["batch_id"], rep, validator))
         root = batch.root.hex()
         if batch.count != b["count"] or root != b["root"]:
             rep.findings.append(f"batch {b['batch_id']}: rebuilt root {root[:16]}… over "

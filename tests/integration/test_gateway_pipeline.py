@@ -226,3 +226,22 @@ def test_shareable_view_is_scanned(world: World, tmp_path: Path) -> None:
         with pytest.raises(GatewayError, match="dia-planted"):
             export(bad, tmp_path / "bad.ndjson")
     assert not (tmp_path / "bad.ndjson").exists()
+
+
+def test_broken_workbook_is_quarantined_whole(tmp_path: Path) -> None:
+    from medledger.gateway.deid import Pseudonymizer
+    from medledger.gateway.pipeline import Gateway
+    from medledger.gateway.profile import load_profile
+    from medledger.gateway.synth import PROFILES
+
+    (tmp_path / "p.toml").write_text(PROFILES["hosp-c/labs.xlsx"], encoding="utf-8")
+    (tmp_path / "labs.xlsx").write_bytes(b"PK\x03\x04 truncated")
+    with Vault(tmp_path / "v") as v:
+        gw = Gateway(v, Pseudonymizer(PseudonymKey("k1", b"\x01" * 32)))
+        rep = gw.ingest(tmp_path / "labs.xlsx", load_profile(tmp_path / "p.toml"))
+        gw.finish()
+        assert (rep.status, rep.rows_in, rep.quarantined, dict(rep.reasons)) == (
+            "rejected", 1, 1, {"parse": 1})
+        q = v.rows("SELECT position, raw FROM quarantine")
+        assert q[0][0] == "file" and v.sealer.open(q[0][1], f"quarantine|{rep.file_hash}|file"
+                                                    .encode()) == b"PK\x03\x04 truncated"

@@ -158,7 +158,10 @@ class Gateway:
         self.vault.put_profile(prof.label, prof.model_dump_json())
         ctx = _Ctx(report, prof, self._preparer(prof), file_hash)
         if prof.profile.format == "xlsx":
-            _, rows = read_xlsx(path)
+            try:
+                _, rows = read_xlsx(path)
+            except FileRejected as exc:
+                return self._reject_file(path, prof, name, exc, rows=1)  # rows unknown
         else:
             _, rows = read_delimited(path, prof.profile.encoding, prof.delimiter)
         self._run_rows(ctx, rows)
@@ -295,8 +298,10 @@ class Gateway:
             self._pool.shutdown()
             self._pool = None
 
-    def _reject_file(self, path: Path, prof: Profile, name: str, exc: FileRejected
-                     ) -> FileReport:
+    def _reject_file(self, path: Path, prof: Profile, name: str, exc: FileRejected,
+                     rows: int | None = None) -> FileReport:
+        """Quarantine a whole file; ``rows`` is how many rows it counts for (default: its
+        non-blank lines after the header)."""
         from medledger.gateway.sources import sha256_file
 
         file_hash = sha256_file(path)
@@ -305,7 +310,7 @@ class Gateway:
             report.status = "already_ingested"
             self.reports.append(report)
             return report
-        count = _data_lines(path)
+        count = _data_lines(path) if rows is None else rows
         report.rows_in = report.quarantined = count
         report.reasons[str(exc.reason)] = count
         size = path.stat().st_size

@@ -118,7 +118,17 @@ def read_delimited(path: Path, encoding: str, delimiter: str
     def rows() -> Iterator[SourceRow | BadRow]:
         n = 0
         with f:
-            for fields in reader:
+            while True:
+                try:
+                    fields = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:        # e.g. a field over csv.field_size_limit()
+                    n += 1
+                    raw = "".join(tap.taken).encode(encoding)
+                    tap.taken.clear()
+                    yield BadRow(str(n), raw, f"CSV: {exc}")
+                    continue
                 raw = "".join(tap.taken).encode(encoding)
                 tap.taken.clear()
                 if not fields:
@@ -137,8 +147,11 @@ def read_xlsx(path: Path) -> tuple[list[str], Iterator[SourceRow | BadRow]]:
     import openpyxl
     import orjson
 
-    wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    it = wb.worksheets[0].iter_rows(values_only=True)
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        it = wb.worksheets[0].iter_rows(values_only=True)
+    except Exception as exc:  # zipfile/XML/openpyxl errors: the file is not a workbook
+        raise FileRejected(Reason.PARSE, f"not a readable .xlsx workbook: {exc}") from None
     try:
         header = ["" if h is None else str(h).strip() for h in next(it)]
     except StopIteration:

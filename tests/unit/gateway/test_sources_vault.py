@@ -79,3 +79,24 @@ def test_vault_key_file_is_created_once_and_reused(tmp_path: Path) -> None:
     (tmp_path / "other.key").write_bytes(b"z" * 32)
     with Vault(tmp_path / "v", tmp_path / "other.key") as v, pytest.raises(GatewayError):
         v.sealer.open(sealed, b"a")
+
+
+def test_csv_errors_become_bad_rows(tmp_path: Path) -> None:
+    import csv
+
+    p = tmp_path / "a.csv"
+    big = "x" * (csv.field_size_limit() + 10)
+    p.write_bytes(f"id,v\r\n1,a\r\n2,{big}\r\n3,c\r\n".encode())
+    _, rows = _rows(p, "utf-8")
+    assert [type(r).__name__ for r in rows] == ["SourceRow", "BadRow", "SourceRow"]
+    assert isinstance(rows[1], BadRow) and "field" in rows[1].detail
+
+
+def test_unreadable_workbook_is_refused(tmp_path: Path) -> None:
+    from medledger.gateway.sources import read_xlsx
+
+    p = tmp_path / "a.xlsx"
+    p.write_bytes(b"not a zip")
+    with pytest.raises(FileRejected) as exc:
+        read_xlsx(p)
+    assert exc.value.reason is Reason.PARSE

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from medledger.consent.model import Reason, decide
 
 T = 1_000_000
@@ -54,3 +57,40 @@ def test_an_active_consent_wins_over_a_revoked_one_whatever_the_order() -> None:
 def test_revoked_is_reported_over_weaker_reasons() -> None:
     idx = {"a": consent(purpose="research"), "b": consent(status="revoked")}
     assert reason(idx) is Reason.CONSENT_REVOKED
+
+
+def _reference_granted(index: dict[str, Any], org: str, role: str, purpose: str,
+                       cats: list[str], t: int) -> bool:
+    """Slow and plain: some consent matches in every respect."""
+    for s in index.values():
+        r = s["recipient"]
+        who = r.get("org") == org if "org" in r else r.get("role") == role
+        period = s["start"] <= t and (s["end"] is None or t < s["end"])
+        covers = "all" in s["categories"] or all(c in s["categories"] for c in cats)
+        if who and s["purpose"] == purpose and s["status"] == "active" and period and covers:
+            return True
+    return False
+
+
+summaries = st.fixed_dictionaries({
+    "purpose": st.sampled_from(["referral", "research"]),
+    "categories": st.lists(st.sampled_from(["labs", "conditions", "all"]), min_size=1,
+                           max_size=2, unique=True),
+    "recipient": st.one_of(st.fixed_dictionaries({"org": st.sampled_from(["hosp-b", "x"])}),
+                           st.fixed_dictionaries({"role": st.sampled_from(["physician",
+                                                                            "nurse"])})),
+    "start": st.integers(0, 10), "end": st.one_of(st.none(), st.integers(11, 20)),
+    "status": st.sampled_from(["active", "revoked"])})
+
+
+@given(index=st.dictionaries(st.sampled_from(["a", "b", "c"]), summaries, max_size=3),
+       org=st.sampled_from(["hosp-b", "x"]), role=st.sampled_from(["physician", "nurse"]),
+       purpose=st.sampled_from(["referral", "research"]),
+       cats=st.lists(st.sampled_from(["labs", "conditions"]), min_size=1, max_size=2,
+                     unique=True), t=st.integers(0, 25))
+def test_decide_agrees_with_the_reference(index: dict[str, Any], org: str, role: str,
+                                          purpose: str, cats: list[str], t: int) -> None:
+    d = decide(index, org, role, purpose, cats, t)
+    assert d.granted == _reference_granted(index, org, role, purpose, cats, t)
+    if d.granted or (index and d.reason is not Reason.NO_CONSENT):
+        assert d.consent_id in index

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from medledger.errors import Code
-from medledger.research import glm, stats
+from medledger.research import egress, glm, stats
 from medledger.research.disclosure import Policy
 from medledger.research.errors import DisclosureRefused, ResearchError
 from medledger.research.secagg import Masker
@@ -69,6 +69,13 @@ class Site:
         col: np.ndarray[Any, Any] = np.asarray(self.columns[name])[keep]
         return col
 
+    def _num(self, name: str, keep: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        col = self._col(name, keep)
+        if col.dtype.kind not in "biuf":
+            raise ResearchError(Code.BAD_ARGS, f"variable {name!r} is not numeric")
+        out: np.ndarray[Any, Any] = col.astype(float)
+        return out
+
     def answer(self, query: Mapping[str, Any]) -> dict[str, Any]:
         analysis = query.get("analysis")
         if analysis not in ANALYSES:
@@ -81,17 +88,25 @@ class Site:
             self.audit.append({"study": query.get("study"), "analysis": analysis,
                                "refused": exc.rule})
             raise DisclosureRefused(exc.rule, exc.detail, self.policy.digest()) from None
+        except ResearchError:
+            raise
+        except Exception as exc:  # foreign errors may quote data: replace their text
+            raise ResearchError(Code.BAD_ARGS, f"{analysis} failed at {self.name} "
+                                f"({type(exc).__name__})") from None
         out = {"site": self.name, "analysis": analysis, "policy": self.policy.digest(), "n": n,
                "values": values}
         self.audit.append({"study": query.get("study"), "analysis": analysis, "n": n})
         sec = query.get("secagg")
         if sec is None:
+            egress.check(self.name, query, out)
             return out
         layout, flat = flatten(values, n)
         assert self.masker is not None
         masked = self.masker.mask(sec["round"], decode_peers(sec["peers"]), flat)
-        return {"site": self.name, "analysis": analysis, "policy": out["policy"],
-                "layout": layout, "masked": [format(m, "x") for m in masked]}
+        msg = {"site": self.name, "analysis": analysis, "policy": out["policy"],
+               "layout": layout, "masked": [format(m, "x") for m in masked]}
+        egress.check(self.name, query, msg)
+        return msg
 
     def recover(self, round_id: str, peers: dict[str, str], dropped: list[str],
                 length: int) -> list[str]:
@@ -112,7 +127,7 @@ class Site:
     def _moments(self, params: Mapping[str, Any], keep: Any) -> tuple[int, dict[str, Any]]:
         var = params["variable"]
         self.policy.check_columns([var])
-        x = self._col(var, keep).astype(float)
+        x = self._num(var, keep)
         x = x[~np.isnan(x)]
         self.policy.check_rows("moments", x.size)
         self.policy.check_sum(var, x)
@@ -122,7 +137,7 @@ class Site:
     def _histogram(self, params: Mapping[str, Any], keep: Any) -> tuple[int, dict[str, Any]]:
         var = params["variable"]
         self.policy.check_columns([var])
-        x = self._col(var, keep).astype(float)
+        x = self._num(var, keep)
         counts = stats.histogram(x, np.asarray(params["edges"], dtype=float))
         n = int(counts.sum())
         self.policy.check_rows("histogram", n)
@@ -134,7 +149,7 @@ class Site:
                                               if params.get(k))]
         self.policy.check_columns(names)
         keep = self._rows()
-        cols = {v: self._col(v, keep).astype(float) for v in names}
+        cols = {v: self._num(v, keep) for v in names}
         ok = np.all([~np.isnan(c) for c in cols.values()], axis=0)
         X = np.column_stack([np.ones(int(ok.sum()))] + [cols[v][ok] for v in params["x"]])
         w = cols[params["weights"]][ok] if params.get("weights") else None

@@ -141,7 +141,7 @@ class Holder:
 
     def __init__(self, ledger: LedgerMember, source: RecordSource) -> None:
         self.ledger, self.source = ledger, source
-        self._seen: set[str] = set()
+        self._seen: dict[str, int] = {}  # request id -> request time; older ones are stale
         self._lock = threading.Lock()
 
     def handle(self, signed: dict[str, Any]) -> Delivery:
@@ -193,7 +193,10 @@ class Holder:
                                             f"{MAX_SKEW_MS} ms of {now}")
         with self._lock:
             seen = rid in self._seen
-            self._seen.add(rid)
+            self._seen[rid] = req.time
+            if len(self._seen) > 100_000:  # forget what freshness alone now refuses
+                self._seen = {k: t for k, t in self._seen.items()
+                              if t >= now - 2 * MAX_SKEW_MS}
         if seen or self.ledger.state(f"access/req/{rid}") is not None:
             return m.Reason.REPLAYED_REQUEST, f"request {rid} was already decided"
         return None, ""
@@ -237,7 +240,17 @@ class Holder:
             extra["justification"] = hashlib.sha256(
                 req.break_glass.justification.encode()).hexdigest()
             extra["until"] = now + req.break_glass.minutes * 60_000
-        entry = self._record(req, rid, "granted", d.reason, d.consent_id, **extra)
+        try:
+            entry = self._record(req, rid, "granted", d.reason, d.consent_id, **extra)
+        except ExchangeError:
+            # the ledger refused the grant: the consent changed (e.g. a revocation was ordered
+            # first). Decide again on the new state and record that denial instead.
+            reason, detail, d2 = self._authorise(req, self.ledger.clock())
+            if reason is None:
+                raise
+            denied = self._record(req, rid, "denied", reason, d2.consent_id)
+            raise ExchangeError(reason, f"consent changed before the grant was recorded: "
+                                f"{detail}", denied) from None
         org = self.ledger.state(f"consortium/{org_key(self.requester_org(req))}")
         kex = unb64(org["kex_key"], length=32)
         payload = canonical.encode({"request_id": rid, "holder": self.ledger.org, "records": [

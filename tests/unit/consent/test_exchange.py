@@ -220,3 +220,29 @@ def test_the_ledger_refuses_a_grant_the_consent_does_not_cover(parties: Parties)
         "patient": PATIENT, "categories": ["labs"], "purpose": "referral",
         "outcome": "denied", "reason": "no_consent"})
     assert r.code == Code.FORBIDDEN  # only the holder records its decisions
+
+
+def test_a_revocation_ordered_before_the_grant_entry_wins(parties: Parties) -> None:
+    """The holder decided on an older state; the revocation lands first; nothing is sent."""
+    p = parties
+    grant(p.lg)
+
+    class Racing(Holder):
+        raced = False
+
+        def _authorise(self, req: Any, now: int) -> Any:
+            decided = super()._authorise(req, now)
+            if self.raced:
+                return decided
+            self.raced = True
+            p.lg.ok("hosp-a/steward", "consent", "revoke", {"consent_id": "c1",
+                                                             "reason": "asked",
+                                                             "evidence": FORM})
+            return decided
+
+    racing = Racing(p.member("hosp-a/gw"), p.source)
+    with pytest.raises(ExchangeError) as err:
+        racing.handle(ask(p))
+    assert err.value.reason is Reason.CONSENT_REVOKED and "changed" in err.value.message
+    [entry] = entries(p)  # the denial, recorded instead of the refused grant
+    assert entry["outcome"] == "denied" and entry["reason"] == "consent_revoked"

@@ -13,6 +13,7 @@ from rich.table import Table
 if TYPE_CHECKING:  # imported when a benchmark runs: it pulls in the whole node and HTTP stack
     from medledger.bench import ledger as bench
 from medledger.cli import consent as consent_cli
+from medledger.cli import research as research_cli
 from medledger.cli.common import console, err_console
 
 app = typer.Typer(
@@ -330,6 +331,7 @@ def cluster(
 
 
 app.command("consent")(consent_cli.bench)
+app.command("research")(research_cli.bench)
 
 
 @app.command("surveillance")

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from medledger.errors import Code
-from medledger.research import egress, glm, stats
+from medledger.research import audit, egress, glm, stats
 from medledger.research.disclosure import Policy
 from medledger.research.errors import DisclosureRefused, ResearchError
 from medledger.research.secagg import Masker
@@ -47,6 +47,7 @@ class Site:
     policy: Policy = field(default_factory=Policy)
     audit: list[dict[str, Any]] = field(default_factory=list)
     masker: Masker | None = None
+    _glm_cache: dict[str, glm.GlmSiteData] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.masker is None:
@@ -159,17 +160,28 @@ class Site:
         return glm.GlmSiteData(X, cols[params["y"]][ok], w, off)
 
     def _glm(self, params: Mapping[str, Any], keep: Any) -> tuple[int, dict[str, Any]]:
-        data = self.glm_data(params)
-        n, p = data.X.shape
-        binaries = [(v, c) for v, c in [(params["y"], data.y),
-                                        *zip(params["x"], data.X[:, 1:].T, strict=True),
-                                        ("weights", data.weights), ("offset", data.offset)]
-                    if c is not None and np.unique(c).size == 2]
-        self.policy.check_glm(p, n, binaries)
+        model = {k: v for k, v in params.items() if k not in ("beta", "family")}
+        key = f"{id(self.columns)}:{audit.digest(model)}"
+        if key not in self._glm_cache:  # same model across IRLS rounds: extract and check once
+            data = self.glm_data(params)
+            n, p = data.X.shape
+            cands = [(params["y"], data.y), *zip(params["x"], data.X[:, 1:].T, strict=True),
+                     ("weights", data.weights), ("offset", data.offset)]
+            self.policy.check_glm(p, n, [(v, c) for v, c in cands
+                                         if c is not None and _is_binary(c)])
+            self._glm_cache = {key: data}
+        data = self._glm_cache[key]
         step = glm.site_step(data, np.asarray(params["beta"], dtype=float), params["family"])
-        return n, {"info": step.info.ravel().tolist(), "xwz": step.xwz.tolist(),
-                   "deviance": step.deviance}
+        return data.X.shape[0], {"info": step.info.ravel().tolist(), "xwz": step.xwz.tolist(),
+                                 "deviance": step.deviance}
 
+
+def _is_binary(c: np.ndarray[Any, Any]) -> bool:
+    """Exactly two distinct values (one pass, no sort)."""
+    if c.size == 0:
+        return False
+    other = c[c != c[0]]
+    return other.size > 0 and bool(np.all(other == other[0]))
 
 def flatten(values: Mapping[str, Any], n: int) -> tuple[list[list[Any]], list[float]]:
     """(layout, vector): each value (number or nested list) raveled in key order, then n."""

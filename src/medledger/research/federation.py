@@ -16,7 +16,7 @@ aggregate payload exactly as received) and disclosure outcome, and the result ha
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -79,17 +79,25 @@ class Federation:
     min_sites: int = 3
     trail: list[dict[str, Any]] = field(default_factory=list)
     recorder: Recorder | None = None
+    run_prefix: str = "q"  # query ids are <prefix><n>; the ledger refuses a reused id
     _rounds: itertools.count[int] = field(default_factory=itertools.count)
 
-    def run(self, analysis: str, params: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
-        """One query over every site: (summed values, total n)."""
+    def run(self, analysis: str, params: Mapping[str, Any], *, dp_milli_eps: int = 0,
+            release: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+            ) -> tuple[dict[str, Any], int]:
+        """One query over every site: (summed values, total n). ``dp_milli_eps`` is the privacy
+        loss the release will spend (part of the query, so recorded and checked first);
+        ``release`` turns the exact sum into what is released (DP noise) before it is hashed,
+        recorded or returned — the exact sum is not kept."""
         names = [s.name for s in self.sites]
         if len(names) < self.min_sites:
             raise ResearchError(Code.FORBIDDEN, f"got {len(names)} sites, want >= "
                                 f"{self.min_sites}")
         query: dict[str, Any] = {"study": self.study, "analysis": analysis, "sites": names,
                                  "params": dict(params)}
-        qid = f"q{len(self.trail) + 1}"
+        if dp_milli_eps:
+            query["dp"] = {"milli_eps": dp_milli_eps}
+        qid = f"{self.run_prefix}{len(self.trail) + 1}"
         entry: dict[str, Any] = {"query_id": qid, "query": audit.digest(query),
                                  "responses": {}, "outcomes": {}, "policies": {},
                                  "artifacts": {"query": query, "responses": {}}}
@@ -103,6 +111,8 @@ class Federation:
                 total, n = self._plain(query, entry)
         finally:
             self._record_responses(entry)
+        if release is not None:
+            total, n = release(total), -1  # n would be exact: withheld from a DP release
         result = {"values": total, "n": n}
         entry["result"] = audit.digest(result)
         entry["artifacts"]["result"] = result
@@ -174,8 +184,24 @@ class Federation:
 
     # ---- analyses -------------------------------------------------------------------------
 
-    def crosstab(self, levels: Mapping[str, Sequence[object]]) -> np.ndarray[Any, Any]:
-        values, _ = self.run("crosstab", {"levels": {k: list(v) for k, v in levels.items()}})
+    def crosstab(self, levels: Mapping[str, Sequence[object]], *,
+                 epsilon: float | None = None) -> np.ndarray[Any, Any]:
+        """Pooled counts; with ``epsilon`` a DP release (Laplace, OpenDP) charged to the study's
+        budget before any site is asked."""
+        milli = round(epsilon * 1000) if epsilon else 0
+
+        def noisy(values: dict[str, Any]) -> dict[str, Any]:
+            from medledger.research import dp
+
+            exact = np.rint(np.asarray(values["counts"])).astype(np.int64)
+            table, spent = dp.noisy_counts(exact, milli / 1000)
+            if spent > milli / 1000 + 1e-12:
+                raise ResearchError(Code.INTERNAL, f"measurement spends {spent}, want "
+                                    f"{milli / 1000}")
+            return {"counts": table.tolist()}
+
+        values, _ = self.run("crosstab", {"levels": {k: list(v) for k, v in levels.items()}},
+                             dp_milli_eps=milli, release=noisy if milli else None)
         table: np.ndarray[Any, Any] = np.rint(np.asarray(values["counts"])).astype(np.int64)
         return table
 

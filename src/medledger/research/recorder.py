@@ -28,7 +28,7 @@ class LedgerRecorder:
             "study": self.study, "query_id": query_id, "query_hash": query_hash,
             "analysis": query["analysis"], "sites": list(query["sites"]),
             "variables": variables_of(query["analysis"], query["params"]),
-            "dp_milli_eps": self.dp_milli_eps})
+            "dp_milli_eps": int(query.get("dp", {}).get("milli_eps", self.dp_milli_eps))})
 
     def response(self, query_id: str, site: str, outcome: str, response_hash: str | None,
                  policy_hash: str) -> None:

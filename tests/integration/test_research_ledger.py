@@ -3,6 +3,7 @@ a federated GLM recorded query by query, and ``medledger research verify`` on th
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +54,8 @@ def test_study_on_the_ledger_and_verify_cli(tmp_path: Path) -> None:
         dr = client("research/dr")
         assert dr.call("studies", "register", {
             "study": "s1", "protocol": "ab" * 32, "ethics_ref": "IRB-1", "sites": HOSPITALS,
-            "analyses": ["glm"], "variables": ["age", "smoker", "event"],
+            "analyses": ["glm", "crosstab"], "variables": ["age", "smoker", "event", "sex"],
+            "dp_budget_milli_eps": 1000,
             "contribution": {"method": "shapley", "utility": "cd" * 32},
             "revenue_pool": 9000}).ok
         for h in HOSPITALS:
@@ -68,7 +70,20 @@ def test_study_on_the_ledger_and_verify_cli(tmp_path: Path) -> None:
         fed = Federation(sites, study="s1", secure=True, recorder=rec)
         fit = fed.glm("binomial", "event", ["age", "smoker"])
         assert fit.converged
+        fed.crosstab({"sex": ["F", "M"]}, epsilon=0.6)
         audit.write_bundle(bundle, fed.trail)
+    # a restarted peer reads the spent budget back from its store and refuses an overspend
+    store = ws.store()
+    try:
+        assert json.loads(store.get_state("studies/spent/s1") or b"null") == {"milli_eps": 600}
+    finally:
+        store.close()
+    with ws.node(max_wait=0.001) as node:
+        again = Client(node, node.chain_id, "research/dr", ring.signing["research/dr"])
+        r = again.call("studies", "query", {
+            "study": "s1", "query_id": "late", "query_hash": "00" * 32, "analysis": "crosstab",
+            "variables": ["sex"], "sites": HOSPITALS, "dp_milli_eps": 500})
+        assert not r.ok and "DP budget" in str(r)
     runner = CliRunner()
     ok = runner.invoke(app, ["research", "verify", str(bundle), "--study", "s1",
                              "--dir", str(ws.root)])

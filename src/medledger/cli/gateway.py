@@ -602,3 +602,33 @@ def export(out: Path = typer.Argument(..., help="NDJSON file to write."),
     except MedLedgerError as exc:
         _fail(exc)
     console.print(f"wrote {n:,} resources to {out}")
+
+
+@app.command("ignored")
+def ignored(vault: Path = VaultOpt, vault_key: Path | None = VaultKeyOpt,
+            source: str | None = typer.Option(None, "--file", help="Only this source file "
+                                              "(site/name)."),
+            limit: int = typer.Option(50, min=1), as_json: bool = JsonOpt) -> None:
+    """HL7 v2 segments and FHIR resources listed as ignored, with their reasons."""
+    v = _open_vault(vault, vault_key)
+    where, params = (" WHERE source_name=?", (source,)) if source else ("", ())
+    counts = v.rows("SELECT reason, count(*) FROM ignored" + where + " GROUP BY reason "
+                    "ORDER BY 2 DESC", params)
+    rows = v.rows("SELECT source_name, position, segment, reason FROM ignored" + where +
+                  " ORDER BY rowid LIMIT ?", (*params, limit))
+    if as_json:
+        print(json.dumps({"by_reason": {r[0]: r[1] for r in counts},
+                          "items": [dict(r) for r in rows]}))
+        return
+    t = Table(title="Ignored, by reason")
+    t.add_column("reason")
+    t.add_column("count")
+    for reason, n in counts:
+        t.add_row(reason, str(n))
+    console.print(t)
+    t = Table(title=f"First {limit}")
+    for col in ("file", "position", "segment/resource", "reason"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r[0], r[1], r[2] or "", r[3])
+    console.print(t)

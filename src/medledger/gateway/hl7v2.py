@@ -38,6 +38,10 @@ KIND_OF = {"DG1": "diagnosis", "OBX": "lab", "RXE": "medication_request",
            "RXD": "medication_dispense"}
 MESSAGES_FOR = {"DG1": ("ADT",), "OBX": ("ORU", "OUL"), "RXE": ("RDE",), "RXD": ("RDS",)}
 NUMERIC = ("NM", "SN")
+CONTEXT = {"PID": "PID: identity of the mapped segments (pseudonymised, never copied)",
+           "MSH": "MSH: message ids and dates for the mapped segments",
+           "EVN": "EVN: event date for the mapped segments",
+           "OBR": "OBR: order id and observation date for the mapped OBX segments"}
 
 
 def profile_for(kind: str, site: str, source_system: str, date_format: str = "hl7",
@@ -156,8 +160,10 @@ def _message(out: Hl7File, m: int, segs: list[str]) -> None:
         pos = f"{m}:{i}"
         kind = KIND_OF.get(name)
         if kind is None or mtype not in MESSAGES_FOR[name]:
-            why = (f"{mtype} messages are not mapped" if mtype not in
-                   ("ADT", "ORU", "OUL", "RDE", "RDS") else f"{name} carries no mapped data")
+            if mtype not in ("ADT", "ORU", "OUL", "RDE", "RDS"):
+                why = f"{mtype} messages are not mapped"
+            else:
+                why = CONTEXT.get(name, f"{name} carries no mapped data")
             out.ignored.append((pos, name, why))
             continue
         row = _row(name, seg, context, pos, text)

@@ -81,6 +81,7 @@ class Federation:
     recorder: Recorder | None = None
     run_prefix: str = "q"  # query ids are <prefix><n>; the ledger refuses a reused id
     _rounds: itertools.count[int] = field(default_factory=itertools.count)
+    _keys: dict[str, str] = field(default_factory=dict)
 
     def run(self, analysis: str, params: Mapping[str, Any], *, dp_milli_eps: int = 0,
             release: Callable[[dict[str, Any]], dict[str, Any]] | None = None
@@ -164,7 +165,9 @@ class Federation:
 
     def _secure(self, query: dict[str, Any], entry: dict[str, Any]) -> tuple[dict[str, Any], int]:
         round_id = f"{self.study}/{next(self._rounds)}"
-        peers = {s.name: s.public_key().hex() for s in self.sites}
+        if not self._keys:  # keys are exchanged once, when the federation is set up
+            self._keys = {s.name: s.public_key().hex() for s in self.sites}
+        peers = dict(self._keys)
         query = {**query, "secagg": {"round": round_id, "peers": peers}}
         answers, dropped = self._collect(query, entry)
         layouts = {audit.digest(a["layout"]) for a in answers.values()}

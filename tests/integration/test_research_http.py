@@ -1,0 +1,91 @@
+"""Four sites as separate HTTP processes: a secure federated GLM over HTTP equals the pooled
+statsmodels fit; a disclosure refusal crosses the wire with its rule; a site process killed
+before a round is a dropout that the coordinator recovers from."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+import pytest
+import statsmodels.api as sm
+
+from medledger.research.errors import QueryRefused
+from medledger.research.federation import Federation
+from medledger.research.http import HttpSite
+from medledger.research.synth import site_tables
+
+pytestmark = pytest.mark.integration
+SITES = [("hosp-a", 300, 1), ("hosp-b", 500, 2), ("hosp-c", 700, 3), ("hosp-d", 900, 4)]
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def processes() -> Iterator[list[tuple[subprocess.Popen[bytes], HttpSite]]]:
+    out = []
+    try:
+        for name, rows, seed in SITES:
+            port = _port()
+            proc = subprocess.Popen([sys.executable, "-m", "medledger.research.http", "--name",
+                                     name, "--rows", str(rows), "--seed", str(seed), "--port",
+                                     str(port)])
+            out.append((proc, HttpSite(name, f"http://127.0.0.1:{port}")))
+        deadline = time.monotonic() + 60
+        for proc, client in out:
+            while True:
+                try:
+                    client.public_key()
+                    break
+                except Exception:
+                    assert proc.poll() is None, "site process exited"
+                    assert time.monotonic() < deadline, "site did not start"
+                    time.sleep(0.2)
+        yield out
+    finally:
+        for proc, client in out:
+            client.close()
+            proc.terminate()
+        for proc, _ in out:
+            proc.wait(timeout=10)
+
+
+def test_sites_over_http(processes: list[tuple[subprocess.Popen[bytes], HttpSite]]) -> None:
+    clients = [c for _, c in processes]
+    fed = Federation(clients, secure=True, on_dropout="recover")  # type: ignore[arg-type]
+    fit = fed.glm("binomial", "event", ["age", "smoker", "bmi"])
+    tables = [site_tables([rows], seed=seed)[0] for _, rows, seed in SITES]
+    keep = [t["consent_research"] for t in tables]
+    col = {k: np.concatenate([t[k][m] for t, m in zip(tables, keep, strict=True)])
+           for k in ("age", "smoker", "bmi", "event")}
+    X = np.column_stack([np.ones(col["age"].size), col["age"], col["smoker"], col["bmi"]])
+    ref = sm.GLM(col["event"], X, family=sm.families.Binomial()).fit(tol=1e-13, maxiter=100)
+    assert np.max(np.abs(fit.coef - ref.params)) <= 1e-6
+    assert np.max(np.abs(fit.se - ref.bse)) <= 1e-6
+
+    with pytest.raises(QueryRefused) as info:  # 0.1-year bins: cells of 1–2 people
+        fed.quantiles("age", list(np.linspace(20, 85, 651)), [0.5])
+    assert info.value.refusals == {name: "min_cell" for name, _, _ in SITES}
+    assert fed.trail[-1]["outcomes"]["hosp-a"] == "refused:min_cell"
+    assert fed.trail[-1]["policies"]["hosp-a"] != "0" * 64
+
+    full = fed.moments("bmi")
+    processes[3][0].kill()  # hosp-d goes away before the next round
+    processes[3][0].wait(timeout=10)
+    three = fed.moments("bmi")
+    assert fed.trail[-1]["dropped"] == ["hosp-d"]
+    d_rows = int(np.sum(tables[3]["consent_research"]))
+    assert three.n == full.n - d_rows
+    d_bmi = tables[3]["bmi"][tables[3]["consent_research"]]
+    assert three.total == pytest.approx(full.total - d_bmi.sum(), rel=1e-12)
+    with pytest.raises(httpx.HTTPError):  # the process is really gone
+        httpx.get(str(processes[3][1]._http.base_url).rstrip("/") + "/public-key", timeout=1)

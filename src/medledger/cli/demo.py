@@ -23,11 +23,20 @@ def demo(
     consent: bool = typer.Option(False, "--consent", help="Run the consent scenario: a "
                                  "referral exchange, revocation, denial, break-glass, and the "
                                  "patient's access log with proofs."),
+    research: bool = typer.Option(False, "--research", help="Run the research scenario: a "
+                                  "study from site approvals to a secure federated GLM, DP "
+                                  "releases, audit verify and the revenue split."),
     png: Path = typer.Option(Path("medledger-epicurve.png"), help="--surveillance: write the "
                              "epidemic curve here."),
 ) -> None:
     """Run a throwaway consortium through a realistic workload and verify it."""
-    if consent:
+    if research:
+        from medledger.demo import research as research_demo
+
+        console.rule("[bold]MedLedger demo[/] — research: federated study, privacy budget, "
+                     "contribution")
+        result = research_demo.run()
+    elif consent:
         from medledger.demo import consent as consent_demo
 
         console.rule("[bold]MedLedger demo[/] — consent: referral exchange, revocation, "

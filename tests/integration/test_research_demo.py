@@ -1,0 +1,22 @@
+"""``medledger demo --research`` runs end to end and every check in it passes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medledger.demo import research
+
+pytestmark = pytest.mark.integration
+
+
+def test_research_demo(tmp_path: Path) -> None:
+    result = research.run(tmp_path)
+    lines = dict(result.lines)
+    assert result.ok, result.lines
+    assert lines["approval without committee signature"] == "refused: missing_cosignature"
+    assert lines["privacy budget left"] == "ε = 0.0 of 1.0"
+    assert "refused before any site was asked" in lines["third DP query"]
+    assert lines["after a one-byte change"].startswith("q1/response-")
+    assert lines["full verify"].startswith("OK")

@@ -86,3 +86,22 @@ def test_suggest_drafts_a_loadable_profile(syn: Path, tmp_path: Path) -> None:
     assert prof.profile.date_formats == ["zh"] and prof.profile.encoding == "gbk"
     with pytest.raises(GatewayError, match="encoding"):
         suggest(syn / "hosp-b" / "labs.tsv", encoding="utf-8")
+
+
+def test_unseen_spellings_go_to_review_never_to_a_wrong_code(tmp_path: Path) -> None:
+    from medledger.gateway.evaluate import evaluate
+
+    root = tmp_path / "syn"
+    names = generate(root, seed=8, persons=60, rows=150, unseen=0.3)
+    vaults = []
+    for site in ("hosp-a", "hosp-b", "hosp-c"):
+        v = Vault(tmp_path / site)
+        service.ingest_export_dir(v, KEY, [root / n for n in names if n.startswith(site)], site)
+        vaults.append(v)
+    doc = evaluate(vaults, root / "truth.csv").to_doc()
+    for v in vaults:
+        v.close()
+    assert doc["wrong_auto_accepted"] == 0 and doc["defects_emitted"] == 0
+    missed = [e for e in doc["first_errors"] if e["category"] == "diagnosis"]
+    assert missed and all(e["got"].startswith("review") for e in missed)
+    assert 0.7 < doc["categories"]["diagnosis"]["rate"] < 1.0

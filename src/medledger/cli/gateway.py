@@ -52,11 +52,13 @@ def synth(
     persons: int = typer.Option(300, min=10, help="Distinct persons across the hospitals."),
     rows: int = typer.Option(400, min=20, help="Clean rows per file (defects, duplicates and "
                              "review rows come on top)."),
+    unseen_share: float = typer.Option(0.0, min=0.0, max=1.0, help="Share of clean diagnosis "
+                                       "rows spelled in a way no curated table holds."),
 ) -> None:
     """Write three synthetic hospitals' exports, their profiles, truth.csv and linkage.csv."""
     from medledger.gateway.synth import generate
 
-    names = generate(out, seed=seed, persons=persons, rows=rows)
+    names = generate(out, seed=seed, persons=persons, rows=rows, unseen=unseen_share)
     for n in names:
         console.print(f"{out / n}  (profile {out / (n + '.toml')})")
     console.print(f"truth: {out / 'truth.csv'}  linkage: {out / 'linkage.csv'}")

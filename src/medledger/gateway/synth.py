@@ -70,6 +70,20 @@ DX: dict[str, tuple[tuple[str, ...], str | None, tuple[str, ...]]] = {
     "D64.9": (("Anaemia, unspecified", "Anemia"), None, ("贫血",)),
     "E03.9": (("Hypothyroidism, unspecified", "Hypothyroidism"), None, ("甲减",)),
 }
+# Spellings a steward would map but that no curated table holds (for --unseen-share): they
+# measure how the policy behaves on vocabulary it has never seen (→ review, never a guess).
+UNSEEN: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "I10": (("hypertension, essential", "HBP", "raised blood pressure"),
+            ("高血压（原发性）", "原发性高血压病")),
+    "E11.9": (("diabetes type 2", "DM type II", "adult-onset diabetes"),
+              ("2型糖尿病（无并发症）", "成人型糖尿病")),
+    "I25.1": (("coronary atherosclerosis", "ASHD"), ("冠状动脉硬化性心脏病", "冠脉粥样硬化")),
+    "J44.9": (("chronic obstructive lung disease", "COLD"), ("慢性阻塞性肺部疾病",)),
+    "I50.9": (("cardiac failure", "heart failure NOS"), ("心功能不全", "心力衰竭（未特指）")),
+    "I48.9": (("atrial fib", "auricular fibrillation"), ("心房纤颤", "房颤（阵发性）")),
+    "E78.5": (("hyperlipemia", "lipid disorder"), ("高脂血", "高脂血症（混合型）")),
+    "I63.9": (("cerebral infarct", "brain infarction"), ("脑血管梗死", "缺血性脑梗死")),
+}
 REVIEW_EN = ("diabetis melitus type 2", "hypertensoin", "chronic renal failure",
              "heart attack", "sugar disease")
 REVIEW_ZH = ("糖尿病肾病三期", "高血压性肾损害", "慢性胃窦炎伴糜烂")
@@ -317,8 +331,11 @@ def _fmt_value(v: float, decimals: int) -> str:
 
 
 class Generator:
-    def __init__(self, seed: int = 7, persons: int = 300, rows: int = 400) -> None:
+    def __init__(self, seed: int = 7, persons: int = 300, rows: int = 400,
+                 unseen: float = 0.0) -> None:
         self.rng = random.Random(seed)
+        self.unseen = unseen
+        self.unseen_rng = random.Random(seed + 99)   # separate: unseen=0 leaves files as before
         self.people = _people(self.rng, persons)
         self.rows = rows
         # every hospital sees 60% of persons; overlaps give shared patients
@@ -337,6 +354,9 @@ class Generator:
             key = f"{site[-1].upper()}DX{i + 1:06d}"
             who = rng.choice(list(DX))
             code, term, lang = term_for(who)
+            if self.unseen and who in UNSEEN and self.unseen_rng.random() < self.unseen:
+                en, zh = UNSEEN[who]
+                code, term = "", self.unseen_rng.choice(zh if lang == "zh" else en)
             f.add(render(p, key, code, self.visit(), term), "mapped", "icd10", who, lang=lang,
                   person=p.pid)
             roll = rng.random()
@@ -581,12 +601,15 @@ def _write_xlsx(path: Path, f: _File) -> None:
     wb.save(path)
 
 
-def generate(out: Path, seed: int = 7, persons: int = 300, rows: int = 400) -> list[str]:
+def generate(out: Path, seed: int = 7, persons: int = 300, rows: int = 400,
+             unseen: float = 0.0) -> list[str]:
     """Write the three hospitals' exports, profiles, ``truth.csv`` and ``linkage.csv``.
 
-    Returns the source file names (relative to ``out``) in ingest order.
+    ``unseen`` is the share of clean diagnosis rows written with a spelling no curated table
+    holds (truth: the code a steward would choose). Returns the source file names (relative
+    to ``out``) in ingest order.
     """
-    g = Generator(seed, persons, rows)
+    g = Generator(seed, persons, rows, unseen)
     files = [g.hosp_a_dx(), g.hosp_a_labs(), g.hosp_b_dx(), g.hosp_b_labs(), g.hosp_c_dx(),
              g.hosp_c_labs()]
     legacy = Generator(seed + 1, persons, max(rows // 10, 10))

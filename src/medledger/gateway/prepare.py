@@ -56,7 +56,7 @@ class Preparer:
         self.pseudo = Pseudonymizer(key)
         self.validator = fhir.Validator(full=full_validation)
         self.today = today
-        self._checked_patients: set[bytes] = set()
+        self._patients: dict[tuple[str, str, str | None], bytes] = {}
 
     def chunk(self, rows: Sequence[SourceRow | BadRow]) -> list[Prepared]:
         return [self.row(r) for r in rows]
@@ -95,14 +95,17 @@ class Preparer:
             a = std.lab.analyte
             built = fhir.built_observation(rid, pseud, a, std.value, when)
             out = ("loinc", a.loinc, a.unit, f"{std.value:g}")
-        pat = fhir.built_patient(pseud, self.pseudo.key.version, std.gender,
-                                 generalise_birth(std.birth, self.today))
-        pat_text, res_text = canonical(pat.resource), canonical(built.resource)
-        if pat_text not in self._checked_patients:      # patients repeat across rows
+        year = generalise_birth(std.birth, self.today)
+        pat_key = (pseud, std.gender, year)
+        pat_text = self._patients.get(pat_key)
+        if pat_text is None:                # patients repeat across rows: build and check once
+            pat = fhir.built_patient(pseud, self.pseudo.key.version, std.gender, year)
             self.validator.check_built(pat, lambda _: True)
-            if len(self._checked_patients) >= 100_000:
-                self._checked_patients.clear()
-            self._checked_patients.add(pat_text)
+            pat_text = canonical(pat.resource)
+            if len(self._patients) >= 100_000:
+                self._patients.clear()
+            self._patients[pat_key] = pat_text
+        res_text = canonical(built.resource)
         self.validator.check_built(built, lambda p: p == pseud)
         leak = row_leaks(std.identifiers, (pat_text, res_text))
         if leak:

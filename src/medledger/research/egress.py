@@ -9,6 +9,8 @@ numbers whose shape is fixed by the query — never by the site's row count:
 * moments: ``total``, ``sum_sq`` scalars
 * histogram: ``counts`` of length len(edges) − 1
 * glm: ``info`` p·p, ``xwz`` p, ``deviance`` scalar (p = 1 + len(x))
+* km: ``d``, ``at_risk`` of length len(grid); cox: ``s0`` G, ``s1`` G·p, ``s2`` G·p·p, ``d`` G,
+  ``x_events`` p (G = len(grid), p = len(x))
 * masked (secure aggregation): ``layout`` equal to the layout above plus ``n``, ``masked`` hex
   ring elements (≤ 32 hex digits each) of the layout's total length
 """
@@ -48,6 +50,12 @@ def shapes(query: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     if a == "glm":
         k = len(p["x"]) + 1
         return {"info": (k * k,), "xwz": (k,), "deviance": ()}
+    if a in ("km", "cox"):
+        g = len(p["grid"])
+        if a == "km":
+            return {"d": (g,), "at_risk": (g,)}
+        k = len(p["x"])
+        return {"s0": (g,), "s1": (g * k,), "s2": (g * k * k,), "d": (g,), "x_events": (k,)}
     raise EgressRefused(f"unknown analysis {a!r}")
 
 

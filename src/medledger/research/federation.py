@@ -23,7 +23,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from medledger.errors import Code
-from medledger.research import audit, glm, stats
+from medledger.research import audit, glm, stats, survival
 from medledger.research.errors import DisclosureRefused, QueryRefused, ResearchError
 from medledger.research.secagg import Round
 from medledger.research.site import unflatten
@@ -55,6 +55,8 @@ def variables_of(analysis: str, params: Mapping[str, Any]) -> list[str]:
         return sorted(params["levels"])
     if analysis in ("moments", "histogram"):
         return [params["variable"]]
+    if analysis in ("km", "cox"):
+        return sorted({params["time"], params["event"], *params.get("x", [])})
     names = [params["y"], *params["x"], params.get("weights"), params.get("offset")]
     return sorted({v for v in names if v})
 
@@ -231,3 +233,24 @@ class Federation:
                                np.asarray(values["xwz"]), float(values["deviance"]), n)
 
         return glm.fit(round_, p, family, tol=tol)
+
+    def kaplan_meier(self, time: str, event: str, grid: Sequence[float]) -> np.ndarray[Any, Any]:
+        """Pooled S(t) at each grid time (the grid must hold every event time)."""
+        values, _ = self.run("km", {"time": time, "event": event, "grid": list(grid)})
+        d = np.rint(np.asarray(values["d"])).astype(np.int64)
+        n = np.rint(np.asarray(values["at_risk"])).astype(np.int64)
+        return survival.km_combine(d, n)
+
+    def cox(self, time: str, event: str, x: Sequence[str], grid: Sequence[float]
+            ) -> survival.CoxFit:
+        """Cox proportional hazards, Breslow ties, by federated Newton–Raphson."""
+        k, g = len(x), len(grid)
+        base = {"time": time, "event": event, "x": list(x), "grid": list(grid)}
+
+        def round_(beta: np.ndarray[Any, Any]) -> survival.CoxStep:
+            v, _ = self.run("cox", {**base, "beta": [float(b) for b in beta]})
+            return survival.CoxStep(np.asarray(v["s0"]), np.asarray(v["s1"]).reshape(g, k),
+                                    np.asarray(v["s2"]).reshape(g, k, k), np.asarray(v["d"]),
+                                    np.asarray(v["x_events"]))
+
+        return survival.cox_fit(round_, k)

@@ -15,6 +15,8 @@ Queries (JSON dicts) look like ``{"study", "analysis", "sites": [...], "params":
 * ``glm``       — params ``family``, ``y``, ``x`` [..], optional ``weights``, ``offset``, and
   ``beta`` (the current coefficients, intercept first); ``site_weighted`` scales the prior
   weights by 1/n (the reference fit for contribution)
+* ``km``        — params ``time``, ``event``, ``grid`` (every event time must be on it)
+* ``cox``       — params ``time``, ``event``, ``x`` [..], ``grid``, ``beta``
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from medledger.errors import Code
-from medledger.research import audit, egress, glm, stats
+from medledger.research import audit, egress, glm, stats, survival
 from medledger.research.disclosure import Policy
 from medledger.research.errors import DisclosureRefused, ResearchError
 from medledger.research.secagg import Masker
@@ -34,7 +36,7 @@ from medledger.research.secagg import Masker
 __all__ = ["CONSENT_COLUMN", "Site", "flatten", "unflatten"]
 
 CONSENT_COLUMN = "consent_research"
-ANALYSES = ("crosstab", "moments", "histogram", "glm")
+ANALYSES = ("crosstab", "moments", "histogram", "glm", "km", "cox")
 
 
 @dataclass
@@ -143,6 +145,29 @@ class Site:
         n = int(counts.sum())
         self.policy.check_rows("histogram", n)
         return n, {"counts": self.policy.table(counts).tolist()}
+
+    def _surv(self, params: Mapping[str, Any], keep: Any) -> tuple[Any, Any, Any, Any]:
+        names = [params["time"], params["event"], *params.get("x", [])]
+        self.policy.check_columns(names)
+        cols = {v: self._num(v, keep) for v in names}
+        ok = np.all([~np.isnan(c) for c in cols.values()], axis=0)
+        X = np.column_stack([cols[v][ok] for v in params.get("x", [])] or
+                            [np.zeros((int(ok.sum()), 0))])
+        self.policy.check_rows("survival", int(ok.sum()))
+        grid = np.asarray(params["grid"], dtype=float)
+        return X, cols[params["time"]][ok], cols[params["event"]][ok], grid
+
+    def _km(self, params: Mapping[str, Any], keep: Any) -> tuple[int, dict[str, Any]]:
+        _, t, e, grid = self._surv(params, keep)
+        d, n = survival.km_site(t, e, grid)
+        return int(t.size), {"d": d.tolist(), "at_risk": n.tolist()}
+
+    def _cox(self, params: Mapping[str, Any], keep: Any) -> tuple[int, dict[str, Any]]:
+        X, t, e, grid = self._surv(params, keep)
+        st = survival.cox_site(X, t, e, grid, np.asarray(params["beta"], dtype=float))
+        return int(t.size), {"s0": st.s0.tolist(), "s1": st.s1.ravel().tolist(),
+                             "s2": st.s2.ravel().tolist(), "d": st.d.tolist(),
+                             "x_events": st.x_events.tolist()}
 
     def glm_data(self, params: Mapping[str, Any]) -> glm.GlmSiteData:
         """Complete cases of the model's variables, with an intercept column first."""

@@ -38,8 +38,10 @@ def site_tables(sizes: list[int], *, seed: int = 0, consent_rate: float = 0.9
                 ) -> list[dict[str, np.ndarray[Any, Any]]]:
     """Per-site tables of synthetic patients: ``age``, ``sex`` ("F"/"M"), ``smoker`` (0/1),
     ``bmi``, ``sbp`` (gaussian outcome), ``event`` (0/1), ``visits`` (count), ``log_years``
-    (offset), ``weight`` and ``consent_research``. Each site has its own case mix."""
+    (offset), ``weight``, ``days`` / ``died`` (whole-day follow-up, ties on purpose; drawn from
+    a separate stream) and ``consent_research``. Each site has its own case mix."""
     rng = np.random.default_rng(seed)
+    srng = np.random.default_rng(seed + 1_000_003)
     out = []
     for j, n in enumerate(sizes):
         age = rng.uniform(20, 85, n).round(1)
@@ -52,7 +54,12 @@ def site_tables(sizes: list[int], *, seed: int = 0, consent_rate: float = 0.9
         event = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(float)
         log_years = np.log(rng.uniform(0.5, 5, n))
         visits = rng.poisson(np.exp(-1 + 0.01 * age + 0.3 * smoker + log_years)).astype(float)
-        out.append({"age": age, "sex": sex, "smoker": smoker, "bmi": bmi, "sbp": sbp,
+        t_ev = srng.exponential(900 * np.exp(-(0.03 * (age - 50) + 0.5 * smoker)))
+        t_c = srng.uniform(60, 720, n)
+        days = np.clip(np.ceil(np.minimum(t_ev, t_c)), 1, 730)
+        died = (t_ev <= t_c).astype(float)
+        out.append({"days": days, "died": died,
+                    "age": age, "sex": sex, "smoker": smoker, "bmi": bmi, "sbp": sbp,
                     "event": event, "visits": visits, "log_years": log_years,
                     "weight": rng.uniform(0.5, 2.0, n),
                     "consent_research": rng.random(n) < consent_rate})

@@ -6,9 +6,12 @@ import numpy as np
 import pytest
 from statsmodels.duration.hazard_regression import PHReg
 from statsmodels.duration.survfunc import SurvfuncRight
+from tests.unit.research.conftest import make_sites
+from tests.unit.research.conftest import pooled as pooled_rows
 
 from medledger.research import survival
-from medledger.research.errors import ResearchError
+from medledger.research.errors import QueryRefused, ResearchError
+from medledger.research.federation import Federation
 
 GRID = np.arange(1.0, 366.0)
 
@@ -62,3 +65,27 @@ def test_cox_breslow_equals_pooled() -> None:
 def test_event_off_the_grid_is_refused() -> None:
     with pytest.raises(ResearchError, match="grid"):
         survival.km_site(np.array([1.5, 3.0]), np.array([1.0, 0.0]), GRID)
+
+
+@pytest.mark.parametrize("secure", [False, True])
+def test_site_kaplan_meier_and_cox_equal_pooled(secure: bool) -> None:
+    sites = make_sites([200, 400, 900, 1500])
+    grid = list(np.arange(1.0, 731.0))
+    fed = Federation(sites, secure=secure)
+    surv = fed.kaplan_meier("days", "died", grid)
+    rows = pooled_rows(sites)
+    ref = SurvfuncRight(rows["days"], rows["died"])
+    idx = np.searchsorted(ref.surv_times, grid, side="right") - 1
+    want = np.where(idx >= 0, ref.surv_prob[np.maximum(idx, 0)], 1.0)
+    assert np.max(np.abs(surv - want)) <= 1e-9
+    fit = fed.cox("days", "died", ["age", "smoker"], grid)
+    X = np.column_stack([rows["age"], rows["smoker"]])
+    cref = PHReg(rows["days"], X, status=rows["died"], ties="breslow").fit()
+    assert np.max(np.abs(fit.coef - cref.params)) <= 1e-6
+    assert np.max(np.abs(fit.se - cref.bse)) <= 1e-6
+
+
+def test_survival_needs_ten_rows_per_site() -> None:
+    with pytest.raises(QueryRefused) as info:
+        Federation(make_sites([8, 400, 900])).kaplan_meier("days", "died", list(range(1, 731)))
+    assert info.value.refusals == {"hosp-a": "min_rows"}

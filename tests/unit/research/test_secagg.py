@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tests.unit.research.conftest import make_sites
 
 from medledger.research import secagg
@@ -123,3 +125,23 @@ def test_federation_dropout_mid_round_aborts() -> None:
     flaky = [*sites[:3], Flaky(sites[3], ok=0)]
     with pytest.raises(ResearchError, match="aborted"):
         Federation(flaky, secure=True, on_dropout="abort").moments("bmi")  # type: ignore[arg-type]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(min_value=3, max_value=6),
+       st.lists(st.floats(min_value=-1e9, max_value=1e9, allow_nan=False), min_size=1,
+                max_size=6),
+       st.data())
+def test_masked_sum_equals_plain_sum(k: int, first: list[float], data: st.DataObject) -> None:
+    ms, peers = setup(k)
+    vals = [first] + [data.draw(st.lists(st.floats(min_value=-1e9, max_value=1e9,
+                                                   allow_nan=False),
+                                         min_size=len(first), max_size=len(first)))
+                      for _ in range(k - 1)]
+    rnd = Round("p", peers, len(first))
+    for m, v in zip(ms, vals, strict=True):
+        rnd.upload(m.name, m.mask("p", peers, v))
+    got = rnd.total()
+    want = np.sum(np.asarray(vals), axis=0)
+    # each value is rounded once (≤ 2^-49); the float sum of up to 6 values near 1e9 adds ulps
+    assert np.max(np.abs(np.asarray(got) - want)) <= k * 2.0 ** -secagg.SCALE_BITS + 1e-5

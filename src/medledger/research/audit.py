@@ -16,7 +16,7 @@ import orjson
 
 from medledger.crypto import canonical
 
-__all__ = ["canonical_bytes", "digest", "jsonable", "verify", "write_bundle"]
+__all__ = ["canonical_bytes", "cross_check", "digest", "jsonable", "verify", "write_bundle"]
 
 
 def jsonable(obj: Any) -> Any:
@@ -86,3 +86,35 @@ def verify(reader: StateReader, study: str, directory: Path) -> tuple[int, list[
                 problems.append(f"{path.relative_to(directory)}: hash {got[:16]}…, ledger has "
                                 f"{str(rec.get(fld))[:16]}…")
     return checked, problems
+
+
+class ScanReader(StateReader, Protocol):
+    def scan_state(self, prefix: str, limit: int = 1000) -> list[tuple[str, bytes]]: ...
+
+
+def cross_check(reader: ScanReader, study: str, site: str,
+                site_log: list[dict[str, Any]]) -> list[str]:
+    """Compare a site's own audit log with the ledger: every query the site answered for
+    ``study`` must be on the ledger with the site's recorded outcome and response hash, and
+    every response the ledger attributes to the site must be in its log."""
+    by_hash = {}
+    for key, raw in reader.scan_state(f"studies/query/{study}/", 1_000_000):
+        by_hash[orjson.loads(raw)["query_hash"]] = key.rsplit("/", 1)[1]
+    problems = []
+    seen = set()
+    for e in (e for e in site_log if e.get("study") == study):
+        qid = by_hash.get(e["query"])
+        if qid is None:
+            problems.append(f"{site}: answered a query that is not on the ledger "
+                            f"({e['query'][:16]}…)")
+            continue
+        seen.add(qid)
+        rec = _ledger(reader, f"response/{study}/{qid}/{site}")
+        if rec is None or rec["outcome"] != e["outcome"] or rec.get("response_hash") != e[
+                "response"]:
+            problems.append(f"{site}: {qid} differs between the site's log and the ledger")
+    for key, _ in reader.scan_state(f"studies/response/{study}/", 1_000_000):
+        _, _, _, qid, who = key.split("/")
+        if who == site and qid not in seen:
+            problems.append(f"{site}: the ledger records {qid} but the site's log does not")
+    return problems

@@ -88,8 +88,8 @@ class Site:
             self.policy.check_sites(len(query.get("sites", [])))
             n, values = getattr(self, f"_{analysis}")(params, self._rows())
         except DisclosureRefused as exc:
-            self.audit.append({"study": query.get("study"), "analysis": analysis,
-                               "refused": exc.rule})
+            self.audit.append({"study": query.get("study"), "query": audit.digest(query),
+                               "outcome": f"refused:{exc.rule}", "response": None})
             raise DisclosureRefused(exc.rule, exc.detail, self.policy.digest()) from None
         except ResearchError:
             raise
@@ -98,10 +98,10 @@ class Site:
                                 f"({type(exc).__name__})") from None
         out = {"site": self.name, "analysis": analysis, "policy": self.policy.digest(), "n": n,
                "values": values}
-        self.audit.append({"study": query.get("study"), "analysis": analysis, "n": n})
         sec = query.get("secagg")
         if sec is None:
             egress.check(self.name, query, out)
+            self._log(query, out)
             return out
         layout, flat = flatten(values, n)
         assert self.masker is not None
@@ -109,7 +109,13 @@ class Site:
         msg = {"site": self.name, "analysis": analysis, "policy": out["policy"],
                "layout": layout, "masked": [format(m, "x") for m in masked]}
         egress.check(self.name, query, msg)
+        self._log(query, msg)
         return msg
+
+    def _log(self, query: Mapping[str, Any], msg: Mapping[str, Any]) -> None:
+        """The site's own append-only record of what it released (hashes only)."""
+        self.audit.append({"study": query.get("study"), "query": audit.digest(query),
+                           "outcome": "released", "response": audit.digest(msg)})
 
     def recover(self, round_id: str, peers: dict[str, str], dropped: list[str],
                 length: int) -> list[str]:

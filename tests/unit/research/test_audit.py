@@ -64,3 +64,16 @@ def test_query_outside_protocol_refused_before_any_site_is_asked(tmp_path: Path)
     with pytest.raises(ContractError):
         Federation(sites, study="s1", recorder=rec).glm("gaussian", "sbp", ["age"])
     assert all(s.audit == [] for s in sites)
+
+
+def test_site_logs_cross_check_with_the_ledger(tmp_path: Path) -> None:
+    h, fed, _ = recorded(tmp_path)
+    for site in fed.sites:
+        assert audit.cross_check(h.state, "s1", site.name, site.audit) == []  # type: ignore[attr-defined]
+    log = [dict(e) for e in fed.sites[1].audit]  # type: ignore[attr-defined]
+    log[2]["response"] = "00" * 32  # the site's record disagrees with what the ledger holds
+    assert audit.cross_check(h.state, "s1", "hosp-b", log) == ["hosp-b: q3 differs between "
+                                                               "the site's log and the ledger"]
+    shorter = fed.sites[2].audit[1:]  # type: ignore[attr-defined]
+    problems = audit.cross_check(h.state, "s1", "hosp-c", shorter)
+    assert problems == ["hosp-c: the ledger records q1 but the site's log does not"]

@@ -13,6 +13,10 @@ State (in the ``studies`` namespace)::
     result/<id>/<qid>          result hash and credits (contributors and roles)
     contribution/<id>          method, per-site n and shares (ppm), revenue split (minor units)
     spent/<id>                 DP budget spent (milli-ε)
+    algorithm/<digest>         an analysis implementation's digest, its reviews; approved once
+                               reviewed by ≥ 2 members of ≥ 2 organisations (vantage6 store
+                               policy); a study with ``approved_algorithms_only`` refuses
+                               queries whose ``algorithm`` is not approved
 
 Terms: protocol hash, ethics-approval reference, participating sites (≥ 3), allowed analyses
 and variables, disclosure policy (integer thresholds), DP budget (milli-ε), contribution rule
@@ -41,6 +45,7 @@ Analysis = Literal["crosstab", "moments", "histogram", "glm", "survival"]
 
 RESEARCHERS = Access(kinds=frozenset({"research"}), roles=frozenset({"researcher"}))
 SITE_ADMIN = Access(kinds=frozenset({"hospital", "clinic"}), roles=frozenset({"org-admin"}))
+REVIEWERS = Access(roles=frozenset({"researcher", "auditor", "data-steward"}))
 SITE_SERVICE = Access(kinds=frozenset({"hospital", "clinic"}),
                       roles=frozenset({"gateway", "service", "data-steward"}))
 
@@ -71,6 +76,7 @@ class RegisterArgs(Args):
     dp_budget_milli_eps: int = Field(default=0, ge=0)
     contribution: ContributionRule
     revenue_pool: int = Field(ge=0)
+    approved_algorithms_only: bool = False
 
 
 class ApproveArgs(Args):
@@ -87,6 +93,13 @@ class QueryArgs(Args):
     variables: list[str] = Field(min_length=1, max_length=500)
     sites: list[str] = Field(min_length=1)
     dp_milli_eps: int = Field(default=0, ge=0)
+    algorithm: str | None = Field(default=None, pattern=HEX64)
+
+
+class ReviewArgs(Args):
+    digest: str = Field(pattern=HEX64)
+    name: str = Field(min_length=1, max_length=128)
+    version: str = Field(min_length=1, max_length=64)
 
 
 class ResponseArgs(Args):
@@ -196,6 +209,11 @@ class Studies(Contract):
         key = f"query/{args.study}/{args.query_id}"
         if ctx.exists(key):
             raise ContractError(Code.ALREADY_EXISTS, f"query {args.query_id} exists")
+        if args.algorithm is not None or s.get("approved_algorithms_only"):
+            algo = ctx.get(f"algorithm/{args.algorithm}") if args.algorithm else None
+            if algo is None or not algo["approved"]:
+                raise ContractError(Code.FORBIDDEN, f"algorithm {args.algorithm} is not an "
+                                    "approved implementation")
         spent = int(ctx.get(f"spent/{args.study}")["milli_eps"])
         if spent + args.dp_milli_eps > s["dp_budget_milli_eps"] and args.dp_milli_eps:
             raise ContractError(Code.FORBIDDEN, f"DP budget: spent {spent} + {args.dp_milli_eps}"
@@ -203,6 +221,22 @@ class Studies(Contract):
         ctx.put(f"spent/{args.study}", {"milli_eps": spent + args.dp_milli_eps})
         ctx.put(key, {**args.model_dump(), "by": ctx.caller.id, "height": ctx.height})
         return {"query": args.query_id}
+
+    @method(ReviewArgs, access=REVIEWERS)
+    def review_algorithm(self, ctx: Context, args: ReviewArgs) -> Any:
+        """Record a review of an implementation digest; approved at 2 reviewers from 2 orgs."""
+        key = f"algorithm/{args.digest}"
+        a = ctx.get(key) or {"name": args.name, "version": args.version, "reviews": [],
+                             "approved": False}
+        if (a["name"], a["version"]) != (args.name, args.version):
+            raise ContractError(Code.CONFLICT, f"digest is {a['name']} {a['version']}")
+        if any(r["member"] == ctx.caller.id for r in a["reviews"]):
+            raise ContractError(Code.ALREADY_EXISTS, "already reviewed by this member")
+        a["reviews"] = [*a["reviews"], {"member": ctx.caller.id, "org": ctx.caller.org,
+                                        "height": ctx.height}]
+        a["approved"] = len(a["reviews"]) >= 2 and len({r["org"] for r in a["reviews"]}) >= 2
+        ctx.put(key, a)
+        return {"approved": a["approved"]}
 
     @method(ResponseArgs, access=SITE_SERVICE)
     def respond(self, ctx: Context, args: ResponseArgs) -> Any:

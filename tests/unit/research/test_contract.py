@@ -110,3 +110,20 @@ def test_only_the_studys_researcher_records() -> None:
     active(h)
     other = Caller("rc/other", "rc", "researcher", "research")
     assert h.code_of(other, "query", Q) == "forbidden"
+
+
+def test_only_approved_algorithms_run_when_the_study_says_so() -> None:
+    h = StudyHarness()
+    active(h, approved_algorithms_only=True)
+    digest = "ee" * 32
+    review = {"digest": digest, "name": "medledger.research.glm", "version": "0.1.0"}
+    assert h.code_of(RESEARCHER, "query", {**Q, "algorithm": digest}) == "forbidden"
+    assert h.code_of(RESEARCHER, "query", Q) == "forbidden"  # no algorithm named
+    h.call(RESEARCHER, "review_algorithm", review)
+    same_org = Caller("rc/other", "rc", "researcher", "research")
+    assert h.call(same_org, "review_algorithm", review) == {"approved": False}  # one org
+    assert h.code_of(RESEARCHER, "review_algorithm", review) == "already_exists"
+    assert h.code_of(steward("hosp-a"), "review_algorithm", {**review, "version": "9"}) == \
+        "conflict"
+    assert h.call(steward("hosp-a"), "review_algorithm", review) == {"approved": True}
+    h.call(RESEARCHER, "query", {**Q, "algorithm": digest})

@@ -246,3 +246,13 @@ def test_a_revocation_ordered_before_the_grant_entry_wins(parties: Parties) -> N
     assert err.value.reason is Reason.CONSENT_REVOKED and "changed" in err.value.message
     [entry] = entries(p)  # the denial, recorded instead of the refused grant
     assert entry["outcome"] == "denied" and entry["reason"] == "consent_revoked"
+
+
+def test_wrong_holder_unknown_requester_and_uncovered_category(parties: Parties) -> None:
+    p = parties
+    grant(p.lg)
+    refused(p, ask(p, holder="hosp-b"), Reason.WRONG_HOLDER)
+    refused(p, ask(p, categories=["labs", "notes"]), Reason.CATEGORY_NOT_CONSENTED)
+    signed = ask(p)
+    ghost = {**signed["body"], "requester": "hosp-b/ghost"}
+    refused(p, sign_request(ghost, p.lg.ring.signing["hosp-b/dr"]), Reason.UNKNOWN_REQUESTER)

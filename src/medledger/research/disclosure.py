@@ -3,7 +3,8 @@
 Defaults follow DataSHIELD's ``nfilter.*`` settings (``dsBase`` disclosure settings), vantage6's
 algorithm guards (minimum rows and organisations) and ACRO's dominance rules
 (``AI-SDC/ACRO:acro/default.yaml``). A site sets its own thresholds; a policy may only be
-stricter than it is told by a query (``force`` can raise, never lower, a threshold). A refusal
+stricter by a study's disclosure terms carried in the query (``Policy.tightened``: terms can
+raise a threshold, never lower one). A refusal
 raises ``DisclosureRefused`` with one of these reason codes:
 
 ==================  ==========================================================================
@@ -23,8 +24,9 @@ raises ``DisclosureRefused`` with one of these reason codes:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -54,6 +56,22 @@ class Policy:
     p_ratio: float = 0.10
     allowed_columns: frozenset[str] | None = None
     disallowed_columns: frozenset[str] = frozenset()
+
+    def tightened(self, terms: Mapping[str, Any] | None) -> Policy:
+        """This policy made at least as strict as a study's ``terms`` (integers; ratios in
+        ppm as in the ``studies`` contract). Terms can raise a threshold, never lower one."""
+        if not terms:
+            return self
+        ppm = 1_000_000
+        return replace(
+            self,
+            min_sites=max(self.min_sites, int(terms.get("min_sites", 0))),
+            min_cell=max(self.min_cell, int(terms.get("min_cell", 0))),
+            glm_max_param_ratio=min(self.glm_max_param_ratio,
+                                    terms.get("glm_max_param_ratio_ppm", ppm) / ppm),
+            dominance_k=min(self.dominance_k, terms.get("dominance_k_ppm", ppm) / ppm),
+            dominance_n=max(self.dominance_n, int(terms.get("dominance_n", 0))),
+            p_ratio=max(self.p_ratio, terms.get("p_ratio_ppm", 0) / ppm))
 
     def digest(self) -> str:
         """SHA-256 over the canonical JSON of the policy (recorded with every response)."""

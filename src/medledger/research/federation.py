@@ -81,6 +81,7 @@ class Federation:
     min_sites: int = 3
     trail: list[dict[str, Any]] = field(default_factory=list)
     recorder: Recorder | None = None
+    disclosure: dict[str, int] | None = None  # the study's disclosure terms, sent to sites
     run_prefix: str = "q"  # query ids are <prefix><n>; the ledger refuses a reused id
     _rounds: itertools.count[int] = field(default_factory=itertools.count)
     _keys: dict[str, str] = field(default_factory=dict)
@@ -100,6 +101,8 @@ class Federation:
                                  "params": dict(params)}
         if dp_milli_eps:
             query["dp"] = {"milli_eps": dp_milli_eps}
+        if self.disclosure:
+            query["disclosure"] = dict(self.disclosure)
         qid = f"{self.run_prefix}{len(self.trail) + 1}"
         entry: dict[str, Any] = {"query_id": qid, "query": audit.digest(query),
                                  "responses": {}, "outcomes": {}, "policies": {},

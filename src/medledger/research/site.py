@@ -7,7 +7,9 @@ site's disclosure checks, and returns aggregates only, as a JSON-ready dict::
      "values": {name: number | list of numbers}}
 
 A refusal raises ``DisclosureRefused`` (its message names thresholds and counts, never values).
-Queries (JSON dicts) look like ``{"study", "analysis", "sites": [...], "params": {...}}``:
+Queries (JSON dicts) look like ``{"study", "analysis", "sites": [...], "params": {...}}``, with
+optional ``"disclosure"`` (the study's disclosure terms, which can only tighten the site's
+policy; the effective policy's hash is what the answer carries):
 
 * ``crosstab``  — params ``levels`` {variable: [levels...]}
 * ``moments``   — params ``variable``
@@ -36,6 +38,8 @@ from medledger.research.secagg import Masker
 __all__ = ["CONSENT_COLUMN", "Site", "flatten", "unflatten"]
 
 CONSENT_COLUMN = "consent_research"
+Params = Mapping[str, Any]
+Out = tuple[int, dict[str, Any]]
 ANALYSES = ("crosstab", "moments", "histogram", "glm", "km", "cox")
 
 
@@ -84,19 +88,20 @@ class Site:
         if analysis not in ANALYSES:
             raise ResearchError(Code.BAD_ARGS, f"analysis {analysis!r}; want one of {ANALYSES}")
         params = query.get("params", {})
+        policy = self.policy.tightened(query.get("disclosure"))
         try:
-            self.policy.check_sites(len(query.get("sites", [])))
-            n, values = getattr(self, f"_{analysis}")(params, self._rows())
+            policy.check_sites(len(query.get("sites", [])))
+            n, values = getattr(self, f"_{analysis}")(params, self._rows(), policy)
         except DisclosureRefused as exc:
             self.audit.append({"study": query.get("study"), "query": audit.digest(query),
                                "outcome": f"refused:{exc.rule}", "response": None})
-            raise DisclosureRefused(exc.rule, exc.detail, self.policy.digest()) from None
+            raise DisclosureRefused(exc.rule, exc.detail, policy.digest()) from None
         except ResearchError:
             raise
         except Exception as exc:  # foreign errors may quote data: replace their text
             raise ResearchError(Code.BAD_ARGS, f"{analysis} failed at {self.name} "
                                 f"({type(exc).__name__})") from None
-        out = {"site": self.name, "analysis": analysis, "policy": self.policy.digest(), "n": n,
+        out = {"site": self.name, "analysis": analysis, "policy": policy.digest(), "n": n,
                "values": values}
         sec = query.get("secagg")
         if sec is None:
@@ -124,62 +129,63 @@ class Site:
         rec = self.masker.recovery(round_id, decode_peers(peers), dropped, length)
         return [format(m, "x") for m in rec]
 
-    def _crosstab(self, params: Mapping[str, Any], keep: Any) -> tuple[int, dict[str, Any]]:
+    def _crosstab(self, params: Params, keep: Any, pol: Policy) -> Out:
         levels = params["levels"]
-        self.policy.check_columns(levels)
+        pol.check_columns(levels)
         cols = {v: self._col(v, keep).tolist() for v in levels}
         table = stats.crosstab(cols, levels)
         n = int(table.sum())
-        self.policy.check_rows("crosstab", n)
-        return n, {"counts": self.policy.table(table).tolist()}
+        pol.check_rows("crosstab", n)
+        return n, {"counts": pol.table(table).tolist()}
 
-    def _moments(self, params: Mapping[str, Any], keep: Any) -> tuple[int, dict[str, Any]]:
+    def _moments(self, params: Params, keep: Any, pol: Policy) -> Out:
         var = params["variable"]
-        self.policy.check_columns([var])
+        pol.check_columns([var])
         x = self._num(var, keep)
         x = x[~np.isnan(x)]
-        self.policy.check_rows("moments", x.size)
-        self.policy.check_sum(var, x)
+        pol.check_rows("moments", x.size)
+        pol.check_sum(var, x)
         m = stats.moments(x)
         return m.n, {"total": m.total, "sum_sq": m.sum_sq}
 
-    def _histogram(self, params: Mapping[str, Any], keep: Any) -> tuple[int, dict[str, Any]]:
+    def _histogram(self, params: Params, keep: Any, pol: Policy) -> Out:
         var = params["variable"]
-        self.policy.check_columns([var])
+        pol.check_columns([var])
         x = self._num(var, keep)
         counts = stats.histogram(x, np.asarray(params["edges"], dtype=float))
         n = int(counts.sum())
-        self.policy.check_rows("histogram", n)
-        return n, {"counts": self.policy.table(counts).tolist()}
+        pol.check_rows("histogram", n)
+        return n, {"counts": pol.table(counts).tolist()}
 
-    def _surv(self, params: Mapping[str, Any], keep: Any) -> tuple[Any, Any, Any, Any]:
+    def _surv(self, params: Mapping[str, Any], keep: Any, pol: Policy) -> tuple[Any, Any, Any, Any]:
         names = [params["time"], params["event"], *params.get("x", [])]
-        self.policy.check_columns(names)
+        pol.check_columns(names)
         cols = {v: self._num(v, keep) for v in names}
         ok = np.all([~np.isnan(c) for c in cols.values()], axis=0)
         X = np.column_stack([cols[v][ok] for v in params.get("x", [])] or
                             [np.zeros((int(ok.sum()), 0))])
-        self.policy.check_rows("survival", int(ok.sum()))
+        pol.check_rows("survival", int(ok.sum()))
         grid = np.asarray(params["grid"], dtype=float)
         return X, cols[params["time"]][ok], cols[params["event"]][ok], grid
 
-    def _km(self, params: Mapping[str, Any], keep: Any) -> tuple[int, dict[str, Any]]:
-        _, t, e, grid = self._surv(params, keep)
+    def _km(self, params: Params, keep: Any, pol: Policy) -> Out:
+        _, t, e, grid = self._surv(params, keep, pol)
         d, n = survival.km_site(t, e, grid)
         return int(t.size), {"d": d.tolist(), "at_risk": n.tolist()}
 
-    def _cox(self, params: Mapping[str, Any], keep: Any) -> tuple[int, dict[str, Any]]:
-        X, t, e, grid = self._surv(params, keep)
+    def _cox(self, params: Params, keep: Any, pol: Policy) -> Out:
+        X, t, e, grid = self._surv(params, keep, pol)
         st = survival.cox_site(X, t, e, grid, np.asarray(params["beta"], dtype=float))
         return int(t.size), {"s0": st.s0.tolist(), "s1": st.s1.ravel().tolist(),
                              "s2": st.s2.ravel().tolist(), "d": st.d.tolist(),
                              "x_events": st.x_events.tolist()}
 
-    def glm_data(self, params: Mapping[str, Any]) -> glm.GlmSiteData:
+    def glm_data(self, params: Mapping[str, Any], pol: Policy | None = None) -> glm.GlmSiteData:
         """Complete cases of the model's variables, with an intercept column first."""
+        pol = pol or self.policy
         names = [params["y"], *params["x"], *(params[k] for k in ("weights", "offset")
                                               if params.get(k))]
-        self.policy.check_columns(names)
+        pol.check_columns(names)
         keep = self._rows()
         cols = {v: self._num(v, keep) for v in names}
         ok = np.all([~np.isnan(c) for c in cols.values()], axis=0)
@@ -190,15 +196,15 @@ class Site:
         off = cols[params["offset"]][ok] if params.get("offset") else None
         return glm.GlmSiteData(X, cols[params["y"]][ok], w, off)
 
-    def _glm(self, params: Mapping[str, Any], keep: Any) -> tuple[int, dict[str, Any]]:
+    def _glm(self, params: Params, keep: Any, pol: Policy) -> Out:
         model = {k: v for k, v in params.items() if k not in ("beta", "family")}
-        key = f"{id(self.columns)}:{audit.digest(model)}"
+        key = f"{id(self.columns)}:{pol.digest()}:{audit.digest(model)}"
         if key not in self._glm_cache:  # same model across IRLS rounds: extract and check once
-            data = self.glm_data(params)
+            data = self.glm_data(params, pol)
             n, p = data.X.shape
             cands = [(params["y"], data.y), *zip(params["x"], data.X[:, 1:].T, strict=True),
                      ("weights", data.weights), ("offset", data.offset)]
-            self.policy.check_glm(p, n, [(v, c) for v, c in cands
+            pol.check_glm(p, n, [(v, c) for v, c in cands
                                          if c is not None and _is_binary(c)])
             self._glm_cache = {key: data}
         data = self._glm_cache[key]

@@ -107,3 +107,18 @@ def test_refusal_message_names_no_value() -> None:
     with pytest.raises(DisclosureRefused) as info:
         s.answer({"sites": SITES, "analysis": "moments", "params": {"variable": "probe"}})
     assert "123.45" not in str(info.value)
+
+
+def test_study_terms_tighten_but_never_loosen_a_site_policy() -> None:
+    s = site()
+    q = {"sites": SITES, "analysis": "crosstab", "params": {"levels": {"sex": ["F", "M"]}}}
+    loose = s.answer({**q, "disclosure": {"min_cell": 1, "min_sites": 1}})
+    assert loose["policy"] == Policy().digest()  # nothing lowered
+    with pytest.raises(DisclosureRefused) as info:
+        s.answer({**q, "disclosure": {"min_cell": 150}})
+    assert info.value.rule == "min_cell"
+    assert info.value.policy == Policy(min_cell=150).digest()
+    assert s.policy == Policy()  # the site's own policy is unchanged
+    tight = Policy().tightened({"glm_max_param_ratio_ppm": 100_000, "dominance_k_ppm": 950_000,
+                                "p_ratio_ppm": 200_000})
+    assert (tight.glm_max_param_ratio, tight.dominance_k, tight.p_ratio) == (0.1, 0.9, 0.2)

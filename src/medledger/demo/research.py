@@ -80,7 +80,8 @@ def _scenario(ws: Workspace, out: DemoResult, bundle: Path) -> None:
         out.add("site approvals", "3 of 3, each co-signed by the data committee → active")
 
         rec = LedgerRecorder("smoke-1", dr, {h: _caller(client(f"{h}/gw")) for h in HOSPITALS})
-        fed = Federation(sites, study="smoke-1", secure=True, recorder=rec)
+        terms = {"min_sites": 3, "min_cell": 3, "glm_max_param_ratio_ppm": 330_000}
+        fed = Federation(sites, study="smoke-1", secure=True, recorder=rec, disclosure=terms)
         fit = fed.glm("binomial", "event", X)
         coefs = ", ".join(f"{n} {b:+.4f} (SE {s:.4f})" for n, b, s in
                           zip(["intercept", *X], fit.coef, fit.se, strict=True))

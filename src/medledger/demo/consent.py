@@ -136,7 +136,7 @@ class _Scenario:
             size = verify_item(light, item)
             self.out.add(f"  log h{e['height']}", f"{e['requester']} {e['purpose']} "
                          f"{'+'.join(e['categories'])}: {e['outcome']} ({e['reason']})"
-                         f"{' [break-glass]' if e['break_glass'] else ''} — proven in "
+                         f"{', break-glass' if e['break_glass'] else ''} — proven in "
                          f"checkpoint {size}")
         self.out.add("access log", f"{len(items)} entries, every one proven by the light client")
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import opendp.prelude as dp
 
-__all__ = ["count_measurement", "noisy_counts"]
+__all__ = ["count_measurement", "noisy_counts", "noisy_mean"]
 
 dp.enable_features("contrib")
 
@@ -38,3 +38,15 @@ def noisy_counts(counts: np.ndarray[Any, Any], epsilon: float) -> tuple[
     flat = [int(c) for c in np.asarray(counts).ravel()]
     noisy = np.asarray(meas(flat), dtype=np.int64).reshape(np.asarray(counts).shape)
     return noisy, float(meas.map(1))  # type: ignore[no-untyped-call]
+
+
+def noisy_mean(total: float, n: int, bound: float, epsilon: float) -> tuple[float, float, float]:
+    """(noisy sum, noisy count, ε charged) for values clamped at the sites to |x| ≤ ``bound``:
+    half of ε on the sum (sensitivity ``bound``), half on the count (sensitivity 1)."""
+    half = epsilon / 2.0
+    s_meas = dp.m.make_laplace(dp.atom_domain(T=float, nan=False),
+                               dp.absolute_distance(T=float), scale=bound / half)
+    c_meas = dp.m.make_laplace(dp.atom_domain(T=float, nan=False),
+                               dp.absolute_distance(T=float), scale=1.0 / half)
+    spent = float(s_meas.map(bound)) + float(c_meas.map(1.0))  # type: ignore[no-untyped-call]
+    return float(s_meas(float(total))), float(c_meas(float(n))), spent

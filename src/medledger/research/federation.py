@@ -87,7 +87,7 @@ class Federation:
     _keys: dict[str, str] = field(default_factory=dict)
 
     def run(self, analysis: str, params: Mapping[str, Any], *, dp_milli_eps: int = 0,
-            release: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+            release: Callable[[dict[str, Any], int], dict[str, Any]] | None = None
             ) -> tuple[dict[str, Any], int]:
         """One query over every site: (summed values, total n). ``dp_milli_eps`` is the privacy
         loss the release will spend (part of the query, so recorded and checked first);
@@ -118,7 +118,7 @@ class Federation:
         finally:
             self._record_responses(entry)
         if release is not None:
-            total, n = release(total), -1  # n would be exact: withheld from a DP release
+            total, n = release(total, n), -1  # n would be exact: withheld from a DP release
         result = {"values": total, "n": n}
         entry["result"] = audit.digest(result)
         entry["artifacts"]["result"] = result
@@ -198,7 +198,7 @@ class Federation:
         budget before any site is asked."""
         milli = round(epsilon * 1000) if epsilon else 0
 
-        def noisy(values: dict[str, Any]) -> dict[str, Any]:
+        def noisy(values: dict[str, Any], _n: int) -> dict[str, Any]:
             from medledger.research import dp
 
             exact = np.rint(np.asarray(values["counts"])).astype(np.int64)
@@ -216,6 +216,28 @@ class Federation:
     def moments(self, variable: str) -> stats.Moments:
         values, n = self.run("moments", {"variable": variable})
         return stats.Moments(n, float(values["total"]), float(values["sum_sq"]))
+
+    def dp_mean(self, variable: str, bounds: tuple[float, float], epsilon: float
+                ) -> tuple[float, dict[str, float]]:
+        """ε-DP mean: sites clamp to ``bounds`` and return sums; Laplace noise (OpenDP) on the
+        summed total and count; only the noisy values are released, hashed and recorded."""
+        lo, hi = float(bounds[0]), float(bounds[1])
+        milli = round(epsilon * 1000)
+        if milli <= 0 or not lo < hi:
+            raise ResearchError(Code.BAD_ARGS, "want epsilon > 0 and lo < hi")
+
+        def noisy(values: dict[str, Any], n: int) -> dict[str, Any]:
+            from medledger.research import dp
+
+            total, count, spent = dp.noisy_mean(float(values["total"]), n,
+                                                max(abs(lo), abs(hi)), milli / 1000)
+            if spent > milli / 1000 + 1e-9:
+                raise ResearchError(Code.INTERNAL, f"measurements spend {spent}")
+            return {"total": total, "count": count}
+
+        values, _ = self.run("moments", {"variable": variable, "bounds": [lo, hi]},
+                             dp_milli_eps=milli, release=noisy)
+        return values["total"] / max(values["count"], 1.0), values
 
     def quantiles(self, variable: str, edges: Sequence[float], probs: Sequence[float]
                   ) -> list[tuple[float, float, float]]:

@@ -12,7 +12,7 @@ optional ``"disclosure"`` (the study's disclosure terms, which can only tighten 
 policy; the effective policy's hash is what the answer carries):
 
 * ``crosstab``  — params ``levels`` {variable: [levels...]}
-* ``moments``   — params ``variable``
+* ``moments``   — params ``variable``, optional ``bounds`` [lo, hi] (values clamped)
 * ``histogram`` — params ``variable``, ``edges`` [..]
 * ``glm``       — params ``family``, ``y``, ``x`` [..], optional ``weights``, ``offset``, and
   ``beta`` (the current coefficients, intercept first); ``site_weighted`` scales the prior
@@ -143,6 +143,8 @@ class Site:
         pol.check_columns([var])
         x = self._num(var, keep)
         x = x[~np.isnan(x)]
+        if params.get("bounds"):  # DP releases: clamp to the protocol's bounds
+            x = np.clip(x, float(params["bounds"][0]), float(params["bounds"][1]))
         pol.check_rows("moments", x.size)
         pol.check_sum(var, x)
         m = stats.moments(x)

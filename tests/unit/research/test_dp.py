@@ -76,3 +76,19 @@ def test_budget_survives_a_restart() -> None:
     fed2 = Federation(list(fed.sites), study="s1", recorder=rec, run_prefix="r")
     with pytest.raises(ContractError, match="DP budget"):
         fed2.crosstab({"sex": ["F", "M"]}, epsilon=0.5)
+
+
+def test_dp_mean_is_charged_and_near_the_clamped_mean() -> None:
+    _, fed = setup()
+    h2 = StudyHarness()
+    active(h2, "s2", analyses=["moments"], dp_budget_milli_eps=1000)
+    rec = LedgerRecorder("s2", lambda m, a: h2.call(RESEARCHER, m, a),
+                         {n: (lambda m, a, n=n: h2.call(gateway(n), m, a)) for n in SITES})
+    fed2 = Federation(list(fed.sites), study="s2", secure=True, recorder=rec)
+    mean, released = fed2.dp_mean("bmi", (10.0, 45.0), epsilon=1.0)
+    exact = Federation(list(fed.sites)).moments("bmi")
+    assert abs(mean - exact.mean) < 0.5  # scale 90 on a sum of ~2,800; 2 on n
+    assert set(released) == {"total", "count"}
+    assert h2.get("spent/s2") == {"milli_eps": 1000}
+    assert fed2.trail[-1]["artifacts"]["result"]["n"] == -1
+    assert dp.noisy_mean(100.0, 10, 5.0, 0.5)[2] == pytest.approx(0.5)

@@ -86,6 +86,9 @@ def test_suggest_drafts_a_loadable_profile(syn: Path, tmp_path: Path) -> None:
     assert prof.profile.date_formats == ["zh"] and prof.profile.encoding == "gbk"
     with pytest.raises(GatewayError, match="encoding"):
         suggest(syn / "hosp-b" / "labs.tsv", encoding="utf-8")
+    c = suggest(syn / "hosp-c" / "diagnoses.csv", site="hosp-d")
+    assert '[values.sex]' in c.draft and '# "1" = "TODO"' in c.draft   # never guessed
+    assert Profile.model_validate(tomllib.loads(c.draft)).values == {"sex": {}}
 
 
 def test_unseen_spellings_go_to_review_never_to_a_wrong_code(tmp_path: Path) -> None:

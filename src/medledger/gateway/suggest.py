@@ -152,8 +152,11 @@ def suggest(path: Path, encoding: str = "utf-8", delimiter: str | None = None,
     _dedupe(columns)
     kind = "lab" if any(c.element == "value" for c in columns) else "diagnosis"
     terms = _terms(columns, rows, header, kind)
+    distinct = {c.element or "": sorted({r[header.index(c.header)].strip() for r in rows
+                                   if header.index(c.header) < len(r)} - {""})
+                for c in columns if c.element in ("sex", "unit")}
     return Suggestion(columns, kind, len(rows), terms,
-                      _draft(path, columns, kind, site, encoding, delim, terms))
+                      _draft(path, columns, kind, site, encoding, delim, terms, distinct))
 
 
 def _dedupe(columns: list[Column]) -> None:
@@ -196,8 +199,26 @@ def _terms(columns: list[Column], rows: list[list[str]], header: list[str], kind
     return out
 
 
+def _value_sections(distinct: dict[str, list[str]]) -> list[str]:
+    """``[values.sex]`` for sex codes the defaults do not know, ``[units]`` for unit
+    spellings outside the alias table — as TODO lines, never filled in by guessing."""
+    from medledger.gateway.standardize import SEX_DEFAULT
+
+    out: list[str] = []
+    sexes = [v for v in distinct.get("sex", []) if v.lower() not in SEX_DEFAULT]
+    if sexes:
+        out += ["", "[values.sex]  # codes the defaults do not know: fill in male/female/..."]
+        out += [f'# "{v}" = "TODO"' for v in sexes[:20]]
+    units = [v for v in distinct.get("unit", []) if to_ucum(v) is None]
+    if units:
+        out += ["", "[units]  # spellings outside the alias table: map each to a UCUM code"]
+        out += [f'# "{v}" = "TODO"' for v in units[:20]]
+    return out
+
+
 def _draft(path: Path, columns: list[Column], kind: str, site: str, encoding: str,
-           delim: str, terms: list[dict[str, Any]]) -> str:
+           delim: str, terms: list[dict[str, Any]],
+           distinct: dict[str, list[str]] | None = None) -> str:
     fmts = [f for c in columns if c.element in ("date", "birth_date") for f in c.date_formats]
     fmts = list(dict.fromkeys(fmts)) or ["%Y-%m-%d"]
     lines = [f"# Draft profile for {path.name} — suggested by `medledger gateway profile "
@@ -213,6 +234,7 @@ def _draft(path: Path, columns: list[Column], kind: str, site: str, encoding: st
         else:
             lines.append(f'# unmapped: "{c.header}" ({c.filled:.0%} filled, {c.distinct} '
                          "distinct)")
+    lines += _value_sections(distinct or {})
     review = [t for t in terms if not t["accepted"]]
     if review:
         lines += ["", "# Terms NOT accepted (no exact or curated match) — decide them in the",

@@ -245,3 +245,24 @@ def test_broken_workbook_is_quarantined_whole(tmp_path: Path) -> None:
         q = v.rows("SELECT position, raw FROM quarantine")
         assert q[0][0] == "file" and v.sealer.open(q[0][1], f"quarantine|{rep.file_hash}|file"
                                                     .encode()) == b"PK\x03\x04 truncated"
+
+
+def test_an_interrupted_run_is_found_and_anchored_later(world: World, tmp_path: Path) -> None:
+    from medledger.gateway.deid import Pseudonymizer
+    from medledger.gateway.pipeline import Gateway
+    from medledger.gateway.verify import anchor_pending
+
+    src = world.root / "syn" / "hosp-b" / "labs.tsv"
+    shutil.copy(src, tmp_path / "labs.tsv")
+    shutil.copy(src.with_name("labs.tsv.toml"), tmp_path / "labs.tsv.toml")
+    with Vault(tmp_path / "v") as v:
+        gw = Gateway(v, Pseudonymizer(world.key))
+        gw.ingest(tmp_path / "labs.tsv", service.load_profiles([tmp_path / "labs.tsv"],
+                                                               None)[0][1])
+        # the process stops here: rows are committed, the batch was never closed
+        rep = verify(v)
+        assert not rep.ok and "never closed" in rep.findings[0]
+        with service.ledger(world.ws.root, "hosp-b", node=world.node) as anchorer:
+            assert len(anchor_pending(v, anchorer)) == 1
+            after = verify(v, anchorer)
+        assert after.ok and after.anchored == 1, after.findings

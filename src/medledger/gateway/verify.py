@@ -103,11 +103,29 @@ def verify(vault: Vault, anchorer: Anchorer | None = None, fhir: bool = False) -
             if on_ledger != root:
                 rep.findings.append(f"batch {b['batch_id']}: ledger root "
                                     f"{(on_ledger or 'absent')[:16]}; rebuilt {root[:16]}")
+    for batch_id, n in _unclosed(vault):
+        rep.findings.append(f"batch {batch_id}: {n} records of an interrupted run were never "
+                            "closed into a batch; `gateway anchor` closes and anchors it")
     return rep
 
 
+def _unclosed(vault: Vault) -> list[tuple[str, int]]:
+    """Batches that records name but the batches table lacks (a run stopped mid-batch)."""
+    return [(r[0], r[1]) for r in vault.rows(
+        "SELECT batch_id, count(*) FROM records WHERE batch_id IS NOT NULL AND batch_id NOT IN "
+        "(SELECT batch_id FROM batches) GROUP BY batch_id ORDER BY min(rowid)")]
+
+
 def anchor_pending(vault: Vault, anchorer: Anchorer) -> list[str]:
-    """Anchor every batch still marked pending; returns their ids."""
+    """Anchor every batch still marked pending, after closing batches an interrupted run left
+    open; returns their ids."""
+    for batch_id, _ in _unclosed(vault):
+        batch = Batch(_batch_entries(vault, batch_id, None))
+        label = vault.rows("SELECT profile FROM records WHERE batch_id=? LIMIT 1", (batch_id,))
+        body = vault.profile_body(str(label[0][0])) if label else None
+        system = orjson.loads(body)["profile"]["source_system"] if body else "gateway"
+        vault.db.execute("INSERT INTO batches VALUES (?, ?, ?, 'pending', NULL, NULL, ?)",
+                         (batch_id, batch.count, batch.root.hex(), system))
     done = []
     for b in vault.rows("SELECT batch_id, source_system FROM batches WHERE status='pending' "
                         "ORDER BY rowid"):

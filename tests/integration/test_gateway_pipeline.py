@@ -262,7 +262,16 @@ def test_an_interrupted_run_is_found_and_anchored_later(world: World, tmp_path: 
         # the process stops here: rows are committed, the batch was never closed
         rep = verify(v)
         assert not rep.ok and "never closed" in rep.findings[0]
+        counts = [v.rows(f"SELECT count(*) FROM {t}")[0][0]
+                  for t in ("records", "quarantine", "review")]
+        again = Gateway(v, Pseudonymizer(world.key))      # the operator simply runs it again
+        rerun = again.ingest(tmp_path / "labs.tsv", service.load_profiles(
+            [tmp_path / "labs.tsv"], None)[0][1])
+        again.finish()
+        assert rerun.emitted == 0 and rerun.balanced
+        assert [v.rows(f"SELECT count(*) FROM {t}")[0][0]
+                for t in ("records", "quarantine", "review")] == counts
         with service.ledger(world.ws.root, "hosp-b", node=world.node) as anchorer:
             assert len(anchor_pending(v, anchorer)) == 1
             after = verify(v, anchorer)
-        assert after.ok and after.anchored == 1, after.findings
+        assert after.ok and after.anchored == 1, after.findings   # the re-run's batch is empty

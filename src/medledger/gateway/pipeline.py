@@ -323,8 +323,8 @@ class Gateway:
                 f"{SEAL_WHOLE_FILE_MAX} bytes): the source file with this SHA-256 is the copy"
         self.vault.begin()
         self.vault.db.execute(
-            "INSERT INTO quarantine (file_hash, source_name, position, reason, detail, raw, "
-            "run_id) VALUES (?, ?, 'file', ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO quarantine (file_hash, source_name, position, reason, "
+            "detail, raw, run_id) VALUES (?, ?, 'file', ?, ?, ?, ?)",
             (file_hash, name, str(exc.reason), detail, raw, self.run_id))
         self.vault.db.executemany(
             "INSERT INTO outcomes VALUES (?, ?, ?, 'quarantined', NULL, NULL, NULL, "
@@ -432,12 +432,15 @@ class Gateway:
             db.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
                            "?, ?)", self._rec_rows)
         if self._q_rows:
-            db.executemany("INSERT INTO quarantine (file_hash, source_name, position, reason, "
-                           "detail, raw, run_id) VALUES (?, ?, ?, ?, ?, ?, ?)", self._q_rows)
+            db.executemany("INSERT OR REPLACE INTO quarantine (file_hash, source_name, position, "
+                           "reason, detail, raw, run_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           self._q_rows)
         if self._r_rows:
-            db.executemany("INSERT INTO review (file_hash, source_name, position, profile, kind,"
-                           " term, reason, candidates, row, status, decision, reviewer, run_id)"
-                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", self._r_rows)
+            # a re-run after an interruption keeps the held row (and any decision on it)
+            db.executemany("INSERT OR IGNORE INTO review (file_hash, source_name, position, "
+                           "profile, kind, term, reason, candidates, row, status, decision, "
+                           "reviewer, run_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           self._r_rows)
         if self._out_rows:
             db.executemany("INSERT INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, "
                            "?, ?)", self._out_rows)

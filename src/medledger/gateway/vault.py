@@ -63,6 +63,8 @@ CREATE TABLE IF NOT EXISTS outcomes (
 CREATE TABLE IF NOT EXISTS ignored (
   file_hash TEXT NOT NULL, source_name TEXT NOT NULL, position TEXT NOT NULL,
   segment TEXT, reason TEXT, PRIMARY KEY (file_hash, position));
+CREATE UNIQUE INDEX IF NOT EXISTS quarantine_pos ON quarantine(file_hash, position);
+CREATE UNIQUE INDEX IF NOT EXISTS review_pos ON review(file_hash, position);
 CREATE INDEX IF NOT EXISTS outcomes_name ON outcomes(source_name);
 CREATE INDEX IF NOT EXISTS records_batch ON records(batch_id, leaf);
 """

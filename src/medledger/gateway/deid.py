@@ -43,7 +43,9 @@ class PseudonymKey:
 
     @classmethod
     def load(cls, path: Path) -> PseudonymKey:
-        """Read ``{"version": "k1", "key": "<base64>"}`` from ``path``."""
+        """Read ``{"version": "k1", "key": "<base64>"}`` from ``path``; refuse a file that
+        others than its owner may read."""
+        check_private(path)
         try:
             doc = json.loads(path.read_text())
             return cls(str(doc["version"]), base64.b64decode(doc["key"], validate=True))
@@ -58,6 +60,16 @@ class PseudonymKey:
         with os.fdopen(fd, "w") as f:
             json.dump({"version": version, "key": base64.b64encode(key.secret).decode()}, f)
         return key
+
+
+def check_private(path: Path) -> None:
+    """Refuse a key file readable or writable by group or others (want mode 0600)."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError as exc:
+        raise GatewayError(f"cannot read key file {path}: {exc}") from None
+    if mode & 0o077:
+        raise GatewayError(f"key file {path} has mode {mode:04o}; want 0600 (chmod 600)")
 
 
 class Pseudonymizer:

@@ -93,6 +93,9 @@ class Sealer:
 
 def load_or_create_key(path: Path) -> bytes:
     if path.exists():
+        from medledger.gateway.deid import check_private
+
+        check_private(path)
         key = path.read_bytes()
         if len(key) != 32:
             raise GatewayError(f"{path} holds {len(key)} bytes; want a 32-byte key")

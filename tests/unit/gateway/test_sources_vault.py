@@ -76,8 +76,12 @@ def test_vault_key_file_is_created_once_and_reused(tmp_path: Path) -> None:
     with Vault(tmp_path / "v") as v:
         assert v.sealer.open(sealed, b"a") == b"x"
     assert (tmp_path / "v" / "vault.key").read_bytes() == key
-    (tmp_path / "other.key").write_bytes(b"z" * 32)
-    with Vault(tmp_path / "v", tmp_path / "other.key") as v, pytest.raises(GatewayError):
+    other = tmp_path / "other.key"
+    other.write_bytes(b"z" * 32)
+    with pytest.raises(GatewayError, match="want 0600"):   # readable by others: refused
+        Vault(tmp_path / "v", other)
+    other.chmod(0o600)
+    with Vault(tmp_path / "v", other) as v, pytest.raises(GatewayError):
         v.sealer.open(sealed, b"a")
 
 

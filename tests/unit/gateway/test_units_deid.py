@@ -80,6 +80,10 @@ def test_key_file_roundtrip_and_refusals(tmp_path: Path) -> None:
         PseudonymKey.generate(path)
     with pytest.raises(GatewayError):
         PseudonymKey("k1", b"short")
-    (tmp_path / "bad.json").write_text("{}")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(GatewayError, match="want 0600"):
+        PseudonymKey.load(bad)
+    bad.chmod(0o600)
     with pytest.raises(GatewayError, match="cannot read"):
-        PseudonymKey.load(tmp_path / "bad.json")
+        PseudonymKey.load(bad)

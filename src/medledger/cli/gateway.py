@@ -497,6 +497,9 @@ def serve(
         key = PseudonymKey.load(pseudonym_key)
         loaded = {p.profile.id: p for p in (load_profile(f)
                                              for f in sorted(profiles.glob("*.toml")))}
+        from medledger.gateway.deid import check_private
+
+        check_private(token_file)
         token = token_file.read_text().strip()
         if len(token) < 16:
             error("bad_args", f"{token_file}: the token must be at least 16 characters")

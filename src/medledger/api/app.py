@@ -15,6 +15,8 @@ GET      /v1/checkpoints/final            newest quorum-cosigned checkpoint (clu
 GET      /v1/checkpoints/{size}           checkpoint for a log size
 GET      /v1/state/{contract}/{key}       state value (``?height=``)
 GET      /v1/events                       Server-Sent Events (``?from_height=&until_height=``)
+GET      /v1/consent/...                  consent status and check, a patient's access log
+POST     /v1/exchange/request             ask this holder for records (HPKE-sealed reply)
 GET      /v1/surveillance/...             case counts, signals, line lists
 GET      /v1/health                       chain id, height, log size, cluster status (no auth)
 =======  ===============================  =====================================================

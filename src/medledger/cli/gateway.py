@@ -102,7 +102,7 @@ def _report_table(docs: list[dict[str, object]]) -> Table:
 @app.command("ingest")
 def ingest(
     files: list[Path] = typer.Argument(..., help="Export files (CSV, TSV, xlsx; *.hl7 files "
-                                       "are read as HL7 v2)."),
+                                       "are read as HL7 v2; *.toml arguments are skipped)."),
     profile: Path | None = typer.Option(None, "--profile", help="Source profile (TOML); "
                                         "default: FILE.toml beside each file."),
     site: str | None = typer.Option(None, "--site", help="Site of *.hl7 files (default: the "
@@ -119,7 +119,8 @@ def ingest(
     """Map, check, de-identify, vault and anchor FILES; print each file's reconciliation."""
     try:
         key = PseudonymKey.load(pseudonym_key)
-        profiled = service.load_profiles([f for f in files if f.suffix != ".hl7"], profile)
+        profiled = service.load_profiles(
+            [f for f in files if f.suffix not in (".hl7", ".toml")], profile)
         owner = site or (profiled[0][1].profile.site if profiled else None)
         v = _open_vault(vault, vault_key)
         with ExitStack() as stack:
@@ -352,6 +353,8 @@ def evaluate(
         cat, lang = k.split("/")
         t.add_row(cat, lang, str(s["right"]), str(s["total"]), f"{s['rate']:.2%}")
     console.print(t)
+    if doc["files_not_ingested"]:
+        console.print(f"not in these vaults (left out): {', '.join(doc['files_not_ingested'])}")
     console.print(f"auto-accepted mappings: {doc['mapped']}, wrong {doc['wrong_auto_accepted']} "
                   f"({doc['wrong_auto_accepted_rate']:.3%}); defects emitted as valid: "
                   f"{doc['defects_emitted']}; rows without outcome: "

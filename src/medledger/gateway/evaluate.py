@@ -7,7 +7,8 @@ reason), ``duplicate`` and ``review`` (right when that outcome). Each is reporte
 per language. ``wrong_auto_accepted`` counts rows the gateway emitted as mapped whose truth is
 another code or not mapped at all; ``defects_emitted`` counts defects that reached the output.
 With a linkage file (``source_file,row,person``), linkage recall and false merges are computed
-over pairs of rows.
+over pairs of rows. Truth rows of files that none of the vaults ingested are left out (and
+listed); a row of an ingested file without an outcome counts as wrong.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Evaluation:
     defects_emitted: int = 0
     reasons_right: Score = field(default_factory=Score)
     missing: int = 0
+    skipped_files: set[str] = field(default_factory=set)
     linkage: dict[str, float] | None = None
     errors: list[dict[str, str]] = field(default_factory=list)
 
@@ -58,6 +60,7 @@ class Evaluation:
             "wrong_auto_accepted_rate": round(self.wrong_auto_accepted / self.mapped, 5)
             if self.mapped else 0.0,
             "defects_emitted": self.defects_emitted, "rows_without_outcome": self.missing,
+            "files_not_ingested": sorted(self.skipped_files),
             "linkage": self.linkage, "first_errors": self.errors[:20],
         }
 
@@ -94,15 +97,20 @@ def _right(cat: str, t: dict[str, str], o: dict[str, Any] | None) -> bool:
 def evaluate(vaults: Sequence[Vault], truth: Path, linkage: Path | None = None) -> Evaluation:
     """Score the outcomes stored in ``vaults`` (one per hospital) against ``truth``."""
     outcomes: dict[tuple[str, str], dict[str, Any]] = {}
+    ingested: set[str] = set()
     for vault in vaults:
         for r in vault.iter_rows("SELECT * FROM outcomes ORDER BY rowid"):
             outcomes[(r["source_name"], r["position"])] = dict(r)
+        ingested |= {str(r[0]) for r in vault.rows("SELECT DISTINCT source_name FROM files")}
     ev = Evaluation()
     with truth.open(encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh)
         if tuple(reader.fieldnames or ()) != TRUTH_COLUMNS:
             raise GatewayError(f"truth columns {reader.fieldnames}; want {list(TRUTH_COLUMNS)}")
         for t in reader:
+            if t["source_file"] not in ingested:      # a file none of the vaults has seen
+                ev.skipped_files.add(t["source_file"])
+                continue
             cat = _category(t)
             o = outcomes.get((t["source_file"], t["row"]))
             if o is None:
@@ -125,15 +133,18 @@ def evaluate(vaults: Sequence[Vault], truth: Path, linkage: Path | None = None) 
                                   "got": "" if o is None else
                                   f"{o['outcome']} {o['code'] or o['reason'] or ''}".strip()})
     if linkage is not None:
-        ev.linkage = _linkage(linkage, outcomes)
+        ev.linkage = _linkage(linkage, outcomes, ingested)
     return ev
 
 
-def _linkage(path: Path, outcomes: dict[tuple[str, str], dict[str, Any]]) -> dict[str, float]:
+def _linkage(path: Path, outcomes: dict[tuple[str, str], dict[str, Any]],
+             ingested: set[str]) -> dict[str, float]:
     by_person: dict[str, list[str | None]] = defaultdict(list)
     by_subject: dict[str, list[str]] = defaultdict(list)
     with path.open(encoding="utf-8", newline="") as fh:
         for r in csv.DictReader(fh):
+            if r["source_file"] not in ingested:
+                continue
             o = outcomes.get((r["source_file"], r["row"]))
             subject = o["subject"] if o else None
             by_person[r["person"]].append(subject)

@@ -76,6 +76,7 @@ def ingest_export_dir(vault: Vault, key: PseudonymKey, files: Sequence[Path], si
     """One run over a hospital's exports: files read with ``profile`` (default: the
     ``FILE.toml`` beside each) and HL7 v2 files (``*.hl7``, read as ``site``, default the
     profiled files' site); returns one reconciliation per file and mapped kind."""
+    files = [p for p in files if p.suffix.lower() != ".toml"]    # a shell glob's profiles
     hl7 = [p for p in files if p.suffix.lower() == ".hl7"]
     profiled = load_profiles([p for p in files if p not in hl7], profile)
     if hl7 and site is None:

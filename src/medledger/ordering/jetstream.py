@@ -154,7 +154,7 @@ async def _retry(what: str, make: Callable[[], Awaitable[T]], deadline: float) -
             if _time.monotonic() + delay > deadline:
                 raise RejectedError(Code.NODE_UNAVAILABLE, f"{what}: {exc!r}") from None
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.5)
+            delay = min(delay * 2, 0.25)
         except (nats.js.errors.ServiceUnavailableError, nats.js.errors.BadRequestError) as exc:
             # no stream leader (an election), or 10005 "no suitable peers for placement": a
             # restarted server has not rejoined the meta group yet; anything else is final
@@ -163,7 +163,7 @@ async def _retry(what: str, make: Callable[[], Awaitable[T]], deadline: float) -
             if _time.monotonic() + delay > deadline:
                 raise RejectedError(Code.NODE_UNAVAILABLE, f"{what}: {exc!r}") from None
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.5)
+            delay = min(delay * 2, 0.25)
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ class StreamReader:
     disappeared with its server). The position lives here, never in the engine.
     """
 
-    PROBE_AFTER = 0.5  # seconds without a message before checking the stream for more
+    PROBE_AFTER = 0.3  # seconds without a message before checking the stream for more
 
     def __init__(self, js: JetStreamContext, stream: str, subject: str, next_seq: int) -> None:
         self.js, self.stream, self.subject, self.next_seq = js, stream, subject, next_seq
@@ -324,14 +324,25 @@ class Sequencer:
                               1 if cut is None else cut.last + 1)
         last_time = 0 if cut is None else cut.time
         renew_at = _time.monotonic() + self.lease_ttl / 3
+        valid_until = _time.monotonic() + self.lease_ttl  # by our clock, from the last renewal
         pending: list[Entry] = []
         count, first_at = 0, 0.0
         try:
             while not stop.is_set():
                 now = _time.monotonic()
                 if now >= renew_at:
-                    rev = int(await kv.update(LEASE_KEY, self.name.encode(), last=rev))
-                    renew_at = now + self.lease_ttl / 3
+                    try:
+                        rev = int(await kv.update(LEASE_KEY, self.name.encode(), last=rev))
+                        valid_until = now + self.lease_ttl
+                        renew_at = now + self.lease_ttl / 3
+                    except nats.js.errors.KeyWrongLastSequenceError:
+                        raise  # someone else holds it now: step down
+                    except Exception as exc:  # KV electing a leader: keep going while valid
+                        if now >= valid_until:
+                            raise
+                        log.info("lease renewal failed (%r); still valid for %.1f s", exc,
+                                 valid_until - now)
+                        renew_at = now + 0.25
                 due = pending and (count >= self.max_txs or now >= first_at + self.max_wait)
                 if not due:
                     wait = self.max_wait if not pending else max(0.001,

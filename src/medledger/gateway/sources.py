@@ -95,10 +95,13 @@ class _LineTap:
         return line
 
 
-class BadRow(Exception):
-    def __init__(self, position: str, raw: bytes, detail: str) -> None:
-        super().__init__(detail)
-        self.position, self.raw, self.detail = position, raw, detail
+@dataclass(frozen=True)
+class BadRow:
+    """A row that could not be parsed (quarantined as ``parse``); picklable for workers."""
+
+    position: str
+    raw: bytes
+    detail: str
 
 
 def read_delimited(path: Path, encoding: str, delimiter: str

@@ -24,16 +24,23 @@ from medledger.errors import Code, MedLedgerError
 CLUSTER_NAME = "medledger"
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
     """A free loopback port below Linux's ephemeral range (32768+), so that an outgoing
-    connection cannot take it between now and the moment a server binds it."""
+    connection cannot take it between now and the moment a server binds it. Never the same
+    port twice in one process (a cluster asks for several before any server binds them)."""
     for _ in range(200):
         port = random.randint(20_000, 32_000)
+        if port in _handed_out:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _handed_out.add(port)
             return port
     raise MedLedgerError(Code.NODE_UNAVAILABLE, "no free port in 20000-32000")
 

@@ -109,12 +109,14 @@ _worker_chain = ""
 Outcome = tuple[str, str, tuple[bytes, ...]]  # ("ok"|"committed", "", keys) or (code, msg, ())
 
 
-def worker_init(opener: Callable[[], Store], chain_id: str) -> None:
+def worker_init(opener: Callable[[], Store], chain_id: str, parent: int | None = None) -> None:
     """Process initialiser: open the store (reads only) once per worker, and exit when the
     node's process is gone (killed with SIGKILL, say) instead of lingering as an orphan."""
     global _worker_store, _worker_chain
     _worker_store, _worker_chain = opener(), chain_id
-    parent = os.getppid()
+    # the node's pid comes from the node: if it died before this ran, getppid() is already
+    # the reaper's and comparing with it would never fire
+    parent = os.getppid() if parent is None else parent
 
     def watch() -> None:
         while True:

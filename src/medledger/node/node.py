@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
 import threading
 import time as _time
 from collections.abc import Callable, Sequence
@@ -193,7 +194,7 @@ class Node:
             if self._procs_n and opener is not None:
                 self._procs = ProcessPoolExecutor(
                     self._procs_n, mp_context=multiprocessing.get_context("spawn"),
-                    initializer=worker_init, initargs=(opener, self.chain_id))
+                    initializer=worker_init, initargs=(opener, self.chain_id, os.getpid()))
             self._thread = threading.Thread(target=self._commit_loop, name="commit", daemon=True)
             self._thread.start()
         return self

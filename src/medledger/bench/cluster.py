@@ -177,16 +177,18 @@ def _drive(c: LocalCluster, raws: dict[str, list[bytes]], batch: int, threads_pe
         w.join()
 
 
-def _wait_all(c: LocalCluster, size: int, timeout: float = 300) -> None:
+def _wait_all(c: LocalCluster, size: int, orgs: Sequence[str] | None = None,
+              timeout: float = 300) -> None:
+    """Until every peer (or those of ``orgs``) holds a log of ``size`` transactions."""
     deadline = time.monotonic() + timeout
     while True:
         st = c.status()["peers"]
-        if all(p.get("log_size", 0) >= size for p in st.values()):
+        sizes = {o: st[o].get("log_size", 0) for o in (orgs or st)}
+        if all(v >= size for v in sizes.values()):
             return
         if time.monotonic() > deadline:
-            raise BenchError(f"peers did not reach log size {size}: "
-                             f"{ {o: p.get('log_size') for o, p in st.items()} }")
-        time.sleep(0.1)
+            raise BenchError(f"peers did not reach log size {size}: {sizes}")
+        time.sleep(0.05)
 
 
 def run(root: Path, *, peers: int = 4, txs: int = 30_000, batch: int = 500,
@@ -224,7 +226,7 @@ def run(root: Path, *, peers: int = 4, txs: int = 30_000, batch: int = 500,
         _drive(c, raws, batch, threads_per_peer, load)
         running = [o for o in c.peers if o != laggard]
         end = base + total
-        _wait_all_orgs(c, running, end)
+        _wait_all(c, end, running)
         t1 = time.monotonic()
         deadline = time.monotonic() + 60  # the last checkpoints become final
         while any(mon.series[o][-1][2] < end for o in running if mon.series[o]) and \
@@ -314,17 +316,6 @@ def _paced(c: LocalCluster, out: ClusterBench, rate: float, seconds: float) -> N
         q = statistics.quantiles(lat, n=100)
         out.paced_p50_ms, out.paced_p99_ms = statistics.median(lat) * 1000, q[98] * 1000
     out.paced_rate, out.paced_txs = rate, len(lat)
-
-
-def _wait_all_orgs(c: LocalCluster, orgs: Sequence[str], size: int, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        st = c.status()["peers"]
-        if all(st[o].get("log_size", 0) >= size for o in orgs):
-            return
-        if time.monotonic() > deadline:
-            raise BenchError(f"peers did not reach log size {size}")
-        time.sleep(0.05)
 
 
 def _faults(c: LocalCluster, progress: Progress) -> dict[str, Any]:

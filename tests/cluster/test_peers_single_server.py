@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,3 +87,32 @@ def test_retried_submission_commits_once(cluster: tuple[Consortium, list[Peer]])
     assert first.ok and again.tx_id == first.tx_id and again.height == first.height
     wait_height(peers, first.height)
     assert all(p.node.head.log_size == 1 for p in peers)
+
+
+def test_retry_whose_first_copy_committed_during_admission_is_answered(
+    cluster: tuple[Consortium, list[Peer]], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The race CI hit: peer B admits a retry while the first copy is not yet in its chain,
+    executes that copy's block before registering the waiter, and NATS drops the retry as a
+    duplicate. The waiter must still get the first copy's receipt."""
+    cons, peers = cluster
+    a = Ledger(peers[0].node, cons.ring, WallClock())  # type: ignore[arg-type]
+    raw = a.build("hosp-a/gw", "registry", "anchor_batch", {
+        "batch_id": "race", "root": "cd" * 32, "count": 1, "record_type": "Filler",
+        "source_system": "tests", "schema_version": "1"})
+    first = peers[0].node.submit(raw).result(15)
+    b = peers[1].node
+    verdicts = b._verdicts
+
+    def late(batch):  # type: ignore[no-untyped-def]
+        out = verdicts(batch)
+        wait_height(peers[1:], first.height)  # the first copy lands meanwhile...
+        # ...but admission looked before it did
+        return [dataclasses.replace(v, committed=False) if not isinstance(v, Exception) else v
+                for v in out]
+
+    monkeypatch.setattr(b, "_verdicts", late)
+    again = b.submit(raw).result(15)
+    assert again.tx_id == first.tx_id and again.height == first.height
+    assert b.orderer.free() == b.orderer.capacity  # type: ignore[attr-defined]
+    assert b.head.log_size == 1

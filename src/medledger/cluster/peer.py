@@ -81,6 +81,7 @@ class Peer:
                                 admit_processes=options.admit_processes, **options.node_kw)
         assert self.orderer is not None
         self.orderer.on_lost = self.node.fail_pending
+        self.orderer.on_duplicate = self.node.settle_committed
         self.exchange: Exchange = Exchange(self.link, self.names, store, org=org, key=key,
                                  org_keys=genesis.org_keys(), witnesses=options.witnesses,
                                  needed=options.quorum)

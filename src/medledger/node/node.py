@@ -477,6 +477,25 @@ class Node:
                 if fut is not None and not fut.done():
                     fut.set_exception(exc)
 
+    def settle_committed(self, tx_ids: Sequence[bytes]) -> None:
+        """Answer the waiters of ``tx_ids`` that are already in the chain. A cluster's ordering
+        service drops a resubmission (same message id) whose first copy this node may already
+        have executed — after admission looked, before the waiter was registered — so no block
+        would ever answer it. Waiters not yet committed stay for their block."""
+        settled = 0
+        with self._lock:
+            waiting = [t for t in tx_ids if t in self._pending]
+            for tid in self.store.known_txs(waiting) if waiting else ():
+                receipt = self.receipt(tid)
+                if receipt is None:  # staged, not yet readable: its block answers it
+                    continue
+                fut = self._pending.pop(tid)
+                settled += 1
+                if not fut.done():
+                    fut.set_result(receipt)
+        if settled:
+            self.orderer.committed(settled)
+
     def _checkpoint_note(self, header: BlockHeader) -> bytes:
         name, key = self.signer
         cp = Checkpoint(

@@ -410,7 +410,10 @@ class ClusterOrderer:
     ``prepare`` turns raw transactions from the stream into the node's items, dropping bytes
     that do not decode (the same decision on every peer, since it depends on the bytes alone);
     it runs on a worker thread, ahead of execution. This peer's own submissions are reused as
-    admitted. ``on_lost`` is told about transactions that could not be submitted.
+    admitted. ``on_lost`` is told about transactions that could not be submitted;
+    ``on_duplicate`` about those JetStream dropped as a copy of a message already in the stream
+    (a client's retry through another peer): the feed may have passed that copy already, so
+    the node answers such waiters from its store.
     """
 
     def __init__(
@@ -429,6 +432,7 @@ class ClusterOrderer:
         self.sequencer = sequencer
         self.capacity, self.submit_timeout = capacity, submit_timeout
         self.on_lost: Callable[[list[bytes], MedLedgerError], None] = lambda ids, exc: None
+        self.on_duplicate: Callable[[list[bytes]], None] = lambda ids: None
         self.on_fault: Callable[[MedLedgerError], None] = lambda exc: None
         self._blocks: queue.Queue[Batch[Any] | MedLedgerError] = queue.Queue(feed_depth)
         self._inflight = 0
@@ -468,9 +472,11 @@ class ClusterOrderer:
         fut = self.link.spawn(self._publish(raws, ids))
         fut.add_done_callback(lambda f: self._published(f, ids))
 
-    def _published(self, fut: Future[None], ids: list[bytes]) -> None:
+    def _published(self, fut: Future[bool], ids: list[bytes]) -> None:
         exc = fut.exception()
-        if exc is not None:
+        if exc is None and fut.result():
+            self.on_duplicate(ids)
+        elif exc is not None:
             with self._lock:
                 self._inflight -= len(ids)
                 for tid in ids:
@@ -510,12 +516,14 @@ class ClusterOrderer:
 
     # -- event-loop side -------------------------------------------------------------------
 
-    async def _publish(self, raws: list[bytes], ids: list[bytes]) -> None:
+    async def _publish(self, raws: list[bytes], ids: list[bytes]) -> bool:
+        """Publish one TXS message; True if JetStream dropped it as a duplicate."""
         payload = frame_txs(raws)
         headers = {"Nats-Msg-Id": txs_msg_id(ids)}
         deadline = _time.monotonic() + self.submit_timeout
-        await _retry("submit", lambda: self.link.js.publish(
+        ack = await _retry("submit", lambda: self.link.js.publish(
             self.names.txs_subject, payload, headers=dict(headers), timeout=1.0), deadline)
+        return bool(ack.duplicate)
 
     async def _feed(self, start_height: int) -> None:
         names, js = self.names, self.link.js

@@ -19,6 +19,15 @@ formats) for linkage. Defects are injected with the reason the gateway must give
 
 ``truth.csv`` has the columns the issue fixes: source_file, row, expected_outcome,
 expected_code_system, expected_code, expected_unit, expected_value, expected_reason, language.
+
+Notifiable diseases: the clean diagnosis rows already include COVID-19 (``U07.1``) and chronic
+hepatitis B (``B18.1``), two notifiable codes of the gateway's ICD-10 table, at random dates.
+``notifiable=N`` adds, after the regular rows and from a separate random stream (so the other
+rows and files stay byte-identical), N persons seen at both ``hosp-a`` and ``hosp-b`` with a
+COVID-19 diagnosis at ``hosp-a`` and the same diagnosis at ``hosp-b`` 1–5 days later: one case
+reported by two hospitals, for case-report drafting (docs/surveillance.md). Addresses name the
+person's city; ``ADDRESS_DISTRICTS`` maps them to district codes. The labs are quantitative
+chemistry only (the gateway maps numeric results), so no positive pathogen test is generated.
 """
 
 from __future__ import annotations
@@ -42,6 +51,10 @@ GIVEN = [("Wei", "伟"), ("Fang", "芳"), ("Min", "敏"), ("Jing", "静"), ("Lei
          ("Yang", "洋"), ("Yong", "勇"), ("Jun", "军"), ("Jie", "杰"), ("Tao", "涛"),
          ("Ming", "明"), ("Xia", "霞"), ("Hua", "华"), ("Ping", "平"), ("Gang", "刚")]
 CITIES = [("Riverside", "江城"), ("Lakeside", "湖滨"), ("Hillview", "山景")]
+# address text → district code, for case-report drafting (substring match, first wins)
+ADDRESS_DISTRICTS = (("Riverside", "110101"), ("江城", "110101"), ("Lakeside", "110102"),
+                     ("湖滨", "110102"), ("Hillview", "110106"), ("山景", "110106"))
+NOTIFIABLE_CODE = "U07.1"   # COVID-19: notifiable, in the gateway's ICD-10 table
 
 # WHO code: (hosp-a English variants, hosp-b national code or None, Chinese variants)
 DX: dict[str, tuple[tuple[str, ...], str | None, tuple[str, ...]]] = {
@@ -332,7 +345,7 @@ def _fmt_value(v: float, decimals: int) -> str:
 
 class Generator:
     def __init__(self, seed: int = 7, persons: int = 300, rows: int = 400,
-                 unseen: float = 0.0) -> None:
+                 unseen: float = 0.0, notifiable: int = 0) -> None:
         self.rng = random.Random(seed)
         self.unseen = unseen
         self.unseen_rng = random.Random(seed + 99)   # separate: unseen=0 leaves files as before
@@ -341,6 +354,32 @@ class Generator:
         # every hospital sees 60% of persons; overlaps give shared patients
         self.seen = {h: self.rng.sample(self.people, int(persons * 0.6))
                      for h in ("hosp-a", "hosp-b", "hosp-c")}
+        self.notifiable_rng = random.Random(seed + 71)  # separate, like unseen_rng
+        self.cases = self._shared_cases(notifiable) if notifiable else []
+
+    def _shared_cases(self, n: int) -> list[tuple[Person, date, date]]:
+        """``n`` persons seen at hosp-a and hosp-b, with hosp-a's and hosp-b's diagnosis date."""
+        rng = self.notifiable_rng
+        b = {p.pid for p in self.seen["hosp-b"]}
+        shared = sorted((p for p in self.seen["hosp-a"] if p.pid in b), key=lambda p: p.pid)
+        out = []
+        for p in rng.sample(shared, min(n, len(shared))):
+            first = date(2022, 1, 1) + timedelta(days=rng.randrange(0, 890))
+            out.append((p, first, first + timedelta(days=rng.randrange(1, 6))))
+        return out
+
+    def _notifiable_rows(self, site: str, f: _File, render: Callable[..., list[str]],
+                         term_for: Callable[[str], tuple[str, str, str]]) -> None:
+        """The shared notifiable cases' rows of ``site`` (drawn from ``notifiable_rng``)."""
+        saved, self.rng = self.rng, self.notifiable_rng
+        try:
+            for i, (p, first, second) in enumerate(self.cases, 1):
+                code, term, lang = term_for(NOTIFIABLE_CODE)
+                when = first if site == "hosp-a" else second
+                f.add(render(p, f"{site[-1].upper()}NTF{i:04d}", code, when, term), "mapped",
+                      "icd10", NOTIFIABLE_CODE, lang=lang, person=p.pid)
+        finally:
+            self.rng = saved
 
     def visit(self) -> date:
         return date(2022, 1, 1) + timedelta(days=self.rng.randrange(0, 900))
@@ -421,6 +460,7 @@ class Generator:
             return "", self.rng.choice(en), "en"
 
         self._dx_rows("hosp-a", f, render, term_for)
+        self._notifiable_rows("hosp-a", f, render, term_for)
         return f
 
     def hosp_b_dx(self) -> _File:
@@ -442,6 +482,7 @@ class Generator:
             return "", self.rng.choice(zh), "zh"
 
         self._dx_rows("hosp-b", f, render, term_for)
+        self._notifiable_rows("hosp-b", f, render, term_for)
         return f
 
     def hosp_c_dx(self, name: str = "hosp-c/diagnoses.csv") -> _File:
@@ -602,14 +643,15 @@ def _write_xlsx(path: Path, f: _File) -> None:
 
 
 def generate(out: Path, seed: int = 7, persons: int = 300, rows: int = 400,
-             unseen: float = 0.0) -> list[str]:
+             unseen: float = 0.0, notifiable: int = 0) -> list[str]:
     """Write the three hospitals' exports, profiles, ``truth.csv`` and ``linkage.csv``.
 
     ``unseen`` is the share of clean diagnosis rows written with a spelling no curated table
-    holds (truth: the code a steward would choose). Returns the source file names (relative
-    to ``out``) in ingest order.
+    holds (truth: the code a steward would choose). ``notifiable`` is the number of persons
+    added with a COVID-19 diagnosis at both hosp-a and hosp-b, days apart (the module
+    docstring). Returns the source file names (relative to ``out``) in ingest order.
     """
-    g = Generator(seed, persons, rows, unseen)
+    g = Generator(seed, persons, rows, unseen, notifiable)
     files = [g.hosp_a_dx(), g.hosp_a_labs(), g.hosp_b_dx(), g.hosp_b_labs(), g.hosp_c_dx(),
              g.hosp_c_labs()]
     legacy = Generator(seed + 1, persons, max(rows // 10, 10))

@@ -21,9 +21,11 @@ Fields come from the resources: onset from ``Condition.onset[x]``, diagnosis dat
 ``Condition.recordedDate`` or the Observation's effective/issued date, age band from
 ``Patient.birthDate`` at diagnosis, sex from ``Patient.gender``, district from
 ``context.district_of(patient)`` (default: the first address's ``district``). The patient
-identifier used for the pseudonym is the identifier with ``context.identifier_system`` (or the
-first). Drafts are proposals: nothing reaches the ledger until a physician confirms
-(``casefile.seal_report``); the ledger's ``draft`` records only ``Draft.digest``.
+identifier used for the pseudonym is ``context.patient_id(patient)`` when set (drafts from a
+gateway run use the consortium pseudonym, ``fromgateway``), else the identifier with
+``context.identifier_system`` (or the first). Drafts are proposals: nothing reaches the
+ledger until a physician confirms (``casefile.seal_report``); the ledger's ``draft`` records
+only ``Draft.digest``.
 """
 
 from __future__ import annotations
@@ -106,6 +108,8 @@ class DraftContext:
     catalog: Catalog = field(default_factory=Catalog)
     district_of: Callable[[Mapping[str, Any]], str | None] = _district
     identifier_system: str | None = None
+    # (system, value) the pseudonym is computed from; default: the chosen identifier
+    patient_id: Callable[[Mapping[str, Any]], tuple[str, str] | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -213,6 +217,8 @@ def _patient_fields(patient: Mapping[str, Any], context: DraftContext,
            and i.get("value") and (context.identifier_system is None
                                    or i.get("system") == context.identifier_system)]
     pid = (str(ids[0].get("system", "")), str(ids[0]["value"])) if ids else None
+    if context.patient_id is not None:
+        pid = context.patient_id(patient)
     born = _day(patient.get("birthDate") if len(str(patient.get("birthDate", ""))) >= 10
                 else None)
     years = None

@@ -6,6 +6,8 @@ compared with R one to one; see docs/surveillance.md.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from typing import Any
 import typer
 
 from medledger.cli.common import WorkspaceOpt, console, error, fail, workspace
+from medledger.errors import MedLedgerError
 from medledger.surveillance import MpmThresholds, SurveillanceError, WeekRange, detect
 from medledger.surveillance import read_csv as read_series
 from medledger.surveillance import write_csv as write_result
@@ -205,27 +208,238 @@ def signals_cmd(
                       f"observed {s['observed']} > {s['threshold']}")
 
 
+VaultOpt = typer.Option(None, "--vault", help="The hospital's gateway vault directory.")
+VaultKeyOpt = typer.Option(None, "--vault-key", envvar="MEDLEDGER_VAULT_KEY",
+                           help="Vault data key file (default: VAULT/vault.key).")
+PseudoKeyOpt = typer.Option(None, "--pseudonym-key", envvar="MEDLEDGER_PSEUDONYM_KEY",
+                            help="Consortium pseudonym key file (the gateway's).")
+
+
 @app.command("draft")
 def draft_cmd(
     rules: Path = typer.Option(..., "--rules", help="Rules JSON: {lab: [...], diagnosis: "
-                               "[...]}."),
-    input_path: Path = typer.Option(..., "--input", help="FHIR R4 Bundle or list of resources "
-                                    "(JSON)."),
+                               "[...], districts: [[address fragment, district], ...]}."),
+    input_path: Path | None = typer.Option(None, "--input", help="FHIR R4 Bundle or list of "
+                                           "resources (JSON)."),
+    run_id: str | None = typer.Option(None, "--from-gateway-run", help="Draft from this "
+                                      "gateway run instead: FILES are its source files, read "
+                                      "again inside the hospital; drafts are kept sealed in "
+                                      "--vault."),
+    files: list[Path] = typer.Argument(None, help="--from-gateway-run: the run's source "
+                                       "files (*.toml arguments are skipped)."),
+    vault: Path | None = VaultOpt,
+    vault_key: Path | None = VaultKeyOpt,
+    pseudonym_key: Path | None = PseudoKeyOpt,
+    since: str | None = typer.Option(None, "--since", help="--from-gateway-run: leave out "
+                                     "rows dated before this day (YYYY-MM-DD)."),
+    record_as: str | None = typer.Option(None, "--record-as", help="--from-gateway-run: "
+                                         "record each new draft's salted digest on the ledger "
+                                         "as this member (e.g. hosp-a/gateway)."),
+    directory: Path = WorkspaceOpt,
 ) -> None:
-    """Draft case reports from FHIR resources (nothing is submitted); print them as JSON."""
+    """Draft case reports (nothing is submitted) from FHIR resources (--input; printed) or
+    from a gateway run (--from-gateway-run; stored in the vault, summary printed)."""
     import json
 
-    from medledger.surveillance.drafting import RuleSet, draft_reports
+    from medledger.surveillance.drafting import DraftContext, draft_reports
+    from medledger.surveillance.fromgateway import GatewayRules
 
+    if (input_path is None) == (run_id is None):
+        error("bad_args", "give --input BUNDLE or --from-gateway-run RUN FILES…")
     try:
-        rule_set = RuleSet.from_doc(json.loads(rules.read_text()))
-        doc = json.loads(input_path.read_text())
+        rule_doc = GatewayRules.from_doc(json.loads(rules.read_text()))
+        doc = json.loads(input_path.read_text()) if input_path is not None else None
     except (OSError, ValueError) as exc:
         error("bad_args", str(exc))
+    if run_id is not None:
+        _draft_from_run(rule_doc, run_id, files or [], vault, vault_key, pseudonym_key, since,
+                        record_as, directory)
+        return
     resources = doc.get("entry", []) if isinstance(doc, dict) else doc
-    drafts, skipped = draft_reports(resources, rule_set)
+    ctx = (DraftContext(district_of=rule_doc.districts.district_of)
+           if rule_doc.districts.entries else DraftContext())
+    drafts, skipped = draft_reports(resources or [], rule_doc.rules, ctx)
     console.print_json(json.dumps({
         "drafts": [{"rules": d.rules, "disease": d.disease, "fields": d.fields.to_args(),
                     "patient": d.patient_ref, "sources": d.sources} for d in drafts],
         "skipped": [{"resource": s.resource, "code": s.code, "message": s.message}
                     for s in skipped]}))
+
+
+def _vault_and_key(vault: Path | None, vault_key: Path | None, pseudonym_key: Path | None
+                   ) -> tuple[Any, Any]:
+    from medledger.gateway.deid import PseudonymKey
+    from medledger.gateway.vault import Vault
+
+    if vault is None or pseudonym_key is None:
+        error("bad_args", "needs --vault and --pseudonym-key (the gateway's)")
+    try:
+        return Vault(vault, vault_key), PseudonymKey.load(pseudonym_key)
+    except MedLedgerError as exc:
+        fail(exc)
+
+
+def _draft_from_run(rules: Any, run_id: str, files: list[Path], vault: Path | None,
+                    vault_key: Path | None, pseudonym_key: Path | None, since: str | None,
+                    record_as: str | None, directory: Path) -> None:
+    import json
+    from datetime import date
+
+    from medledger.surveillance.fromgateway import DraftStore, draft_run, record_args
+
+    v, key = _vault_and_key(vault, vault_key, pseudonym_key)
+    try:
+        day = date.fromisoformat(since) if since is not None else None
+        got = draft_run(v, key, run_id, [f for f in files if f.suffix != ".toml"], rules,
+                        since=day)
+    except ValueError as exc:
+        error("bad_args", str(exc))
+    except MedLedgerError as exc:
+        fail(exc)
+    doc = got.to_doc()
+    if record_as is not None and got.new:
+        store = DraftStore(v)
+        with _ledger(directory, record_as) as (client, _):
+            for d in got.new:
+                r = client.call("case_reports", "draft", record_args(d))
+                if r.ok:
+                    store.recorded(d.id, r.tx_id.hex())
+                doc.setdefault("recorded", {})[d.id] = r.code
+    console.print_json(json.dumps(doc, ensure_ascii=False))
+
+
+@contextmanager
+def _ledger(directory: Path, member: str) -> Iterator[tuple[Any, Any]]:
+    """(client signing as ``member``, node) on the workspace's embedded node."""
+    from medledger.client.client import Client
+
+    ws = workspace(directory)
+    ring = ws.keyring()
+    if member not in ring.signing:
+        error("unknown_signer", f"no key for {member} in the keyring")
+    with ws.node() as node:
+        yield Client(node, node.chain_id, member, ring.signing[member]), node
+
+
+@app.command("drafts")
+def drafts_cmd(
+    vault: Path = typer.Option(..., "--vault", help="The hospital's gateway vault directory."),
+    vault_key: Path | None = VaultKeyOpt,
+    status: str | None = typer.Option(None, "--status", help="open, confirmed or discarded."),
+    show: str | None = typer.Option(None, "--show", help="Print this draft in full, with the "
+                                    "patient's identified details (for the physician)."),
+) -> None:
+    """Case-report drafts kept in the hospital's vault (pseudonymous list; --show one)."""
+    import json
+
+    from medledger.gateway.vault import Vault
+    from medledger.surveillance.fromgateway import DraftStore
+
+    try:
+        store = DraftStore(Vault(vault, vault_key))
+        if show is not None:
+            d = store.get(show)
+            if d is None:
+                error("not_found", f"no draft {show} in {vault}")
+            console.print_json(json.dumps({**d.summary(), "patient_details":
+                                           d.draft.patient_details}, ensure_ascii=False))
+            return
+        drafts = store.all(status)
+    except MedLedgerError as exc:
+        fail(exc)
+    for d in drafts:
+        f = d.draft.fields
+        console.print(f"{d.id} {d.status:9} {d.draft.disease} {f.diagnosis_date} "
+                      f"{f.district} {f.age_band} {f.sex} {f.lab_status} "
+                      f"({len(d.records)} record(s))")
+
+
+@app.command("confirm")
+def confirm_cmd(
+    draft_id: str = typer.Argument(..., help="The draft (gw-…)."),
+    physician: str = typer.Option(..., "--as", help="The confirming physician (member id, "
+                                  "e.g. hosp-a/dr-li; the key comes from the keyring)."),
+    vault: Path | None = VaultOpt,
+    vault_key: Path | None = VaultKeyOpt,
+    pseudonym_key: Path | None = PseudoKeyOpt,
+    relay: str | None = typer.Option(None, "--relay", help="The member that submits (default "
+                                     "<org>/gateway)."),
+    cdc: str | None = typer.Option(None, "--cdc", help="The CDC to report to (default: the "
+                                   "consortium's only CDC)."),
+    onset: str | None = typer.Option(None, "--onset", help="Onset date the physician adds "
+                                     "(YYYY-MM-DD)."),
+    directory: Path = WorkspaceOpt,
+) -> None:
+    """Confirm a draft: seal the patient's details and the physician's signature to the CDC
+    and submit the report."""
+    import orjson
+
+    from medledger.crypto.keys import unb64
+    from medledger.surveillance.casefile import ReportError
+    from medledger.surveillance.fromgateway import DraftStore, submit_args
+
+    v, key = _vault_and_key(vault, vault_key, pseudonym_key)
+    store = DraftStore(v)
+    try:
+        draft = store.get(draft_id)
+    except MedLedgerError as exc:
+        fail(exc)
+    if draft is None:
+        error("not_found", f"no draft {draft_id} in {vault}")
+    ws = workspace(directory)
+    ring = ws.keyring()
+    if physician not in ring.signing:
+        error("unknown_signer", f"no key for {physician} in the keyring")
+    cdcs = [o["id"] for o in ws.genesis().doc["orgs"] if o["kind"] == "cdc"]
+    target = cdc or (cdcs[0] if len(cdcs) == 1 else None)
+    if target is None:
+        error("bad_args", f"pass --cdc (the consortium has CDCs {cdcs})")
+    with _ledger(directory, relay or f"{draft.org}/gateway") as (client, node):
+        raw = node.store.get_state(f"consortium/org/{target}")
+        if raw is None:
+            error("not_found", f"no organisation {target} on the ledger")
+        try:
+            args = submit_args(draft, chain_id=client.chain_id, cdc=target,
+                               cdc_kex_key=unb64(orjson.loads(raw)["kex_key"], length=32),
+                               key=key, physician=physician, physician_key=ring.signing[physician],
+                               onset_date=onset)
+        except ReportError as exc:
+            fail(exc)
+        r = client.call("case_reports", "submit", args)
+    if not r.ok:
+        error(r.code, r.message)
+    store.confirmed(draft_id, r.tx_id.hex())
+    console.print(f"submitted {draft.org}/{draft_id}: {r.value['disease']} case "
+                  f"{r.value['case']} (episode {r.value['episode']}), tx {r.tx_id.hex()[:16]}…")
+
+
+@app.command("discard")
+def discard_cmd(
+    draft_id: str = typer.Argument(..., help="The draft (gw-…)."),
+    reason: str = typer.Option(..., "--reason", help="Why the physician did not confirm it."),
+    vault: Path = typer.Option(..., "--vault", help="The hospital's gateway vault directory."),
+    vault_key: Path | None = VaultKeyOpt,
+    relay: str | None = typer.Option(None, "--relay", help="The member that records the "
+                                     "discard when the draft is on the ledger (default "
+                                     "<org>/gateway)."),
+    directory: Path = WorkspaceOpt,
+) -> None:
+    """Discard a draft the physician did not confirm (on the ledger too, if it was recorded)."""
+    from medledger.gateway.vault import Vault
+    from medledger.surveillance.fromgateway import DraftStore
+
+    try:
+        store = DraftStore(Vault(vault, vault_key))
+        draft = store.get(draft_id)
+        if draft is None:
+            error("not_found", f"no draft {draft_id} in {vault}")
+        if draft.recorded_tx is not None:
+            with _ledger(directory, relay or f"{draft.org}/gateway") as (client, _):
+                r = client.call("case_reports", "discard", {"report_id": draft_id,
+                                                            "reason": reason})
+            if not r.ok:
+                error(r.code, r.message)
+        store.discarded(draft_id, reason)
+    except MedLedgerError as exc:
+        fail(exc)
+    console.print(f"discarded {draft_id}")

@@ -4,9 +4,12 @@ outbreak in one district, the alert it raises, the CDC's verification and the ep
 Every figure printed is read back from the ledger. The outbreak's reports go the whole way:
 FHIR resources in a hospital → automatic draft (``drafting``) → draft digest on the ledger →
 physician confirms → payload sealed to the CDC → ``case_reports.submit``. Background reports
-are sealed and submitted directly. Then the CDC's monitor tests the last complete week, records
-its signals, and the CDC reads the line list, re-computes the evidence from the ledger, opens a
-report only it can open, verifies the signal and logs its response.
+are sealed and submitted directly. Two synthetic hospitals' gateway runs (``gateway.synth``)
+are drafted from inside each hospital (``fromgateway``): their COVID-19 and hepatitis B
+diagnoses become drafts with true dates and districts, are confirmed and submitted, and the
+persons both hospitals saw are linked, not double-counted. Then the CDC's monitor tests the last
+complete week, records its signals, and the CDC reads the line list, re-computes the evidence
+from the ledger, opens a report only it can open, verifies the signal and logs its response.
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ class _Scenario:
         self.week = iso_week(today - timedelta(days=7))  # the last complete ISO week
         self._background()
         self._outbreak()
+        self._gateway()
         self._detect()
         self._curve()
         self.out.add("workload time", f"{time.perf_counter() - t0:.2f} s")
@@ -174,6 +178,52 @@ class _Scenario:
                      f"{new} new cases; 5 also reported by hosp-b: {linked} linked, not "
                      "double-counted")
         self.out.ok &= new == len(drafts) == 24 and linked == 5
+
+    def _gateway(self) -> None:
+        """Two hospitals' gateway runs → drafts inside each hospital → confirmed reports."""
+        from medledger.gateway.anchor import LedgerAnchorer
+        from medledger.gateway.deid import PseudonymKey
+        from medledger.gateway.service import ingest_export_dir
+        from medledger.gateway.synth import ADDRESS_DISTRICTS, generate
+        from medledger.gateway.vault import Vault
+        from medledger.surveillance.fromgateway import (
+            GatewayRules,
+            draft_run,
+            record_args,
+            submit_args,
+        )
+
+        shared = 3
+        root = self.ws.root.parent / "gateway"
+        generate(root / "syn", seed=5, persons=40, rows=40, notifiable=shared)
+        key = PseudonymKey("k1", os.urandom(32))     # the consortium pseudonym key
+        rules = GatewayRules.from_doc({"diagnosis": [{"id": "notifiable-dx"}],
+                                       "districts": [list(e) for e in ADDRESS_DISTRICTS]})
+        outcome: dict[str, int] = {"new": 0, "linked": 0}
+        drafted = []
+        for org, export in (("hosp-a", "diagnoses.csv"), ("hosp-b", "diagnoses.tsv")):
+            gateway = self.client(f"{org}/gateway")
+            with Vault(root / "vault" / org) as vault:
+                files = [root / "syn" / org / export]
+                run_id, _ = ingest_export_dir(vault, key, files, org,
+                                              LedgerAnchorer(gateway, self.node.store))
+                got = draft_run(vault, key, run_id, files, rules)
+                drafted.append(len(got.new))
+                for d in got.new:
+                    gateway.call("case_reports", "draft", record_args(d))
+                    r = gateway.call("case_reports", "submit", submit_args(
+                        d, chain_id=self.chain, cdc=self.cdc, cdc_kex_key=self.cdc_kex,
+                        key=key, physician=f"{org}/{HOSPITALS[org]}",
+                        physician_key=self.ring.signing[f"{org}/{HOSPITALS[org]}"]))
+                    if r.ok:
+                        outcome[r.value["case"]] += 1
+        self.out.add("gateway drafting", f"hosp-a and hosp-b gateway runs drafted inside each "
+                     f"hospital: {drafted[0]} + {drafted[1]} drafts (COVID-19, hepatitis B; "
+                     "true dates, district from the address), confirmed and submitted: "
+                     f"{outcome['new']} new cases, {outcome['linked']} linked (incl. the "
+                     f"{shared} persons both hospitals diagnosed with COVID-19)")
+        self.out.ok &= outcome["new"] + outcome["linked"] == sum(drafted) and \
+            outcome["linked"] >= shared
 
     # ------------------------------------------------------------------ detection and response
 

@@ -210,17 +210,22 @@ class StreamReader:
                 return []
         try:
             msgs = await self._sub.fetch(max_msgs, timeout=timeout)
-        except nats.errors.TimeoutError:
-            # a quiet stream, or a consumer that is gone or stuck (its server died, the
-            # client reconnected elsewhere): after a while, ask the stream whether there is
-            # something to read; if there is, start over with a new consumer
+        except TimeoutError:
+            # (nats-py raises its own TimeoutError or a bare asyncio one for a quiet fetch.)
+            # A quiet stream, or a consumer that is gone or stuck (its server died, the client
+            # reconnected elsewhere): after a while, ask the stream whether there is something
+            # to read; if there is, start over with a new consumer. If the stream cannot say
+            # (no leader yet), keep the consumer: nothing new can be stored meanwhile, and
+            # creating a consumer would wait on the same election.
             if _time.monotonic() - self._last_msg > self.PROBE_AFTER:
                 self._last_msg = _time.monotonic()
                 try:
                     info = await self.js.stream_info(self.stream)
                     behind = int(info.state.last_seq) >= self.next_seq
-                except Exception:
-                    behind = True
+                except Exception as exc:
+                    log.debug("reader %s at %d: probe failed: %r", self.stream, self.next_seq,
+                              exc)
+                    behind = False
                 if behind:
                     log.info("reader %s at %d: no messages from the consumer; re-creating",
                              self.stream, self.next_seq)
@@ -299,6 +304,13 @@ class Sequencer:
                 return int(await kv.update(LEASE_KEY, self.name.encode(), last=entry.revision))
         return None
 
+    async def _still_ours(self, kv: Any) -> int:
+        """The lease's revision if it still names this sequencer; else raise to step down."""
+        entry = await kv.get(LEASE_KEY)
+        if entry.value != self.name.encode():
+            raise nats.js.errors.KeyWrongLastSequenceError("the lease is held by another")
+        return int(entry.revision)
+
     async def run(self, stop: asyncio.Event) -> None:
         kv: Any = None
         while not stop.is_set():
@@ -306,8 +318,8 @@ class Sequencer:
                 if kv is None:
                     kv = await self.js.key_value(self.names.lease_bucket)
                 rev = await self._acquire(kv)
-                if rev is None:
-                    await _sleep_or_stop(stop, self.lease_ttl / 3)
+                if rev is None:  # held by another (or KV electing): poll so a lapse is seen soon
+                    await _sleep_or_stop(stop, min(0.25, self.lease_ttl / 3))
                     continue
                 self.leading = True
                 log.info("%s leads sequencing", self.name)
@@ -336,7 +348,9 @@ class Sequencer:
                         valid_until = now + self.lease_ttl
                         renew_at = now + self.lease_ttl / 3
                     except nats.js.errors.KeyWrongLastSequenceError:
-                        raise  # someone else holds it now: step down
+                        # our last renewal may have been stored with its ack lost: the lease
+                        # is still ours if the key holds our name; else step down
+                        rev = await self._still_ours(kv)
                     except Exception as exc:  # KV electing a leader: keep going while valid
                         if now >= valid_until:
                             raise

@@ -1,4 +1,5 @@
-"""``medledger demo --research`` runs end to end and every check in it passes."""
+"""``medledger demo --research`` runs end to end on vault-backed sites and every check in it
+passes."""
 
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ def test_research_demo(tmp_path: Path) -> None:
     lines = dict(result.lines)
     assert result.ok, result.lines
     assert lines["approval without committee signature"] == "refused: missing_cosignature"
+    assert "recorded queries only" in lines["query not on the ledger"]
+    assert "consenting patients' rows" in lines["federated logistic GLM"]
+    assert "withdrew" in lines["consent revoked"]
     assert lines["privacy budget left"] == "ε = 0.0 of 1.0"
     assert "refused before any site was asked" in lines["third DP query"]
     assert lines["after a one-byte change"].startswith("q1/response-")

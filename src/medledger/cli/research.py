@@ -1,4 +1,5 @@
-"""``medledger research``: check a study's audit bundle against the ledger."""
+"""``medledger research``: run a vault-backed site, show the variable map, check a study's audit
+bundle against the ledger."""
 
 from __future__ import annotations
 
@@ -6,10 +7,70 @@ from pathlib import Path
 
 import typer
 
-from medledger.cli.common import WorkspaceOpt, console, error, workspace
+from medledger.cli.common import WorkspaceOpt, console, error, fail, workspace
+from medledger.errors import MedLedgerError
 from medledger.research import audit
 
-app = typer.Typer(help="Federated research: studies, audit.", no_args_is_help=True)
+app = typer.Typer(help="Federated research: sites, studies, audit.", no_args_is_help=True)
+
+
+@app.command("site")
+def site(
+    name: str = typer.Option(..., "--name", help="The site's organisation id (as on the ledger)."),
+    vault: Path = typer.Option(..., "--vault", help="The site's gateway vault directory."),
+    ledger: str = typer.Option(..., "--ledger", help="Workspace directory of the site's node, "
+                               "its store file or a postgresql:// store URI: studies, queries "
+                               "and consents are read there."),
+    port: int = typer.Option(8600, "--port", help="Port to serve on (127.0.0.1)."),
+    vault_key: Path | None = typer.Option(None, "--vault-key",
+                                          help="Vault key file (default VAULT/vault.key)."),
+    variables: Path | None = typer.Option(None, "--variables",
+                                          help="Variable map TOML (default: built in)."),
+    policy: Path | None = typer.Option(None, "--policy",
+                                       help="Disclosure thresholds, JSON (default: defaults)."),
+) -> None:
+    """Serve one research site over HTTP whose rows come from its gateway vault: only patients
+    whose consent on the ledger covers research for the study at the query's height, only the
+    study's variables, only queries recorded on the ledger (docs/research.md)."""
+    from medledger.research.http import open_vault_site, serve
+
+    try:
+        s = open_vault_site(name, vault, ledger, vault_key=vault_key, variables=variables,
+                            policy=policy)
+    except MedLedgerError as exc:
+        fail(exc)
+    console.print(f"research site {name} on http://127.0.0.1:{port} (vault {vault})")
+    serve(s, port)
+
+
+@app.command("variables")
+def variables(
+    file: Path | None = typer.Option(None, "--file", help="Variable map TOML (default: the "
+                                     "built-in map)."),
+    as_toml: bool = typer.Option(False, "--toml", help="Print the built-in map as TOML."),
+) -> None:
+    """List a variable map's variables and its SHA-256 (what a study's ``variable_map`` term
+    fixes)."""
+    from rich.table import Table
+
+    from medledger.research.variables import DEFAULT_MAP, DEFAULT_TOML, load_map
+
+    if as_toml:
+        print(DEFAULT_TOML, end="")
+        return
+    try:
+        m = load_map(file) if file else DEFAULT_MAP
+    except MedLedgerError as exc:
+        fail(exc)
+    t = Table(title=f"{m.id} {m.version} — sha256 {m.digest()}")
+    for col in ("variable", "kind", "reads", "consent categories", "description"):
+        t.add_column(col)
+    for v in m.variables:
+        reads = v.loinc or ", ".join(v.codes or []) or (
+            f"band {v.band}" if v.band else "")
+        t.add_row(v.name, v.kind + (f" ({v.reduce})" if v.kind == "lab" else ""), reads,
+                  ", ".join(sorted(v.needs())), v.description)
+    console.print(t)
 
 
 @app.command("verify")

@@ -20,7 +20,9 @@ State (in the ``studies`` namespace)::
 
 Terms: protocol hash, ethics-approval reference, participating sites (≥ 3), allowed analyses
 and variables, disclosure policy (integer thresholds), DP budget (milli-ε), contribution rule
-(``count`` | ``shapley`` | ``blend``, with the utility hash) and revenue pool (minor units).
+(``count`` | ``shapley`` | ``blend``, with the utility hash) and revenue pool (minor units);
+optionally the SHA-256 of the variable map that defines the variables over the sites' vaults
+(``research.variables``) — a vault-backed site refuses the study if its own map differs.
 Numbers are integers: the ledger's canonical JSON carries no floats.
 """
 
@@ -77,6 +79,7 @@ class RegisterArgs(Args):
     contribution: ContributionRule
     revenue_pool: int = Field(ge=0)
     approved_algorithms_only: bool = False
+    variable_map: str | None = Field(default=None, pattern=HEX64)
 
 
 class ApproveArgs(Args):

@@ -9,6 +9,11 @@ silently dropped. A site that cannot be reached is a dropout: in a secure round 
 recovers (``on_dropout="recover"``, if ≥ 3 survivors) or aborts; without secure aggregation, or
 with ``on_dropout="abort"``, the query aborts.
 
+Every query carries its ``query_id`` (the id it is recorded under on the ledger): a vault-backed
+site looks the query up there, checks its hash and judges consent at its height. Two keys travel
+with a query without being part of its hash (``site.TRANSPORT_KEYS``): ``secagg`` (the round)
+and ``recorded_at`` (the height the recorder reported, so a site whose node lags can wait).
+
 Each run appends to ``trail``: the query hash, each site's response hash (over the masked or
 aggregate payload exactly as received) and disclosure outcome, and the result hash.
 """
@@ -28,7 +33,7 @@ from medledger.research.errors import DisclosureRefused, QueryRefused, ResearchE
 from medledger.research.secagg import Round
 from medledger.research.site import unflatten
 
-__all__ = ["Federation", "Recorder", "SiteClient", "SiteUnavailable", "variables_of"]
+__all__ = ["Federation", "Recorder", "SiteClient", "SiteUnavailable", "plain", "variables_of"]
 
 
 class SiteUnavailable(ResearchError):
@@ -41,12 +46,27 @@ class SiteUnavailable(ResearchError):
 class Recorder(Protocol):
     """Writes a run to the ledger: the query before dispatch, each site's response, the result."""
 
-    def query(self, query_id: str, query: dict[str, Any], query_hash: str) -> None: ...
+    def query(self, query_id: str, query: dict[str, Any], query_hash: str) -> int | None:
+        """Record the query; may return the height it was recorded at (a hint for sites)."""
 
     def response(self, query_id: str, site: str, outcome: str, response_hash: str | None,
                  policy_hash: str) -> None: ...
 
     def result(self, query_id: str, result_hash: str, dropped: list[str]) -> None: ...
+
+
+def plain(obj: Any) -> Any:
+    """``obj`` with numpy scalars and arrays as Python numbers and lists, tuples as lists: the
+    form a query has after a JSON round trip, so a site far away hashes it alike."""
+    if isinstance(obj, np.ndarray):
+        return plain(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    return obj
 
 
 def variables_of(analysis: str, params: Mapping[str, Any]) -> list[str]:
@@ -97,24 +117,27 @@ class Federation:
         if len(names) < self.min_sites:
             raise ResearchError(Code.FORBIDDEN, f"got {len(names)} sites, want >= "
                                 f"{self.min_sites}")
-        query: dict[str, Any] = {"study": self.study, "analysis": analysis, "sites": names,
-                                 "params": dict(params)}
+        qid = f"{self.run_prefix}{len(self.trail) + 1}"
+        query: dict[str, Any] = {"study": self.study, "query_id": qid, "analysis": analysis,
+                                 "sites": names, "params": plain(dict(params))}
         if dp_milli_eps:
             query["dp"] = {"milli_eps": dp_milli_eps}
         if self.disclosure:
             query["disclosure"] = dict(self.disclosure)
-        qid = f"{self.run_prefix}{len(self.trail) + 1}"
         entry: dict[str, Any] = {"query_id": qid, "query": audit.digest(query),
                                  "responses": {}, "outcomes": {}, "policies": {},
                                  "artifacts": {"query": query, "responses": {}}}
         self.trail.append(entry)
+        sent = query
         if self.recorder:
-            self.recorder.query(qid, query, entry["query"])
+            height = self.recorder.query(qid, query, entry["query"])
+            if isinstance(height, int):  # not hashed: tells a site how far its ledger must be
+                sent = {**query, "recorded_at": height}
         try:
             if self.secure:
-                total, n = self._secure(query, entry)
+                total, n = self._secure(sent, entry)
             else:
-                total, n = self._plain(query, entry)
+                total, n = self._plain(sent, entry)
         finally:
             self._record_responses(entry)
         if release is not None:

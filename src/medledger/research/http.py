@@ -7,14 +7,22 @@ A refusal is a 403 problem document ``{"type", "title", "status", "code", "rule"
 those back into ``DisclosureRefused`` / ``ResearchError``, and a transport failure into
 ``SiteUnavailable`` (a dropout).
 
-Run one site: ``python -m medledger.research.http --name hosp-a --rows 400 --seed 11 --port P``
-(synthetic data from ``synth.site_tables``; a real site would load its vault's research view).
+Run one site on synthetic data (``synth.site_tables``)::
+
+    python -m medledger.research.http --name hosp-a --rows 400 --seed 11 --port P
+
+or on its gateway vault, filtered by the consents on its node's ledger (``research.vault``;
+also ``medledger research site``)::
+
+    python -m medledger.research.http --name hosp-a --vault VAULT_DIR --ledger WS_DIR --port P
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +30,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from medledger.errors import Code
+from medledger.research.disclosure import Policy
 from medledger.research.errors import DisclosureRefused, ResearchError
 from medledger.research.federation import SiteUnavailable
 from medledger.research.site import Site
@@ -75,7 +84,10 @@ class HttpSite:
             p = r.json()
             raise DisclosureRefused(p["rule"], p["detail"], p.get("policy", "0" * 64))
         if r.status_code != 200:
-            raise ResearchError(Code.BAD_ARGS, f"site {self.name}: HTTP {r.status_code}")
+            detail = ""
+            if r.headers.get("content-type", "").startswith("application/problem+json"):
+                detail = f": {r.json().get('detail', '')}"  # data-free by construction
+            raise ResearchError(Code.BAD_ARGS, f"site {self.name}: HTTP {r.status_code}{detail}")
         return r.json()
 
     def answer(self, query: Mapping[str, Any]) -> dict[str, Any]:
@@ -95,19 +107,63 @@ class HttpSite:
         self._http.close()
 
 
-def main(argv: list[str] | None = None) -> None:
+def serve(site: Site, port: int, host: str = "127.0.0.1") -> None:
     import uvicorn
 
+    uvicorn.run(site_app(site), host=host, port=port, log_level="warning")
+
+
+def open_vault_site(name: str, vault_dir: Path, ledger: str, *, vault_key: Path | None = None,
+                    variables: Path | None = None, policy: Path | None = None) -> Site:
+    """A vault-backed site as the command line describes it (``research.vault``)."""
+    from medledger.gateway.vault import Vault
+    from medledger.research.variables import DEFAULT_MAP, load_map
+    from medledger.research.vault import open_ledger, vault_site
+
+    if not (vault_dir / "vault.db").is_file():
+        raise ResearchError(Code.NOT_FOUND, f"no gateway vault in {vault_dir}")
+    if not (vault_key or vault_dir / "vault.key").is_file():  # never create a key here
+        raise ResearchError(Code.NOT_FOUND, f"no vault key {vault_key or vault_dir / 'vault.key'}")
+    return vault_site(name, Vault(vault_dir, vault_key), open_ledger(ledger),
+                      mapping=load_map(variables) if variables else DEFAULT_MAP,
+                      policy=load_policy(policy) if policy else None)
+
+
+def load_policy(path: Path) -> Policy:
+    """A site's disclosure thresholds from a JSON object of ``Policy`` fields."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        for k in ("allowed_columns", "disallowed_columns"):
+            if doc.get(k) is not None:
+                doc[k] = frozenset(doc[k])
+        return Policy(**doc)
+    except (OSError, ValueError, TypeError) as exc:
+        raise ResearchError(Code.BAD_ARGS, f"policy {path}: {exc}") from None
+
+
+def main(argv: list[str] | None = None) -> None:
     from medledger.research.synth import site_tables
 
     ap = argparse.ArgumentParser(description="Run one research site over HTTP.")
     ap.add_argument("--name", required=True)
-    ap.add_argument("--rows", type=int, default=400)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rows", type=int, default=400, help="synthetic rows (without --vault)")
+    ap.add_argument("--seed", type=int, default=0, help="synthetic seed (without --vault)")
+    ap.add_argument("--vault", type=Path, help="the site's gateway vault directory")
+    ap.add_argument("--vault-key", type=Path, help="vault key (default VAULT/vault.key)")
+    ap.add_argument("--ledger", help="workspace directory or store location (with --vault)")
+    ap.add_argument("--variables", type=Path, help="variable map TOML (default: built in)")
+    ap.add_argument("--policy", type=Path, help="disclosure policy JSON (default: defaults)")
     ap.add_argument("--port", type=int, required=True)
     a = ap.parse_args(argv)
-    site = Site(a.name, site_tables([a.rows], seed=a.seed)[0])
-    uvicorn.run(site_app(site), host="127.0.0.1", port=a.port, log_level="warning")
+    if a.vault is not None:
+        if a.ledger is None:
+            ap.error("--vault needs --ledger (consent is read from the ledger)")
+        site = open_vault_site(a.name, a.vault, a.ledger, vault_key=a.vault_key,
+                               variables=a.variables, policy=a.policy)
+    else:
+        site = Site(a.name, site_tables([a.rows], seed=a.seed)[0],
+                    load_policy(a.policy) if a.policy else Policy())
+    serve(site, a.port)
 
 
 if __name__ == "__main__":

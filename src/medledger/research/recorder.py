@@ -24,14 +24,16 @@ class LedgerRecorder:
     dp_milli_eps: int = 0
     algorithms: Mapping[str, str] | None = None  # analysis → reviewed implementation digest
 
-    def query(self, query_id: str, query: dict[str, Any], query_hash: str) -> None:
+    def query(self, query_id: str, query: dict[str, Any], query_hash: str) -> int | None:
         args = {"study": self.study, "query_id": query_id, "query_hash": query_hash,
                 "analysis": query["analysis"], "sites": list(query["sites"]),
                 "variables": variables_of(query["analysis"], query["params"]),
                 "dp_milli_eps": int(query.get("dp", {}).get("milli_eps", self.dp_milli_eps))}
         if self.algorithms is not None:
             args["algorithm"] = self.algorithms[query["analysis"]]
-        self.researcher("query", args)
+        receipt = self.researcher("query", args)
+        height = getattr(receipt, "height", None)
+        return height if isinstance(height, int) else None
 
     def response(self, query_id: str, site: str, outcome: str, response_hash: str | None,
                  policy_hash: str) -> None:

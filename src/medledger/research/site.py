@@ -19,13 +19,20 @@ policy; the effective policy's hash is what the answer carries):
   weights by 1/n (the reference fit for contribution)
 * ``km``        — params ``time``, ``event``, ``grid`` (every event time must be on it)
 * ``cox``       — params ``time``, ``event``, ``x`` [..], ``grid``, ``beta``
+
+Where the rows come from: either a fixed table (``columns``; rows whose ``consent_research`` is
+false are never used) or a ``source`` that builds the table for each query — the gateway vault
+filtered by the consents on the ledger at the query's height and limited to the study's
+variables (``research.vault``, ADR 0039). A source may also hand the study's registered
+disclosure terms (they tighten the policy like the query's) and what the site's own audit log
+should note about the rows used.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -35,24 +42,52 @@ from medledger.research.disclosure import Policy
 from medledger.research.errors import DisclosureRefused, ResearchError
 from medledger.research.secagg import Masker
 
-__all__ = ["CONSENT_COLUMN", "Site", "flatten", "unflatten"]
+__all__ = ["CONSENT_COLUMN", "TRANSPORT_KEYS", "Site", "Table", "TableSource", "flatten",
+           "hashed_form", "unflatten"]
 
 CONSENT_COLUMN = "consent_research"
+TRANSPORT_KEYS = ("secagg", "recorded_at")  # travel with a query, not part of its hash
 Params = Mapping[str, Any]
 Out = tuple[int, dict[str, Any]]
 ANALYSES = ("crosstab", "moments", "histogram", "glm", "km", "cox")
 
 
+def hashed_form(query: Mapping[str, Any]) -> dict[str, Any]:
+    """The query as recorded on the ledger (without the keys that only travel with it)."""
+    return {k: v for k, v in query.items() if k not in TRANSPORT_KEYS}
+
+
+@dataclass(frozen=True)
+class Table:
+    """The rows one query may use: ``columns`` (name → array, all the same length), an optional
+    row mask ``keep``, a ``key`` naming exactly these rows (caches), the study's registered
+    disclosure terms if the source knows them, and what the site's own log notes (``log``)."""
+
+    columns: Mapping[str, np.ndarray[Any, Any]]
+    keep: np.ndarray[Any, Any] | None = None
+    key: str = ""
+    disclosure: Mapping[str, Any] | None = None
+    log: Mapping[str, Any] = field(default_factory=dict)
+
+
+class TableSource(Protocol):
+    def table(self, query: Mapping[str, Any]) -> Table:
+        """The table for ``query``; raises ``ResearchError`` (or ``DisclosureRefused``) when
+        the query may not run here. Must not quote data in errors."""
+
+
 @dataclass
 class Site:
-    """``columns``: the site's table (name → array, all the same length). Rows where
-    ``consent_research`` is false are never used."""
+    """``columns``: the site's table (name → array, all the same length); rows where
+    ``consent_research`` is false are never used. With a ``source`` the table is built per
+    query instead (``columns`` is then unused)."""
 
     name: str
     columns: Mapping[str, np.ndarray[Any, Any]]
     policy: Policy = field(default_factory=Policy)
     audit: list[dict[str, Any]] = field(default_factory=list)
     masker: Masker | None = None
+    source: TableSource | None = None
     _glm_cache: dict[str, glm.GlmSiteData] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -63,21 +98,23 @@ class Site:
         assert self.masker is not None
         return self.masker.public
 
-    def _rows(self) -> np.ndarray[Any, Any]:
+    def _table(self, query: Mapping[str, Any]) -> Table:
+        if self.source is not None:
+            return self.source.table(query)
         n = len(next(iter(self.columns.values())))
         c = self.columns.get(CONSENT_COLUMN)
         keep: np.ndarray[Any, Any] = np.ones(n, dtype=bool) if c is None else np.asarray(
             c, dtype=bool)
-        return keep
+        return Table(self.columns, keep, f"columns:{id(self.columns)}")
 
-    def _col(self, name: str, keep: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        if name not in self.columns or name == CONSENT_COLUMN:
+    def _col(self, name: str, t: Table) -> np.ndarray[Any, Any]:
+        if name not in t.columns or name == CONSENT_COLUMN:
             raise ResearchError(Code.BAD_ARGS, f"unknown variable {name!r}")
-        col: np.ndarray[Any, Any] = np.asarray(self.columns[name])[keep]
-        return col
+        col: np.ndarray[Any, Any] = np.asarray(t.columns[name])
+        return col if t.keep is None else col[t.keep]
 
-    def _num(self, name: str, keep: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
-        col = self._col(name, keep)
+    def _num(self, name: str, t: Table) -> np.ndarray[Any, Any]:
+        col = self._col(name, t)
         if col.dtype.kind not in "biuf":
             raise ResearchError(Code.BAD_ARGS, f"variable {name!r} is not numeric")
         out: np.ndarray[Any, Any] = col.astype(float)
@@ -89,12 +126,18 @@ class Site:
             raise ResearchError(Code.BAD_ARGS, f"analysis {analysis!r}; want one of {ANALYSES}")
         params = query.get("params", {})
         policy = self.policy.tightened(query.get("disclosure"))
+        noted: Mapping[str, Any] = {}
         try:
             policy.check_sites(len(query.get("sites", [])))
-            n, values = getattr(self, f"_{analysis}")(params, self._rows(), policy)
+            table = self._table(query)  # a vault source checks the ledger before any data
+            policy = policy.tightened(table.disclosure)
+            policy.check_sites(len(query.get("sites", [])))
+            noted = table.log
+            n, values = getattr(self, f"_{analysis}")(params, table, policy)
         except DisclosureRefused as exc:
-            self.audit.append({"study": query.get("study"), "query": audit.digest(query),
-                               "outcome": f"refused:{exc.rule}", "response": None})
+            self.audit.append({"study": query.get("study"),
+                               "query": audit.digest(hashed_form(query)),
+                               "outcome": f"refused:{exc.rule}", "response": None, **noted})
             raise DisclosureRefused(exc.rule, exc.detail, policy.digest()) from None
         except ResearchError:
             raise
@@ -106,7 +149,7 @@ class Site:
         sec = query.get("secagg")
         if sec is None:
             egress.check(self.name, query, out)
-            self._log(query, out)
+            self._log(query, out, noted)
             return out
         layout, flat = flatten(values, n)
         assert self.masker is not None
@@ -114,13 +157,15 @@ class Site:
         msg = {"site": self.name, "analysis": analysis, "policy": out["policy"],
                "layout": layout, "masked": [format(m, "x") for m in masked]}
         egress.check(self.name, query, msg)
-        self._log(query, msg)
+        self._log(query, msg, noted)
         return msg
 
-    def _log(self, query: Mapping[str, Any], msg: Mapping[str, Any]) -> None:
-        """The site's own append-only record of what it released (hashes only)."""
-        self.audit.append({"study": query.get("study"), "query": audit.digest(query),
-                           "outcome": "released", "response": audit.digest(msg)})
+    def _log(self, query: Mapping[str, Any], msg: Mapping[str, Any],
+             noted: Mapping[str, Any]) -> None:
+        """The site's own append-only record of what it released (hashes only; a vault source
+        adds the consent height and the digest of the patient set used)."""
+        self.audit.append({"study": query.get("study"), "query": audit.digest(hashed_form(query)),
+                           "outcome": "released", "response": audit.digest(msg), **noted})
 
     def recover(self, round_id: str, peers: dict[str, str], dropped: list[str],
                 length: int) -> list[str]:
@@ -129,19 +174,19 @@ class Site:
         rec = self.masker.recovery(round_id, decode_peers(peers), dropped, length)
         return [format(m, "x") for m in rec]
 
-    def _crosstab(self, params: Params, keep: Any, pol: Policy) -> Out:
+    def _crosstab(self, params: Params, t: Table, pol: Policy) -> Out:
         levels = params["levels"]
         pol.check_columns(levels)
-        cols = {v: self._col(v, keep).tolist() for v in levels}
+        cols = {v: self._col(v, t).tolist() for v in levels}
         table = stats.crosstab(cols, levels)
         n = int(table.sum())
         pol.check_rows("crosstab", n)
         return n, {"counts": pol.table(table).tolist()}
 
-    def _moments(self, params: Params, keep: Any, pol: Policy) -> Out:
+    def _moments(self, params: Params, t: Table, pol: Policy) -> Out:
         var = params["variable"]
         pol.check_columns([var])
-        x = self._num(var, keep)
+        x = self._num(var, t)
         x = x[~np.isnan(x)]
         if params.get("bounds"):  # DP releases: clamp to the protocol's bounds
             x = np.clip(x, float(params["bounds"][0]), float(params["bounds"][1]))
@@ -150,19 +195,19 @@ class Site:
         m = stats.moments(x)
         return m.n, {"total": m.total, "sum_sq": m.sum_sq}
 
-    def _histogram(self, params: Params, keep: Any, pol: Policy) -> Out:
+    def _histogram(self, params: Params, t: Table, pol: Policy) -> Out:
         var = params["variable"]
         pol.check_columns([var])
-        x = self._num(var, keep)
+        x = self._num(var, t)
         counts = stats.histogram(x, np.asarray(params["edges"], dtype=float))
         n = int(counts.sum())
         pol.check_rows("histogram", n)
         return n, {"counts": pol.table(counts).tolist()}
 
-    def _surv(self, params: Mapping[str, Any], keep: Any, pol: Policy) -> tuple[Any, Any, Any, Any]:
+    def _surv(self, params: Mapping[str, Any], t: Table, pol: Policy) -> tuple[Any, Any, Any, Any]:
         names = [params["time"], params["event"], *params.get("x", [])]
         pol.check_columns(names)
-        cols = {v: self._num(v, keep) for v in names}
+        cols = {v: self._num(v, t) for v in names}
         ok = np.all([~np.isnan(c) for c in cols.values()], axis=0)
         X = np.column_stack([cols[v][ok] for v in params.get("x", [])] or
                             [np.zeros((int(ok.sum()), 0))])
@@ -170,26 +215,24 @@ class Site:
         grid = np.asarray(params["grid"], dtype=float)
         return X, cols[params["time"]][ok], cols[params["event"]][ok], grid
 
-    def _km(self, params: Params, keep: Any, pol: Policy) -> Out:
-        _, t, e, grid = self._surv(params, keep, pol)
+    def _km(self, params: Params, tab: Table, pol: Policy) -> Out:
+        _, t, e, grid = self._surv(params, tab, pol)
         d, n = survival.km_site(t, e, grid)
         return int(t.size), {"d": d.tolist(), "at_risk": n.tolist()}
 
-    def _cox(self, params: Params, keep: Any, pol: Policy) -> Out:
-        X, t, e, grid = self._surv(params, keep, pol)
+    def _cox(self, params: Params, tab: Table, pol: Policy) -> Out:
+        X, t, e, grid = self._surv(params, tab, pol)
         st = survival.cox_site(X, t, e, grid, np.asarray(params["beta"], dtype=float))
         return int(t.size), {"s0": st.s0.tolist(), "s1": st.s1.ravel().tolist(),
                              "s2": st.s2.ravel().tolist(), "d": st.d.tolist(),
                              "x_events": st.x_events.tolist()}
 
-    def glm_data(self, params: Mapping[str, Any], pol: Policy | None = None) -> glm.GlmSiteData:
+    def glm_data(self, params: Mapping[str, Any], pol: Policy, t: Table) -> glm.GlmSiteData:
         """Complete cases of the model's variables, with an intercept column first."""
-        pol = pol or self.policy
         names = [params["y"], *params["x"], *(params[k] for k in ("weights", "offset")
                                               if params.get(k))]
         pol.check_columns(names)
-        keep = self._rows()
-        cols = {v: self._num(v, keep) for v in names}
+        cols = {v: self._num(v, t) for v in names}
         ok = np.all([~np.isnan(c) for c in cols.values()], axis=0)
         X = np.column_stack([np.ones(int(ok.sum()))] + [cols[v][ok] for v in params["x"]])
         w = cols[params["weights"]][ok] if params.get("weights") else None
@@ -198,11 +241,11 @@ class Site:
         off = cols[params["offset"]][ok] if params.get("offset") else None
         return glm.GlmSiteData(X, cols[params["y"]][ok], w, off)
 
-    def _glm(self, params: Params, keep: Any, pol: Policy) -> Out:
+    def _glm(self, params: Params, t: Table, pol: Policy) -> Out:
         model = {k: v for k, v in params.items() if k not in ("beta", "family")}
-        key = f"{id(self.columns)}:{pol.digest()}:{audit.digest(model)}"
-        if key not in self._glm_cache:  # same model across IRLS rounds: extract and check once
-            data = self.glm_data(params, pol)
+        key = f"{t.key}:{pol.digest()}:{audit.digest(model)}"
+        if key not in self._glm_cache:  # same rows and model across IRLS rounds: check once
+            data = self.glm_data(params, pol, t)
             n, p = data.X.shape
             cands = [(params["y"], data.y), *zip(params["x"], data.X[:, 1:].T, strict=True),
                      ("weights", data.weights), ("offset", data.offset)]

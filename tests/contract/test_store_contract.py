@@ -331,6 +331,34 @@ def test_state_rows_list_every_write_by_height_then_key(history: Store) -> None:
     ]
 
 
+def test_writes_range_lists_each_blocks_writes_in_key_order(history: Store) -> None:
+    assert history.writes_range(0, 100) == [
+        (0, "a", b"0"),
+        (1, "a", b"1"),
+        (1, "b", b"1"),
+        (2, "a", b"2"),
+        (2, "b", None),
+        (3, "c", b"3"),
+        (4, "b", b"4"),
+    ]
+    assert history.writes_range(1, 3) == [(1, "a", b"1"), (1, "b", b"1"), (2, "a", b"2"),
+                                          (2, "b", None)]
+    assert history.writes_range(3, 4) == [(3, "c", b"3")]
+    assert history.writes_range(5, 9) == [] and history.writes_range(3, 3) == []
+
+
+def test_writes_range_sorts_keys_as_writes_root_does(store: Store) -> None:
+    """Code-point order = UTF-8 byte order (not a locale's): the order of ``sorted(keys)``."""
+    keys = ["b", "B", "a/b", "a-b", "a_b", "a", "\u00e9", "e\u0301", "\U0001f600", "\uffff",
+            "Z", "z", "0", "a\u0080", "a\x7f", "ab", "a b"]
+    init(store, {"first": b"x"})
+    store.commit(make_commit(1, 0, 1, {k: k.encode() for k in keys}))
+    store.commit(make_commit(2, 1, 1, {}))
+    store.commit(make_commit(3, 2, 1, {"z": None, "a": b"again"}))
+    assert store.writes_range(1, 4) == [
+        *((1, k, k.encode()) for k in sorted(keys)), (3, "a", b"again"), (3, "z", None)]
+
+
 def test_scan_state_prefix_semantics(store: Store) -> None:
     keys = {
         "p/a": b"1",

@@ -32,6 +32,7 @@ from medledger.api.app import create_app
 from medledger.api.auth import H_KEY, H_MEMBER, H_SIGNATURE, H_TIME, now_ms, sign_request
 from medledger.client.client import Client
 from medledger.client.http import HttpReceipt, HttpTransport, ProblemError, is_problem, parse_sse
+from medledger.client.light import LightClient, LightClientError
 from medledger.consortium.bootstrap import Keyring, new_consortium
 from medledger.consortium.genesis import Genesis
 from medledger.crypto import canonical
@@ -238,6 +239,7 @@ def test_openapi_lists_every_route_with_summary(env: Env) -> None:
         ("GET", "/v1/tx/{tx_id}"),
         ("GET", "/v1/tx/{tx_id}/proof"),
         ("GET", "/v1/proof/consistency"),
+        ("GET", "/v1/proof/state/{contract}/{key}"),
         ("GET", "/v1/blocks/head"),
         ("GET", "/v1/blocks/{height}"),
         ("GET", "/v1/checkpoints/latest"),
@@ -784,6 +786,45 @@ def test_state_current_and_historical(env: Env) -> None:
     assert member["value"]["role"] == "gateway"
 
 
+def test_state_proof(env: Env) -> None:
+    (first,) = env.commit(env.register("p1"))
+    (other,) = env.commit(env.register("p2"))
+    (amend,) = env.commit(env.gw.build("registry", "amend", {
+        "record_id": "p1", "content_hash": "cd" * 32, "schema_version": "fhir-r5",
+        "reason": "mapping fix"}))
+    assert amend.ok and first.height < other.height < amend.height
+    light = LightClient("api-test", env.genesis.org_keys())
+    key, path = "registry/record/hosp-a/p1", "/v1/proof/state/registry/record/hosp-a/p1"
+
+    doc = env.get(path, {"height": other.height}).json()
+    fact = light.verify_state(doc, key=key, height=other.height)
+    assert fact.written == first.height and fact.blocks == other.height - first.height + 1
+    assert fact.value == env.store.state_at(key, other.height)[1]  # type: ignore[index]
+    now = light.verify_state(env.get(path).json(), key=key)
+    assert (now.height, now.written) == (env.node.height, amend.height)
+    assert orjson.loads(now.value or b"")["versions"][-1]["schema_version"] == "fhir-r5"
+    before = light.verify_state(env.get(path, {"height": first.height - 1}).json())
+    assert before.value is None and before.written is None and before.blocks == first.height
+    latest = env.store.checkpoint()
+    assert latest is not None
+    anchored = light.verify_state(env.get(path, {"height": first.height,
+                                                  "size": latest[0]}).json())
+    assert anchored.anchor == latest[1] and anchored.checkpoint.size == latest[0]
+
+    assert_problem(env.get(path, {"height": other.height, "max_blocks": 1}), 400,
+                   "bad_proof_request", path,
+                   f"proof of '{key}' at height {other.height} needs "
+                   f"{other.height - first.height + 1} block headers ('{key}' was last written at "
+                   f"{first.height}; checkpoint at block {other.height}), more than max_blocks 1")
+    future = env.node.height + 3
+    assert_problem(env.get(path, {"height": future}), 404, "unknown_block", path,
+                   f"height {future} is not in [0, {env.node.height}]")
+    assert_problem(env.get(path, {"size": 10_000}), 404, "not_found", path,
+                   "no signed checkpoint for log size 10000")
+    assert env.get(path, {"max_blocks": 0}).status_code == 422
+    assert env.get("/v1/proof/state/_x/y").status_code == 422
+
+
 # -- events ---------------------------------------------------------------------------------
 
 
@@ -840,6 +881,7 @@ READ_PATHS = [
     f"/v1/tx/{'00' * 32}",
     f"/v1/tx/{'00' * 32}/proof",
     "/v1/proof/consistency?old=1",
+    "/v1/proof/state/consortium/config",
     "/v1/blocks/head",
     "/v1/blocks/0",
     "/v1/checkpoints/latest",
@@ -1065,6 +1107,15 @@ def test_http_transport_end_to_end(env: Env) -> None:
                 "/v1/state/registry/record/hosp-a/lab:1", {"height": receipt.height}
             )
             assert at_height["height"] == receipt.height
+            light = LightClient("api-test", env.genesis.org_keys())
+            proof, fact = transport.state_proof("registry/record/hosp-a/lab:1", light,
+                                                receipt.height)
+            assert fact.written == receipt.height and orjson.loads(fact.value or b"")[
+                "record_type"] == "Lab"
+            _, later = transport.state_proof("registry/record/hosp-a/lab:1", light)
+            assert later.height == env.node.height and later.written == receipt.height
+            with pytest.raises(LightClientError):  # not what was asked for
+                light.verify_state(proof, height=receipt.height + 1)
             note = transport.get("/v1/checkpoints/latest")
             assert isinstance(note, str) and note.startswith("medledger/api-test\n")
             with pytest.raises(RejectedError) as info:

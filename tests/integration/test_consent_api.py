@@ -12,9 +12,20 @@ import pytest
 from medledger.api.app import create_app
 from medledger.api.auth import sign_request
 from medledger.api.routes_exchange import install_holder
+from medledger.client.light import LightClient, LightClientError
 from medledger.consent.exchange import Delivery
+from medledger.consent.status import verify_status
 from tests.conftest import Ledger
-from tests.unit.consent.conftest import FORM, PATIENT, Parties, cons, grant, lg, parties  # noqa: F401 (fixtures)
+from tests.unit.consent.conftest import (  # noqa: F401 (fixtures)
+    FORM,
+    OTHER,
+    PATIENT,
+    Parties,
+    cons,
+    grant,
+    lg,
+    parties,
+)
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -75,3 +86,46 @@ def test_exchange_consent_and_log_over_http(parties: Parties) -> None:  # noqa: 
     assert [e["entry"]["reason"] for e in log] == ["no_consent", "consented",
                                                     "replayed_request"]
     assert all(e["proof"]["hashes"] is not None for e in log)
+
+
+def test_consent_status_with_proof_over_http(parties: Parties) -> None:  # noqa: F811
+    """The status before and after a revocation, each proven offline: the index's last write
+    and no change in any block since, up to a signed checkpoint."""
+    p = parties
+    client = TestClient(create_app(p.lg.node))
+    light = LightClient(p.lg.node.chain_id, p.lg.node.genesis.org_keys())
+    path = f"/v1/consent/patients/{PATIENT}"
+    before = p.lg.node.height
+    grant(p.lg)
+    granted_at = p.lg.node.height
+    for i in range(3):  # blocks that write other keys
+        grant(p.lg, f"other-{i}", patient=OTHER)
+    p.lg.ok("hosp-a/steward", "consent", "revoke", {"consent_id": "c1", "reason": "asked",
+                                                     "evidence": FORM})
+    revoked_at = p.lg.node.height
+
+    doc = get(client, p.lg, "hosp-b/gw", f"{path}?prove=true").json()
+    consents, fact = verify_status(light, PATIENT, doc["proof"], doc["height"])
+    assert consents == doc["consents"] and consents["c1"]["status"] == "revoked"
+    assert fact.written == revoked_at and doc["height"] == p.lg.node.height
+
+    doc = get(client, p.lg, "hosp-b/gw", f"{path}?prove=true&height={revoked_at - 1}").json()
+    consents, fact = verify_status(light, PATIENT, doc["proof"], revoked_at - 1)
+    assert consents["c1"]["status"] == "active" and fact.written == granted_at
+    assert len(doc["proof"]["absent"]) == revoked_at - 1 - granted_at == 3
+    # the same proof does not pass for the revocation's height, nor for another patient
+    with pytest.raises(LightClientError):
+        verify_status(light, PATIENT, doc["proof"], revoked_at)
+    with pytest.raises(LightClientError):
+        verify_status(light, OTHER, doc["proof"])
+
+    doc = get(client, p.lg, "hosp-b/gw", f"{path}?prove=true&height={before}").json()
+    consents, fact = verify_status(light, PATIENT, doc["proof"], before)
+    assert consents == {} == doc["consents"] and fact.written is None
+
+    r = get(client, p.lg, "hosp-b/gw", f"{path}?prove=true&height={revoked_at - 1}&max_blocks=2")
+    assert r.status_code == 400 and r.json()["code"] == "bad_proof_request"
+    r = get(client, p.lg, "hosp-b/gw", f"{path}?prove=true&height={revoked_at + 50}")
+    assert r.status_code == 404 and r.json()["code"] == "unknown_block"
+    plain = get(client, p.lg, "hosp-b/gw", f"{path}?height={revoked_at - 1}").json()
+    assert "proof" not in plain and plain["consents"]["c1"]["status"] == "active"

@@ -9,7 +9,10 @@ import pytest
 from typer.testing import CliRunner
 
 from medledger.cli.main import app
+from medledger.client.light import LightClient, LightClientError
+from medledger.consent.status import verify_status
 from medledger.demo import consent as consent_demo
+from medledger.workspace import Workspace
 
 pytestmark = pytest.mark.integration
 
@@ -35,3 +38,50 @@ def test_demo_then_cli_log_and_status(tmp_path: Path) -> None:
     assert json.loads(r.output)["consents"]["referral-0001"]["status"] == "active"
     r = runner.invoke(app, ["consent", "log", "not-a-pseudonym", "--dir", ws])
     assert r.exit_code == 2 and "bad_args" in r.output
+
+
+def test_demo_proves_status_then_cli_prove_and_proof_state(tmp_path: Path) -> None:
+    result = consent_demo.run(workdir=tmp_path)
+    assert result.ok, result.lines
+    lines = dict(result.lines)
+    revoked_at = int(lines["revocation"].rsplit(" ", 1)[1])
+    statuses = [(k, v) for k, v in result.lines if k.startswith("status at h")]
+    assert [v.split(" — ")[0] for _, v in statuses] == ["referral-0001 active",
+                                                       "referral-0001 revoked"]
+    assert f"index written at h{revoked_at}," in statuses[1][1]
+    patient = lines["patient (pseudonym)"]
+    ws = str(tmp_path / "consortium")
+    runner = CliRunner()
+
+    r = runner.invoke(app, ["consent", "status", patient, "--dir", ws, "--prove"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["consents"]["referral-0001"]["status"] == "revoked"
+    assert doc["verified"]["written"] == revoked_at
+    assert doc["verified"]["checkpoint_height"] == doc["height"] == doc["proof"]["height"]
+    before = str(revoked_at - 1)
+    r = runner.invoke(app, ["consent", "status", patient, "--dir", ws, "--height", before,
+                            "--prove"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.output)
+    assert doc["consents"]["referral-0001"]["status"] == "active"
+    assert doc["verified"]["written"] < revoked_at - 1
+    r = runner.invoke(app, ["consent", "status", patient, "--dir", ws, "--height", before,
+                            "--prove", "--max-blocks", "1"])
+    assert r.exit_code == 2 and "bad_proof_request" in r.output
+
+    r = runner.invoke(app, ["proof", "state", f"consent/p/{patient}", "--height", before,
+                            "--dir", ws])
+    assert r.exit_code == 0, r.output
+    proof = json.loads(r.output)
+    genesis = Workspace(Path(ws)).genesis()
+    light = LightClient(genesis.chain_id, genesis.org_keys())
+    consents, fact = verify_status(light, patient, proof, int(before))
+    assert consents["referral-0001"]["status"] == "active" and fact.height == int(before)
+    with pytest.raises(LightClientError):
+        verify_status(light, patient, proof, revoked_at)
+    with pytest.raises(LightClientError):  # another patient's index
+        verify_status(light, "k1-" + "00" * 16, proof)
+    r = runner.invoke(app, ["proof", "state", "consortium/config", "--height", "999",
+                            "--dir", ws])
+    assert r.exit_code == 2 and "unknown_block" in r.output

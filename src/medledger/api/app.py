@@ -2,24 +2,25 @@
 
 Endpoints (all under ``/v1``, JSON unless noted, hashes in hex):
 
-=======  ===============================  =====================================================
-POST     /v1/tx                           submit one raw canonical transaction (no auth)
-POST     /v1/txs                          submit NDJSON batch; a receipt or problem per line
-GET      /v1/tx/{tx_id}                   receipt, transaction and result
-GET      /v1/tx/{tx_id}/proof             inclusion proof (``?size=``), checkpoint note
-GET      /v1/proof/consistency            consistency proof ``?old=&new=``
-GET      /v1/blocks/head                  head block: header, hash, tx ids
-GET      /v1/blocks/{height}              block by height
-GET      /v1/checkpoints/latest           newest signed checkpoint (text; ``?format=json``)
-GET      /v1/checkpoints/final            newest quorum-cosigned checkpoint (cluster peers)
-GET      /v1/checkpoints/{size}           checkpoint for a log size
-GET      /v1/state/{contract}/{key}       state value (``?height=``)
-GET      /v1/events                       Server-Sent Events (``?from_height=&until_height=``)
-GET      /v1/consent/...                  consent status and check, a patient's access log
-POST     /v1/exchange/request             ask this holder for records (HPKE-sealed reply)
-GET      /v1/surveillance/...             case counts, signals, line lists
-GET      /v1/health                       chain id, height, log size, cluster status (no auth)
-=======  ===============================  =====================================================
+=======  ================================  =====================================================
+POST     /v1/tx                            submit one raw canonical transaction (no auth)
+POST     /v1/txs                           submit NDJSON batch; a receipt or problem per line
+GET      /v1/tx/{tx_id}                    receipt, transaction and result
+GET      /v1/tx/{tx_id}/proof              inclusion proof (``?size=``), checkpoint note
+GET      /v1/proof/consistency             consistency proof ``?old=&new=``
+GET      /v1/proof/state/{contract}/{key}  state proof: value or absence at ``?height=``
+GET      /v1/blocks/head                   head block: header, hash, tx ids
+GET      /v1/blocks/{height}               block by height
+GET      /v1/checkpoints/latest            newest signed checkpoint (text; ``?format=json``)
+GET      /v1/checkpoints/final             newest quorum-cosigned checkpoint (cluster peers)
+GET      /v1/checkpoints/{size}            checkpoint for a log size
+GET      /v1/state/{contract}/{key}        state value (``?height=``)
+GET      /v1/events                        Server-Sent Events (``?from_height=&until_height=``)
+GET      /v1/consent/...                   consent status and check, a patient's access log
+POST     /v1/exchange/request              ask this holder for records (HPKE-sealed reply)
+GET      /v1/surveillance/...              case counts, signals, line lists
+GET      /v1/health                        chain id, height, log size, cluster status (no auth)
+=======  ================================  =====================================================
 
 Reads other than health need the member signature scheme of ``medledger.api.auth``. Every
 error is an RFC 9457 problem (``medledger.api.problems``). The app neither starts nor stops the

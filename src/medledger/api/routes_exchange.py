@@ -1,7 +1,8 @@
 """Consent, exchange and access-log endpoints.
 
 =======  ===========================================  =========================================
-GET      /v1/consent/patients/{patient}               the patient's consents (``?height=``)
+GET      /v1/consent/patients/{patient}               the patient's consents (``?height=``;
+                                                      ``&prove=true`` adds the state proof)
 GET      /v1/consent/check                            the consent decision (``?patient=&org=&
                                                       role=&purpose=&categories=&height=``)
 GET      /v1/consent/patients/{patient}/log           access log with inclusion proofs
@@ -31,8 +32,10 @@ from medledger.consent import model as m
 from medledger.consent.errors import ExchangeError
 from medledger.consent.exchange import Holder
 from medledger.consent.log import patient_log
+from medledger.consent.status import status_doc
 from medledger.consortium.model import member_key
 from medledger.errors import Code, MedLedgerError
+from medledger.ledger.stateproof import DEFAULT_MAX_BLOCKS, MAX_BLOCKS_LIMIT
 from medledger.node.node import Node
 
 router = APIRouter(prefix="/v1")
@@ -56,11 +59,25 @@ def _state(node: Node, key: str, height: int | None) -> Any:
 
 
 @router.get("/consent/patients/{patient}", tags=["consent"],
-            summary="A patient's consents, now or at a height", responses=problem_responses(401))
-def get_consents(node: NodeDep, member: Member, patient: Patient,
-                 height: Annotated[int | None, Query(ge=0)] = None) -> Response:
+            summary="A patient's consents, now or at a height (with ?prove=true, proven)",
+            responses=problem_responses(400, 401, 404, 422))
+def get_consents(
+    node: NodeDep, member: Member, patient: Patient,
+    height: Annotated[int | None, Query(ge=0)] = None,
+    prove: Annotated[bool, Query(description="Add the key-history proof of the patient's "
+                                 "consent index at that height")] = False,
+    size: Annotated[int | None, Query(ge=0, description="With prove: the log size of the "
+                                      "checkpoint to prove against (e.g. a final one)")] = None,
+    max_blocks: Annotated[int, Query(ge=1, le=MAX_BLOCKS_LIMIT)] = DEFAULT_MAX_BLOCKS,
+) -> Response:
     """``{"patient", "height", "consents": {id: summary}}``; each full consent (evidence, grant
-    and revoke transactions) is ``GET /v1/state/consent/c/{id}``."""
+    and revoke transactions) is ``GET /v1/state/consent/c/{id}``. With ``prove=true`` also
+    ``"proof"``: the state proof of ``consent/p/{patient}`` after block ``height`` (default:
+    the newest checkpointed block; a height above the head is 404 ``unknown_block``), checked
+    offline by ``consent.status.verify_status`` / ``LightClient.verify_state``."""
+    if prove:
+        return json_response(status_doc(node.store, patient, height, prove=True, size=size,
+                                        max_blocks=max_blocks))
     h = node.height if height is None else min(height, node.height)
     index = _state(node, f"consent/{m.patient_key(patient)}", h) or {}
     return json_response({"patient": patient, "height": h, "consents": index})

@@ -1,4 +1,4 @@
-"""Ledger read endpoints: consistency proofs, blocks, checkpoints, state, health.
+"""Ledger read endpoints: consistency and state proofs, blocks, checkpoints, state, health.
 
 Every endpoint but ``/v1/health`` requires an authenticated member (``medledger.api.auth``).
 Hashes are lower-case hex.
@@ -16,6 +16,7 @@ from medledger.api.auth import Member
 from medledger.api.deps import get_node, json_response
 from medledger.api.problems import problem_responses
 from medledger.errors import Code, MedLedgerError
+from medledger.ledger import stateproof
 from medledger.ledger.block import BlockHeader
 from medledger.ledger.store.base import StoredBlock
 from medledger.node import views as view
@@ -57,6 +58,42 @@ def get_consistency(
     """RFC 9162 consistency proof ``{"old", "new", "hashes", "old_root", "new_root"}``.
     Needs ``0 < old <= new <= log size``, else 400 ``bad_proof_request``."""
     return json_response(view.consistency(node.store, old, new))
+
+
+@router.get(
+    "/proof/state/{contract}/{key:path}",
+    tags=["proofs"],
+    summary="Proof of a state value (or its absence) at a height",
+    responses=problem_responses(400, 401, 404, 422),
+)
+def get_state_proof(
+    contract: Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,62}$", description="Contract")],
+    key: Annotated[str, Path(description="Key within the contract's namespace")],
+    node: NodeDep,
+    member: Member,
+    height: Annotated[
+        int | None, Query(ge=0, description="Prove the value after this block (default: the "
+                          "newest checkpoint's block)")
+    ] = None,
+    size: Annotated[
+        int | None, Query(ge=0, description="Log size of the checkpoint to prove against "
+                          "(default: the one signed for that block), e.g. a final one")
+    ] = None,
+    max_blocks: Annotated[
+        int, Query(ge=1, le=stateproof.MAX_BLOCKS_LIMIT,
+                   description="Refuse a proof of more block headers than this")
+    ] = stateproof.DEFAULT_MAX_BLOCKS,
+) -> Response:
+    """Key-history proof of ``<contract>/<key>`` after block ``height`` (ADR 0035):
+    ``{"type", "chain", "key", "height", "value" (base64 or null), "written", "headers",
+    "write", "absent", "checkpoint"}`` — the headers from the key's last write (or block 0) to
+    a checkpointed block, an inclusion proof of the write and a non-membership proof for every
+    later block up to ``height``. Check it with ``LightClient.verify_state``. 400
+    ``bad_proof_request`` when it would need more than ``max_blocks`` headers or no checkpoint
+    covers the height; 404 ``unknown_block`` above the head, ``not_found`` for an unknown
+    checkpoint size."""
+    return json_response(stateproof.build_state_proof(
+        node.store, f"{contract}/{key}", height, size=size, max_blocks=max_blocks))
 
 
 @router.get(

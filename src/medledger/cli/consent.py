@@ -8,14 +8,15 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import orjson
 import typer
 
 from medledger.cli.common import WorkspaceOpt, error, fail, workspace
 from medledger.client.light import LightClient
 from medledger.consent.log import patient_log, verify_item
-from medledger.consent.model import PATIENT, patient_key
+from medledger.consent.model import PATIENT
+from medledger.consent.status import status_doc, verify_status
 from medledger.errors import MedLedgerError
+from medledger.ledger.stateproof import DEFAULT_MAX_BLOCKS
 
 app = typer.Typer(help="Patient consent and the patient's access log.", no_args_is_help=True)
 
@@ -27,21 +28,38 @@ def _when(ms: int) -> str:
 @app.command("status")
 def status(
     patient: str = typer.Argument(..., help="The patient's consortium pseudonym."),
-    height: int = typer.Option(None, "--height", min=0, help="As of this height (default: head)."),
+    height: int = typer.Option(None, "--height", min=0, help="As of this height (default: head;"
+                               " with --prove the newest checkpointed block)."),
+    prove: bool = typer.Option(False, "--prove", help="Add the key-history proof of the "
+                               "patient's consent index and check it with the light client "
+                               "against a checkpoint signed by a genesis organisation key."),
+    max_blocks: int = typer.Option(DEFAULT_MAX_BLOCKS, "--max-blocks", min=1,
+                                   help="With --prove: refuse a proof of more block headers."),
     directory: Path = WorkspaceOpt,
 ) -> None:
     """The patient's consents (purpose, categories, recipient, period, status) at a height."""
     if not re.match(PATIENT, patient):
         error("bad_args", f"{patient!r} is not a consortium pseudonym")
-    store = workspace(directory).store()
-    key = f"consent/{patient_key(patient)}"
-    if height is None:
-        raw = store.get_state(key)
-    else:
-        found = store.state_at(key, height)
-        raw = None if found is None else found[1]
-    print(json.dumps({"patient": patient, "height": height,
-                      "consents": {} if raw is None else orjson.loads(raw)}, indent=1))
+    ws = workspace(directory)
+    try:
+        doc = status_doc(ws.store(), patient, height, prove=prove, max_blocks=max_blocks)
+    except MedLedgerError as exc:
+        fail(exc)
+    if prove:
+        genesis = ws.genesis()
+        try:
+            consents, fact = verify_status(LightClient(genesis.chain_id, genesis.org_keys()),
+                                           patient, doc["proof"], doc["height"])
+        except MedLedgerError as exc:
+            print(json.dumps(doc, indent=1))
+            fail(exc, exit_code=1)
+        doc["verified"] = {
+            "written": fact.written, "blocks": fact.blocks, "checkpoint_size": fact.checkpoint.size,
+            "checkpoint_height": fact.anchor}
+        if consents != doc["consents"]:
+            print(json.dumps(doc, indent=1))
+            error("verify_failed", "the proven consent index differs from the one shown", 1)
+    print(json.dumps(doc, indent=1))
 
 
 @app.command("log")

@@ -12,6 +12,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from medledger.cli.common import WorkspaceOpt, console, err_console, error, fail, workspace
 from medledger.errors import MedLedgerError
 from medledger.installed import default_registry
+from medledger.ledger.stateproof import DEFAULT_MAX_BLOCKS, build_state_proof
 from medledger.ledger.verify import verify_store
 from medledger.node import views
 from medledger.workspace import DEFAULT_ORGS, Workspace
@@ -109,4 +110,26 @@ def consistency(
     old_cp, new_cp = store.checkpoint(old_size), store.checkpoint(new_size)
     doc["old_checkpoint"] = old_cp[2].decode() if old_cp else None
     doc["new_checkpoint"] = new_cp[2].decode() if new_cp else None
+    print(json.dumps(doc, indent=1))
+
+
+@proof_app.command("state")
+def state(
+    key: str = typer.Argument(..., help="Full state key, e.g. consent/p/<patient>."),
+    height: int = typer.Option(None, "--height", min=0, help="Prove the value after this "
+                               "block (default: the newest checkpoint's block)."),
+    size: int = typer.Option(None, "--size", min=0, help="Log size of the checkpoint to prove "
+                             "against (default: the one signed for that block)."),
+    max_blocks: int = typer.Option(DEFAULT_MAX_BLOCKS, "--max-blocks", min=1,
+                                   help="Refuse a proof of more block headers than this."),
+    directory: Path = WorkspaceOpt,
+) -> None:
+    """Key-history proof of a state key at a height: its value (base64) or absence, the headers
+    since its last write up to a signed checkpoint, the write's inclusion proof and a
+    non-membership proof for every later block (ADR 0035)."""
+    store = workspace(directory).store()
+    try:
+        doc = build_state_proof(store, key, height, size=size, max_blocks=max_blocks)
+    except MedLedgerError as exc:
+        fail(exc)
     print(json.dumps(doc, indent=1))

@@ -6,7 +6,9 @@
   small thread pool, so ``medledger.client.client.Client`` works over HTTP unchanged;
 * ``submit_batch(raws)`` posts NDJSON and returns one receipt or problem document per raw;
 * ``get(path)`` / ``events(...)`` are reads signed with the member's key
-  (``medledger.api.auth``); they need ``member_id`` and ``key``.
+  (``medledger.api.auth``); they need ``member_id`` and ``key``;
+* ``final_proof(tx_id, light)`` / ``state_proof(key, light)`` fetch a proof and check it with
+  the light client before returning it.
 
 Every problem response (RFC 9457) is raised as :class:`ProblemError`, a ``RejectedError`` whose
 ``code`` is the problem's code and ``message`` its detail. A node that cannot be reached, or
@@ -19,7 +21,8 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -30,6 +33,9 @@ from medledger.client.light import LightClient
 from medledger.crypto.keys import SigningKey
 from medledger.errors import Code, RejectedError
 from medledger.node.node import Receipt
+
+if TYPE_CHECKING:
+    from medledger.client.stateproof import StateFact
 
 
 class ProblemError(RejectedError):
@@ -257,6 +263,25 @@ class HttpTransport:
         bundle: dict[str, Any] = self.get(f"/v1/tx/{tx_id}/proof", {"size": final["size"]})
         light.verify_bundle(bundle)
         return bundle
+
+    def state_proof(
+        self,
+        key: str,
+        light: LightClient,
+        height: int | None = None,
+        *,
+        size: int | None = None,
+        max_blocks: int | None = None,
+    ) -> tuple[dict[str, Any], StateFact]:
+        """The key-history proof of state ``key`` (``<contract>/<key>``) after block ``height``
+        (default: the newest checkpointed block), against the checkpoint of log ``size``
+        (default: the one signed for that block; pass a final checkpoint's size to a client
+        built with ``witnesses``), verified by ``light``: ``(proof document, what it proves)``.
+        Raises ``LightClientError`` if it does not verify (or is about another key or height)."""
+        params = {k: str(v) for k, v in (("height", height), ("size", size),
+                                         ("max_blocks", max_blocks)) if v is not None}
+        doc: dict[str, Any] = self.get(f"/v1/proof/state/{quote(key, safe='/')}", params)
+        return doc, light.verify_state(doc, key=key, height=height)
 
     def health(self) -> dict[str, Any]:
         """``/v1/health`` (no authentication needed)."""

@@ -4,7 +4,9 @@ Given a transaction's bytes, its result, its height, an RFC 9162 inclusion proof
 checkpoint (C2SP signed note), ``verify_inclusion`` proves that the transaction was ordered into
 the log at that position with that result, under a checkpoint signed by at least ``quorum``
 trusted organisations. ``verify_consistency`` proves that a newer checkpoint extends an older one
-(the log was only appended to). Nothing here talks to a node.
+(the log was only appended to). ``verify_state`` checks a key-history proof: that a key had a
+value — or none — after a given block (``medledger.client.stateproof``, ADR 0035). Nothing here
+talks to a node.
 
 Proof bundles are plain JSON with hex hashes so that any RFC 9162 implementation can check them::
 
@@ -17,13 +19,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medledger.errors import Code, MedLedgerError
 from medledger.ledger import merkle
 from medledger.ledger.block import leaf_data
 from medledger.ledger.checkpoint import Checkpoint, CheckpointError, verify_checkpoint
 from medledger.ledger.checkpoint import key_id as note_key_id
+
+if TYPE_CHECKING:
+    from medledger.client.stateproof import StateFact
 
 
 class LightClientError(MedLedgerError):
@@ -113,3 +118,13 @@ class LightClient:
         except merkle.ProofError as exc:
             raise LightClientError(Code.VERIFY_FAILED, f"inclusion: {exc}") from None
         return cp
+
+    def verify_state(
+        self, proof: Mapping[str, Any], *, key: str | None = None, height: int | None = None
+    ) -> StateFact:
+        """Check a state proof document (``medledger.ledger.stateproof``): the key's value, or
+        its absence, after block ``height``, under a checkpoint this client accepts. With
+        ``key``/``height`` it must be about that key at that height."""
+        from medledger.client.stateproof import verify_state_proof
+
+        return verify_state_proof(proof, self, key=key, height=height)

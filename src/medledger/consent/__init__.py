@@ -6,4 +6,5 @@
 * ``access``   the ``access`` contract: every access, granted or denied, and auditor review
 * ``exchange`` the signed request, the holder's checks, HPKE packages, the requester's checks
 * ``log``      a patient's access log, each entry with an inclusion proof
+* ``status``   a patient's consents at a height, with the key-history proof of the index
 """

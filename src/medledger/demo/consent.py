@@ -1,5 +1,6 @@
 """The consent demo: two hospitals exchange a patient's records for a referral; the patient
-revokes; the next request is denied; the access log shows all of it, every entry proven.
+revokes; the next request is denied; the consent status before and after the revocation is
+proven with the ledger's state proof; the access log shows all of it, every entry proven.
 
 All people and records are synthetic. The patient is known on the ledger only by the keyed
 consortium pseudonym (``medledger.gateway.deid``); records stay at Riverside (hosp-a), whose
@@ -21,6 +22,7 @@ from medledger.consent.errors import ExchangeError
 from medledger.consent.exchange import Holder, LedgerMember, Requester
 from medledger.consent.log import patient_log, verify_item
 from medledger.consent.sources import MemorySource
+from medledger.consent.status import status_doc, verify_status
 from medledger.demo.ledger import DemoResult
 from medledger.gateway.deid import Pseudonymizer, PseudonymKey
 from medledger.installed import default_registry
@@ -96,11 +98,14 @@ class _Scenario:
         self._expect_denied(holder, insurer.request("hosp-a", p, ["labs"], "referral"),
                             "insurer asks", "wrong_recipient")
         self._expect_denied(holder, signed, "hosp-b replays its request", "replayed_request")
+        granted_at = self.node.height
         self.ok("patients/agent-0001", "consent", "revoke",
                 {"consent_id": "referral-0001", "reason": "referral finished"})
         out.add("revocation", f"patient's app revokes at height {self.node.height}")
         self._expect_denied(holder, dr.request("hosp-a", p, ["labs"], "referral"),
                             "next request", "consent_revoked")
+        self._status(granted_at, "active")
+        self._status(self.node.height, "revoked")
         self._expect_denied(holder, dr.request("hosp-a", p, ["labs"], "treatment", "", 30),
                             "break-glass without justification", "justification_required")
         bg = dr.request("hosp-a", p, ["labs"], "treatment",
@@ -110,6 +115,19 @@ class _Scenario:
                 "auditor")
         self._log()
         return out
+
+    def _status(self, height: int, want: str) -> None:
+        """The consent status at ``height`` with its state proof, checked by the light client:
+        the index's last write at or below that height and no change in any block since."""
+        light = LightClient(self.node.chain_id, self.node.genesis.org_keys())
+        doc = status_doc(self.node.store, self.patient, height, prove=True)
+        consents, fact = verify_status(light, self.patient, doc["proof"], height)
+        got = consents.get("referral-0001", {}).get("status")
+        since = height - (fact.written or 0)
+        self.out.add(f"status at h{height}", f"referral-0001 {got} — proven: index written at "
+                     f"h{fact.written}, unchanged in the {since} block{'s' * (since != 1)} "
+                     f"after it; {fact.blocks} headers up to checkpoint {fact.checkpoint.size}")
+        self.out.ok &= got == want and consents == doc["consents"]
 
     def _expect_denied(self, holder: Holder, signed: dict[str, Any], what: str,
                        want: str) -> None:

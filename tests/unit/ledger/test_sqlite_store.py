@@ -25,3 +25,18 @@ def test_close_closes_connections_opened_by_other_threads(tmp_path: Path) -> Non
     store.close()
     with pytest.raises(sqlite3.ProgrammingError):
         seen[0].execute("SELECT 1")
+
+
+def test_a_store_from_before_the_height_index_gets_it_on_open(tmp_path: Path) -> None:
+    """Stores written before ``writes_range`` existed have no ``(height, key)`` index; opening
+    one builds it."""
+    from tests.support.statechain import build
+
+    path = tmp_path / "old.db"
+    build([{"k": b"1", "j": b"1"}, {"k": None}], store=SQLiteStore(path)).close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP INDEX state_by_height")
+    store = SQLiteStore(path)
+    assert store.writes_range(1, 3) == [(1, "j", b"1"), (1, "k", b"1"), (2, "k", None)]
+    assert "state_by_height" in [r[1] for r in store._db.execute("PRAGMA index_list(state)")]
+    store.close()

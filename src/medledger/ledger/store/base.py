@@ -131,6 +131,13 @@ class Store(ABC):
         a deletion maps to None)."""
 
     @abstractmethod
+    def writes_range(self, start: int, stop: int) -> list[tuple[int, str, bytes | None]]:
+        """Every stored write ``(height, key, value)`` of the blocks ``start <= height < stop``
+        (a deletion has value None), ordered by height, then by key in code-point order — the
+        order of the UTF-8 bytes, and the order ``state.writes_root`` sorts a block's writes in.
+        Served from an index on ``(height, key)``, so its cost is the rows it returns."""
+
+    @abstractmethod
     def row_counts(self) -> dict[str, int]:
         """Row counts of ``blocks``, ``txs``, ``state``, ``log_nodes`` and ``checkpoints``."""
 

@@ -41,6 +41,7 @@ SCHEMA = [
     """CREATE TABLE IF NOT EXISTS state (
         key TEXT COLLATE "C" NOT NULL, height BIGINT NOT NULL, value BYTEA,
         PRIMARY KEY (key, height))""",
+    "CREATE INDEX IF NOT EXISTS state_by_height ON state (height, key)",
     """CREATE TABLE IF NOT EXISTS checkpoints (
         size BIGINT PRIMARY KEY, height BIGINT NOT NULL, note BYTEA NOT NULL)""",
     "CREATE TABLE IF NOT EXISTS local (k TEXT PRIMARY KEY, v BYTEA NOT NULL)",
@@ -311,6 +312,11 @@ class PostgresStore(Store):
         rows = self._all("SELECT key, value FROM state WHERE height = %s "
                          "AND key = ANY(%s::text[])", (height, list(dict.fromkeys(keys))))
         return dict(rows)
+
+    def writes_range(self, start: int, stop: int) -> list[tuple[int, str, bytes | None]]:
+        rows = self._all("SELECT height, key, value FROM state WHERE height >= %s AND height < %s "
+                         "ORDER BY height, key", (start, stop))
+        return [(h, k, v) for h, k, v in rows]
 
     def row_counts(self) -> dict[str, int]:
         counts = {}

@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS log_nodes (id INTEGER PRIMARY KEY, hash BLOB NOT NULL
 CREATE TABLE IF NOT EXISTS state (
     key TEXT NOT NULL, height INTEGER NOT NULL, value BLOB,
     PRIMARY KEY (key, height)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS state_by_height ON state (height, key);
 CREATE TABLE IF NOT EXISTS checkpoints (
     size INTEGER PRIMARY KEY, height INTEGER NOT NULL, note BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS local (k TEXT PRIMARY KEY, v BLOB NOT NULL);
@@ -262,6 +263,12 @@ class SQLiteStore(Store):
         # values stay as stored: a hand-edited TEXT value then differs from the replayed bytes
         return dict(self._select_in(sql, list(dict.fromkeys(keys)), before=(height,)))
 
+    def writes_range(self, start: int, stop: int) -> list[tuple[int, str, bytes | None]]:
+        rows = self._db.execute(
+            "SELECT height, key, value FROM state INDEXED BY state_by_height "
+            "WHERE height >= ? AND height < ? ORDER BY height, key", (start, stop))
+        return [(int(h), k, _blob(v)) for h, k, v in rows]
+
     def row_counts(self) -> dict[str, int]:
         return {t: int(self._db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0])
                 for t in ("blocks", "txs", "state", "log_nodes", "checkpoints")}
@@ -289,7 +296,9 @@ class SQLiteStore(Store):
         return [(k, bytes(v)) for k, v in rows]
 
     def state_rows(self) -> Iterator[tuple[str, int, bytes | None]]:
-        rows = self._connect().execute("SELECT key, height, value FROM state ORDER BY height, key")
+        # "+height": scan the table and sort, as before the (height, key) index existed
+        rows = self._connect().execute(
+            "SELECT key, height, value FROM state ORDER BY +height, key")
         for k, h, v in rows:
             yield k, h, _blob(v)
 

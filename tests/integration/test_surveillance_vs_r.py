@@ -14,6 +14,12 @@ Nothing expected is hard-coded: every reference value comes from R in this run.
 
 CUSUM with reset has no R switch; the R side restarts ``cusum`` (with the same m) after every
 alarm, which is what resetting means.
+
+The moving percentile method (``mpm``, CIDARS) has no counterpart in ``surveillance``; the R side
+computes it from its definition in base R: the reference weeks of ``algo.farrington`` (k − 52i ±
+w undated; dated: R's ``seq(by = "-1 year")`` then the nearest date with week k's weekday), and
+``quantile(type = 7)`` of their counts — so the windows, the calendar and the percentile are
+checked against R's own date and quantile code, not against ours.
 """
 
 from __future__ import annotations
@@ -195,8 +201,19 @@ def _cusum_cases() -> Iterator[Case]:
     yield Case("cusum-from-week-1", "cusum", "seasonal", 1, 60)
 
 
+def _mpm_cases() -> Iterator[Case]:
+    yield Case("mpm-default", "mpm", "seasonal", 160, 364)
+    yield Case("mpm-p90-dated-feb29", "mpm", "nb_dated", 270, 400,
+               {"b": 5, "w": 2, "percentile": 90.0})
+    yield Case("mpm-early-partial-windows", "mpm", "seasonal", 40, 120, {"b": 3, "w": 2})
+    yield Case("mpm-sparse-median", "mpm", "sparse", 150, 340, {"percentile": 50.0})
+    yield Case("mpm-sparse-dated-p75", "mpm", "sparse_dated", 200, 340,
+               {"b": 4, "w": 1, "percentile": 75.0})
+    yield Case("mpm-extremes", "mpm", "large", 300, 380, {"b": 2, "w": 0, "percentile": 100.0})
+
+
 CASES: list[Case] = [*_ears_cases(), *_farrington_cases(), *_flexible_cases(),
-                     *_cusum_cases()]
+                     *_cusum_cases(), *_mpm_cases()]
 
 
 # ---------------------------------------------------------------- R side
@@ -259,6 +276,36 @@ cusum_reset <- function(name, s, ctl) {
   }
   save_result(name, rng, observed(s)[rng], ub, al)
 }
+# CIDARS moving percentile, from its definition (R has no such method)
+mpm_ref <- function(name, sname, first, last, b, w, p) {
+  d <- read.csv(file.path(dir, paste0(sname, ".csv")), colClasses = "character")
+  y <- as.numeric(d$observed); dated <- !all(d$date == "")
+  dates <- if (dated) as.Date(d$date) else NULL
+  ub <- c(); al <- c()
+  for (k in first:last) {
+    idx <- c()
+    for (i in 1:b) {
+      if (dated) {
+        centre <- seq(dates[k], by = "-1 year", length.out = i + 1)[i + 1]
+        for (j in -w:w) {
+          day <- centre + 7 * j
+          fwd <- (as.numeric(dates[k]) - as.numeric(day)) %% 7
+          day <- if (fwd < 7 - fwd) day + fwd else day - (7 - fwd)
+          pos <- match(day, dates)
+          if (!is.na(pos)) idx <- c(idx, pos)
+        }
+      } else {
+        r <- k - 52 * i
+        idx <- c(idx, Filter(function(j) j > 0, (r - w):(r + w)))
+      }
+    }
+    if (length(idx) == 0) { ub <- c(ub, NA); al <- c(al, NA) } else {
+      u <- unname(quantile(y[idx], p / 100, type = 7))
+      ub <- c(ub, u); al <- c(al, y[k] > u)
+    }
+  }
+  save_result(name, first:last, y[first:last], ub, al)
+}
 run_case <- function(name, expr) {
   res <- tryCatch(suppressWarnings(expr), error = function(e) e)
   if (inherits(res, "error"))
@@ -276,6 +323,10 @@ def _r_case(case: Case) -> str:
     head = f'run_case("{case.name}", {{ s <- load_sts("{case.series}"); ctl <- {ctl}; '
     if case.options.get("reset"):
         return head + f'cusum_reset("{case.name}", s, ctl) }})\n'
+    if case.method == "mpm":
+        o = {"b": 3, "w": 1, "percentile": 80.0} | case.options
+        return (f'run_case("{case.name}", mpm_ref("{case.name}", "{case.series}", {case.first}, '
+                f'{last}, {o["b"]}, {o["w"]}, {o["percentile"]!r}))\n')
     fn = "earsC" if case.method.startswith("ears-") else R_FUNCTION[case.method]
     body = head + f'r <- {fn}(s, control = ctl); save_sts("{case.name}", r, ctl) }})\n'
     if case.r_last is not None:  # also record that R stops on the shorter range

@@ -1,10 +1,11 @@
 """Writes each federated run to the ``studies`` contract, in order: the query hash before any
 site is asked (so a query outside the protocol or the DP budget is refused before data are
-touched), then every site's own response record, then the result hash."""
+touched), then every site's own response record, then the result hash with the credits for
+the research output (contributors and their roles)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,7 @@ class LedgerRecorder:
     sites: Mapping[str, Call]
     dp_milli_eps: int = 0
     algorithms: Mapping[str, str] | None = None  # analysis → reviewed implementation digest
+    credits: Sequence[Mapping[str, str]] = ()  # {"member", "role"}: recorded with each result
 
     def query(self, query_id: str, query: dict[str, Any], query_hash: str) -> int | None:
         args = {"study": self.study, "query_id": query_id, "query_hash": query_hash,
@@ -43,4 +45,5 @@ class LedgerRecorder:
 
     def result(self, query_id: str, result_hash: str, dropped: list[str]) -> None:
         self.researcher("result", {"study": self.study, "query_id": query_id,
-                                   "result_hash": result_hash, "dropped": dropped})
+                                   "result_hash": result_hash, "dropped": dropped,
+                                   "credits": [dict(c) for c in self.credits]})

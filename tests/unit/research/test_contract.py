@@ -3,6 +3,8 @@ DP budget, responses by the sites themselves, results and the revenue split."""
 
 from __future__ import annotations
 
+import pytest
+from pydantic import ValidationError
 from tests.unit.research.harness import (
     RESEARCHER,
     SITES,
@@ -16,6 +18,7 @@ from tests.unit.research.harness import (
 
 from medledger.contracts.context import Caller
 from medledger.installed import default_registry
+from medledger.research.recorder import LedgerRecorder
 
 Q = {"study": "s1", "query_id": "q1", "query_hash": "11" * 32, "analysis": "glm",
      "variables": ["age", "sbp"], "sites": SITES}
@@ -91,6 +94,30 @@ def test_site_records_its_own_response_and_refusal() -> None:
                                           "outcome": "refused:min_rows"})
     assert h.code_of(gateway("hosp-c"), "respond", {**r, "response_hash": None}) == "bad_args"
     assert h.get("response/s1/q1/hosp-b")["outcome"] == "refused:min_rows"
+
+
+def test_result_records_credits_once_and_only_for_a_recorded_query() -> None:
+    """Credits for the research output (contributors and their roles) are kept with the
+    result, through the recorder that a federation writes with."""
+    h = StudyHarness()
+    active(h)
+    h.call(RESEARCHER, "query", Q)
+    credits = [{"member": "rc/dr", "role": "principal-investigator"},
+               {"member": "hosp-a/dsc", "role": "data-provider"}]
+    rec = LedgerRecorder("s1", lambda m, a: h.call(RESEARCHER, m, a), {}, credits=credits)
+    rec.result("q1", "44" * 32, ["hosp-d"])
+    stored = h.get("result/s1/q1")
+    assert stored["credits"] == credits and stored["dropped"] == ["hosp-d"]
+    assert stored["result_hash"] == "44" * 32
+    again = {"study": "s1", "query_id": "q1", "result_hash": "44" * 32}
+    assert h.code_of(RESEARCHER, "result", again) == "already_exists"
+    assert h.code_of(RESEARCHER, "result", {**again, "query_id": "q9"}) == "not_found"
+    h2 = StudyHarness()
+    active(h2)
+    h2.call(RESEARCHER, "query", Q)
+    with pytest.raises(ValidationError, match="role"):  # schema refuses it; nothing written
+        h2.call(RESEARCHER, "result", {**again, "credits": [{"member": "rc/dr", "role": ""}]})
+    assert h2.get("result/s1/q1") is None
 
 
 def test_revenue_split_must_use_the_whole_pool() -> None:

@@ -45,10 +45,17 @@ def test_federated_equals_pooled(family: glm.Family, weights: bool, offset: bool
     assert fed.n == sum(s.X.shape[0] for s in sites)
 
 
-def test_one_site_equals_its_own_fit() -> None:
-    sites = glm_sites("binomial", [500], seed=3)
-    fed = federated(sites, "binomial")
-    assert np.max(np.abs(fed.coef - pooled(sites, "binomial").params)) <= 1e-6  # type: ignore[attr-defined]
+@pytest.mark.parametrize("family", glm.FAMILIES)
+def test_one_site_equals_its_own_fit(family: glm.Family) -> None:
+    """The acceptance list's "with 1 site" case: one site's rounds equal its own pooled fit
+    (coefficients, SEs and deviance), with weights and offset."""
+    sites = glm_sites(family, [500], p=4, seed=3, weights=True, offset=True)
+    fed = federated(sites, family)
+    ref = pooled(sites, family)
+    assert fed.converged and fed.iterations <= 25
+    assert np.max(np.abs(fed.coef - ref.params)) <= 1e-6  # type: ignore[attr-defined]
+    assert np.max(np.abs(fed.se - ref.bse)) <= 1e-6  # type: ignore[attr-defined]
+    assert abs(fed.deviance - ref.deviance) <= 1e-6 * max(1.0, ref.deviance)  # type: ignore[attr-defined]
 
 
 def test_singular_design_is_refused() -> None:

@@ -115,20 +115,21 @@ def test_verification_and_response_are_logged_by_the_raising_cdc() -> None:
 
 
 def _report(h: Harness, n: int, disease_code: str, district: str, day: date,
-            sex: str = "female") -> None:
+            sex: str = "female", age_band: str = "5-14") -> None:
     h.call(GATEWAY_A, "case_reports", "submit", {
         "report_id": f"r{n}", "cdc": "cdc", "disease_code": disease_code,
         "onset_date": day.isoformat(), "diagnosis_date": day.isoformat(), "district": district,
-        "age_band": "5-14", "sex": sex, "lab_status": "confirmed", "patient": f"{n:064x}",
+        "age_band": age_band, "sex": sex, "lab_status": "confirmed", "patient": f"{n:064x}",
         "reporter": os.urandom(32).hex(), "kex_kid": key_id(h.cdc_key.public),
         "payload": b64(os.urandom(64))})
 
 
 def seeded_outbreak() -> tuple[Harness, str]:
-    """Six years of seasonal shigellosis in three districts; an outbreak in 110105 in the last
-    week (boys); one cholera case in 110106 that week."""
+    """Six years of seasonal shigellosis in three districts, in three age bands; an outbreak in
+    110105 in the last week (boys aged 5-14); one cholera case in 110106 that week."""
     h = Harness((CaseReports(), Signals()), time_ms=1_764_201_600_000 + DAY_MS)
     rng = np.random.default_rng(7)
+    bands = np.random.default_rng(8)  # a stream of its own: the counts stay as they were
     last_monday = date(2025, 11, 17)
     n = 0
     for week in range(313):
@@ -137,7 +138,8 @@ def seeded_outbreak() -> tuple[Harness, str]:
         for district in ("110105", "110106", "110201"):
             for _ in range(int(rng.poisson(mean))):
                 n += 1
-                _report(h, n, "A03.9", district, monday + timedelta(days=int(rng.integers(7))))
+                _report(h, n, "A03.9", district, monday + timedelta(days=int(rng.integers(7))),
+                        age_band=str(bands.choice(["5-14", "25-44", "65+"])))
     for _ in range(25):
         n += 1
         _report(h, n, "A03.1", "110105", last_monday + timedelta(days=2), sex="male")
@@ -155,6 +157,8 @@ def test_monitor_finds_the_outbreak_grades_it_and_the_contract_accepts_the_evide
     assert float(outbreak["threshold"]) < outbreak["counts"][-1]
     assert ("shigellosis", (("region", "1101"),)) in found  # 110105 + 110106
     assert ("shigellosis", (("sex", "male"),)) in found
+    assert ("shigellosis", (("age_band", "5-14"),)) in found  # stratified by age group too
+    assert ("shigellosis", (("age_band", "65+"),)) not in found
     assert ("shigellosis", (("district", "110201"),)) not in found
     assert ("shigellosis", (("district", "110106"),)) not in found
     cholera = found[("cholera", (("district", "110106"),))]

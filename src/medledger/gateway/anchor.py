@@ -14,7 +14,10 @@ from typing import Any, Protocol
 import orjson
 
 from medledger.client.client import Client
+from medledger.gateway.envelope import leaf_id
 from medledger.gateway.errors import GatewayError
+
+__all__ = ["Anchorer", "LedgerAnchorer", "StateReader", "leaf_id"]
 
 
 class Anchorer(Protocol):
@@ -52,7 +55,3 @@ class LedgerAnchorer:
     def anchored_root(self, batch_id: str) -> str | None:
         raw = self.state.get_state(f"registry/batch/{self.org}/{batch_id}")
         return None if raw is None else str(orjson.loads(raw)["root"])
-
-
-def leaf_id(record_id: str, version: int) -> str:
-    return f"{record_id}.v{version}"

@@ -129,7 +129,7 @@ def medication_dispense(rid: str, subject: str, med: tuple[str, str, str], hande
             "subject": {"reference": f"Patient/{subject}"}, "whenHandedOver": handed}
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Built:
     """A resource built by this module, with its template key (everything that is the same
     for every resource of the template) and the leaves that vary (checked per resource)."""

@@ -11,7 +11,6 @@ different content is ``duplicate_conflict``.
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from collections import Counter
@@ -23,25 +22,35 @@ from typing import Any
 
 import orjson
 
-from medledger.gateway.anchor import Anchorer, leaf_id
+from medledger.gateway import envelope
+from medledger.gateway.anchor import Anchorer
 from medledger.gateway.deid import Pseudonymizer
 from medledger.gateway.errors import Reason
-from medledger.gateway.prepare import Prepared, Preparer, canonical, record_id, worker_chunk
+from medledger.gateway.prepare import (
+    Prepared,
+    Preparer,
+    canonical,
+    record_id,
+    worker_block,
+    worker_chunk,
+)
 from medledger.gateway.profile import Profile
 from medledger.gateway.sources import (
     BadRow,
     FileRejected,
     SourceRow,
     check_file,
+    delimited_blocks,
     read_delimited,
     read_xlsx,
 )
 from medledger.gateway.vault import Vault
-from medledger.records.batch import Batch
+from medledger.ledger.merkle import CompactRange
 
 GATEWAY_VERSION = "medledger-gateway/0.1.0"
 SEAL_WHOLE_FILE_MAX = 64 * 1024 * 1024
 SCHEMA_VERSION = "fhir-r4b/gw-0.1"
+COMMIT_ROWS = 10_000
 
 
 __all__ = ["GATEWAY_VERSION", "SCHEMA_VERSION", "FileReport", "Gateway", "Hl7Report",
@@ -106,6 +115,7 @@ class _Ctx:
     prof: Profile
     prep: Preparer
     file_hash: str
+    origin: envelope.Origin
 
 
 class Gateway:
@@ -125,11 +135,12 @@ class Gateway:
         self.progress = progress
         self.reports: list[FileReport] = []
         self.batches: list[str] = []
-        self._batch_entries: list[tuple[str, bytes]] = []
+        self._batch = CompactRange()        # the open batch's Merkle tree (root only)
         self._batch_id = self._new_batch_id()
         self._batch_system = ""
         self._pending_heads: dict[str, tuple[int, str, str, str]] = {}
-        self._patients: dict[str, bytes] = {}       # pseudonym → hash of its Patient this run
+        self._patients: dict[str, str] = {}         # pseudonym → hash of its Patient this run
+        self._uncommitted = 0
         self._heads: dict[str, tuple[int, str, str, str]] = {}   # prefetched for one chunk
         self._rec_rows: list[tuple[Any, ...]] = []
         self._out_rows: list[tuple[Any, ...]] = []
@@ -156,12 +167,20 @@ class Gateway:
             self.reports.append(report)
             return report
         self.vault.put_profile(prof.label, prof.model_dump_json())
-        ctx = _Ctx(report, prof, self._preparer(prof), file_hash)
+        ctx = self._ctx(report, prof)
         if prof.profile.format == "xlsx":
             try:
                 _, rows = read_xlsx(path)
             except FileRejected as exc:
                 return self._reject_file(path, prof, name, exc, rows=1)  # rows unknown
+        elif self.workers > 0:      # workers parse the lines too: only text crosses over
+            header, blocks = delimited_blocks(path, prof.profile.encoding, prof.delimiter)
+            self._run_prepared(ctx, self._parallel(ctx, (
+                (worker_block, (ctx.origin, header, prof.profile.encoding, prof.delimiter,
+                                start, lines))
+                for start, lines in blocks)))
+            self._finish_file(report)
+            return report
         else:
             _, rows = read_delimited(path, prof.profile.encoding, prof.delimiter)
         self._run_rows(ctx, rows)
@@ -218,7 +237,7 @@ class Gateway:
         """Run one held row again (after a review decision), outside the file-level
         idempotence check; its outcome replaces the earlier one."""
         report = FileReport(source_name, file_hash, prof.label)
-        self._run_rows(_Ctx(report, prof, self._preparer(prof), file_hash), [row])
+        self._run_rows(self._ctx(report, prof), [row])
         return report
 
     def ingest_rows(self, rows: Iterable[SourceRow | BadRow], prof: Profile, source_name: str,
@@ -230,36 +249,49 @@ class Gateway:
             self.reports.append(report)
             return report
         self.vault.put_profile(prof.label, prof.model_dump_json())
-        self._run_rows(_Ctx(report, prof, self._preparer(prof), file_hash), rows)
+        self._run_rows(self._ctx(report, prof), rows)
         self._finish_file(report)
         return report
 
-    def _preparer(self, prof: Profile) -> Preparer:
-        return Preparer(prof, self._decisions, self.pseudo.key, self.today, self.full_validation)
+    def _ctx(self, report: FileReport, prof: Profile) -> _Ctx:
+        origin = envelope.Origin(report.file_hash, prof.label, GATEWAY_VERSION, self.run_id)
+        prep = Preparer(prof, self._decisions, self.pseudo.key, self.today, self.vault.sealer,
+                        origin, self.full_validation)
+        return _Ctx(report, prof, prep, report.file_hash, origin)
 
     def _run_rows(self, ctx: _Ctx, rows: Iterable[SourceRow | BadRow]) -> None:
-        """Prepare rows (inline, or in worker processes), store them in chunks of 2,000."""
-        self.vault.begin()
+        """Prepare rows (inline, or in worker processes) and store them."""
         if self.workers > 0:
-            prepared: Iterable[list[Prepared]] = self._parallel(ctx, rows)
+            self._run_prepared(ctx, self._parallel(
+                ctx, ((worker_chunk, (ctx.origin, chunk)) for chunk in _chunks(rows, 1000))))
         else:
-            prepared = ([ctx.prep.row(r) for r in chunk] for chunk in _chunks(rows, 2000))
+            self._run_prepared(ctx, ([ctx.prep.row(r) for r in chunk]
+                                     for chunk in _chunks(rows, 2000)))
+
+    def _run_prepared(self, ctx: _Ctx, prepared: Iterable[list[Prepared]]) -> None:
+        """Store prepared rows chunk by chunk; commit every ``COMMIT_ROWS`` rows (random-key
+        index pages are written once per commit, so larger transactions write far less)."""
+        self.vault.begin()
         for chunk in prepared:
             self._prefetch(chunk)
             for p in chunk:
-                ctx.report.rows_in += 1
                 self._store(ctx, p)
+            ctx.report.rows_in += len(chunk)
             self._flush()
-            self.vault.commit()
+            self._uncommitted += len(chunk)
+            if self._uncommitted >= COMMIT_ROWS:
+                self.vault.commit()
+                self.vault.begin()
+                self._uncommitted = 0
             if self.progress:
                 self.progress(len(chunk))
-            self.vault.begin()
         self._flush()
         self.vault.commit()
+        self._uncommitted = 0
 
     def _prefetch(self, chunk: list[Prepared]) -> None:
         """Read the current heads of every record the chunk may touch in one query."""
-        rids = [p[5] for p in chunk if p[0] == "e"] + [f"pat-{p[3]}" for p in chunk
+        rids = [p[7] for p in chunk if p[0] == "e"] + [f"pat-{p[3]}" for p in chunk
                                                         if p[0] == "e"]
         self._heads = {}
         for i in range(0, len(rids), 900):
@@ -269,8 +301,11 @@ class Gateway:
             for rid, *head in self.vault.db.execute(q, part):
                 self._heads[rid] = (head[0], head[1], head[2], head[3])
 
-    def _parallel(self, ctx: _Ctx, rows: Iterable[SourceRow | BadRow]
+    def _parallel(self, ctx: _Ctx, jobs: Iterable[tuple[Callable[..., list[Prepared]],
+                                                       tuple[Any, ...]]]
                   ) -> Iterator[list[Prepared]]:
+        """Run ``fn(profile, decisions, *args)`` for every job in the worker processes, at
+        most two per worker ahead of the caller; results in job order."""
         import multiprocessing
         from collections import deque
         from concurrent.futures import ProcessPoolExecutor
@@ -282,12 +317,13 @@ class Gateway:
             self._pool = ProcessPoolExecutor(
                 self.workers, mp_context=multiprocessing.get_context("spawn"),
                 initializer=worker_init,
-                initargs=(key.version, key.secret, self.today.isoformat(), self.full_validation))
+                initargs=(key.version, key.secret, self.vault.sealer.key, self.today.isoformat(),
+                          self.full_validation))
         prof_json = ctx.prof.model_dump_json().encode()
         decisions = [(k, t, v) for (k, t), v in sorted(self._decisions.items())]
         pending: deque[Any] = deque()
-        for chunk in _chunks(rows, 1000):
-            pending.append(self._pool.submit(worker_chunk, prof_json, decisions, chunk))
+        for fn, args in jobs:
+            pending.append(self._pool.submit(fn, prof_json, decisions, *args))
             if len(pending) > 2 * self.workers:
                 yield pending.popleft().result()
         while pending:
@@ -353,25 +389,27 @@ class Gateway:
             self._emit(ctx, p)
 
     def _emit(self, ctx: _Ctx, p: Prepared) -> None:
-        _, position, raw, pseud, pat_text, rid, rtype, res_text, out, partial = p
-        pat_hash = hashlib.sha256(pat_text).digest()
+        (_, position, raw, pseud, pat_text, pat_hash, pat_v1, rid, rtype, res_text, res_hash,
+         res_v1, out, partial) = p
         pat_id = f"pat-{pseud}"
-        known = pat_id in self._pending_heads or pat_id in self._heads
-        if self._patients.get(pseud) != pat_hash and not (partial and known):
-            self._put(ctx, position, raw, pat_id, "Patient", pseud, pat_text, False)
+        if self._patients.get(pseud) != pat_hash and not (
+                partial and (pat_id in self._pending_heads or pat_id in self._heads)):
+            self._put(ctx, position, raw, pat_id, "Patient", pseud, pat_text, pat_hash, pat_v1,
+                      False)
             if len(self._patients) >= 200_000:
                 self._patients.clear()
             self._patients[pseud] = pat_hash
-        outcome = self._put(ctx, position, raw, rid, rtype, pseud, res_text, True)
+        outcome = self._put(ctx, position, raw, rid, rtype, pseud, res_text, res_hash, res_v1,
+                            True)
         if outcome == "conflict":
             return
         self._out_rows.append((ctx.report.source_name, position, ctx.file_hash, outcome,
                                *out, None, pseud, rid))
 
     def _put(self, ctx: _Ctx, position: str, raw: bytes, rid: str, rtype: str, subject: str,
-             res_text: bytes, count: bool) -> str:
-        """Store a new record or version; returns mapped | duplicate | conflict."""
-        res_hash = hashlib.sha256(res_text).hexdigest()
+             res_text: bytes, res_hash: str, v1: envelope.Sealed | None, count: bool) -> str:
+        """Store a new record or version; returns mapped | duplicate | conflict. ``v1`` is
+        the record sealed as version 1 where the row was prepared, if it was."""
         head = self._pending_heads.get(rid) or self._heads.get(rid)
         if head is not None and head[1] == res_hash:
             if count:
@@ -381,26 +419,25 @@ class Gateway:
             self._quarantine(ctx, position, raw, Reason.DUPLICATE_CONFLICT,
                              "record key seen earlier in this file with other content")
             return "conflict"
-        version = 1 if head is None else head[0] + 1
-        prev = None if head is None else head[3]
-        prov = {"source_file_sha256": ctx.file_hash, "position": position,
-                "profile": ctx.prof.label, "gateway_version": GATEWAY_VERSION,
-                "run_id": self.run_id, "record_id": rid, "version": version, "prev": prev}
-        # == canonical({"provenance": prov, "resource": res}) without re-serialising res
-        body = b'{"provenance":' + canonical(prov) + b',"resource":' + res_text + b"}"
-        fp = hashlib.sha256(body).digest()
-        leaf = len(self._batch_entries)
-        self._batch_entries.append((leaf_id(rid, version), fp))
+        if head is None:
+            version, prev = 1, None
+        else:
+            version, prev = head[0] + 1, head[3]
+        if head is None and v1 is not None:
+            fp, sealed, leaf = v1
+        else:
+            fp, sealed, leaf = envelope.seal(self.vault.sealer, ctx.origin, position, rid,
+                                             version, prev, res_text)
+        self._rec_rows.append((rid, version, rtype, subject, res_hash, fp, prev, sealed,
+                               ctx.file_hash, position, ctx.origin.profile, GATEWAY_VERSION,
+                               self.run_id, self._batch_id, self._batch.size))
+        self._batch.append(leaf)
         self._batch_system = ctx.prof.profile.source_system
-        sealed = self.vault.sealer.seal(body, f"record|{rid}|{version}".encode())
-        self._rec_rows.append((rid, version, rtype, subject, res_hash, fp.hex(), prev, sealed,
-                               ctx.file_hash, position, ctx.prof.label, GATEWAY_VERSION,
-                               self.run_id, self._batch_id, leaf))
-        self._pending_heads[rid] = (version, res_hash, ctx.file_hash, fp.hex())
+        self._pending_heads[rid] = (version, res_hash, ctx.file_hash, fp)
         if count:
             ctx.report.emitted += 1
             ctx.report.new_versions += version > 1
-        if len(self._batch_entries) >= self.batch_size:
+        if self._batch.size >= self.batch_size:
             self._flush()
             self._close_batch()
         return "mapped"
@@ -420,7 +457,7 @@ class Gateway:
         ctx.report.review += 1
         sealed = self.vault.sealer.seal(values_json,
                                         f"review|{ctx.file_hash}|{position}".encode())
-        self._r_rows.append((ctx.file_hash, ctx.report.source_name, position, ctx.prof.label,
+        self._r_rows.append((ctx.file_hash, ctx.report.source_name, position, ctx.origin.profile,
                              kind, term, reason, cands, sealed, "open", None, None, self.run_id))
         self._out_rows.append((ctx.report.source_name, position, ctx.file_hash, "review",
                                None, None, None, None, reason, None, None))
@@ -450,19 +487,18 @@ class Gateway:
         self._pending_heads.clear()
 
     def _close_batch(self) -> None:
-        if not self._batch_entries:
+        if not self._batch.size:
             return
-        batch = Batch(self._batch_entries)
-        bid, root = self._batch_id, batch.root.hex()
+        bid, root, count = self._batch_id, self._batch.root().hex(), self._batch.size
         status, tx, height = "pending", None, None
         if self.anchorer is not None:
-            got = self.anchorer.anchor(bid, root, batch.count, "FHIR", self._batch_system or
+            got = self.anchorer.anchor(bid, root, count, "FHIR", self._batch_system or
                                        "gateway", SCHEMA_VERSION)
             status, tx, height = "anchored", got["tx_id"], got["height"]
         self.vault.db.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?)",
-                              (bid, batch.count, root, status, tx, height, self._batch_system))
+                              (bid, count, root, status, tx, height, self._batch_system))
         self.batches.append(bid)
-        self._batch_entries = []
+        self._batch = CompactRange()
         self._batch_id = self._new_batch_id()
 
     def checkpoint(self) -> None:

@@ -11,6 +11,7 @@ Two checks (ADR 0017):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -32,7 +33,7 @@ def strings(node: Any) -> Iterator[str]:
 def row_leaks(identifiers: Iterable[str], outputs: Iterable[bytes]) -> str | None:
     """A description of the first identifier found in the serialised outputs (UTF-8 JSON as
     stored, so keys and values are both searched), or None."""
-    idents = [i.encode() for i in identifiers if len(i) >= 4 or (has_han(i) and len(i) >= 2)]
+    idents = _searchable(tuple(identifiers))
     if not idents:
         return None
     for text in outputs:
@@ -40,6 +41,13 @@ def row_leaks(identifiers: Iterable[str], outputs: Iterable[bytes]) -> str | Non
             if ident in text:
                 return f"an input identifier of {len(ident)} bytes"
     return None
+
+
+@functools.lru_cache(maxsize=65_536)        # a patient's identifiers repeat on every row
+def _searchable(identifiers: tuple[str, ...]) -> tuple[bytes, ...]:
+    """The identifiers long enough to search for, UTF-8 encoded."""
+    return tuple(i.encode() for i in identifiers
+                 if len(i) >= 4 or (has_han(i) and len(i) >= 2))
 
 
 def pattern_leaks(text: str) -> list[str]:

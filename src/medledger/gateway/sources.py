@@ -18,6 +18,7 @@ import csv
 import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,73 @@ class BadRow:
 def read_delimited(path: Path, encoding: str, delimiter: str
                    ) -> tuple[list[str], Iterator[SourceRow | BadRow]]:
     """(header, rows). A row whose field count differs from the header's is a ``BadRow``."""
+    f, tap, reader, header = _open_delimited(path, encoding, delimiter)
+    if header is None:
+        return [], iter(())
+
+    def rows() -> Iterator[SourceRow | BadRow]:
+        with f:
+            yield from _records(reader, tap, header, encoding, 0)
+
+    return header, rows()
+
+
+def delimited_blocks(path: Path, encoding: str, delimiter: str, size: int = 1000
+                     ) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    """(header, blocks): the data lines of the file cut into blocks of about ``size`` lines,
+    each ``(rows before it, its lines)`` and each ending where a CSV record ends, so
+    :func:`parse_block` turns every block into exactly the rows :func:`read_delimited` gives
+    for those lines. Cutting reads no more than the lines: a block without the quote
+    character ends at its last line (outside quotes every line is one record); a block with
+    one is parsed here, and extended until its last record is complete."""
+    f, _, _, header = _open_delimited(path, encoding, delimiter)
+    if header is None:
+        return [], iter(())
+
+    def blocks() -> Iterator[tuple[int, list[str]]]:
+        n = 0
+        with f:
+            lines = iter(f)
+            while block := list(islice(lines, size)):
+                if any('"' in line for line in block):
+                    block, count = _complete(block, lines, delimiter)
+                else:
+                    count = len(block) - sum(line in _BLANK for line in block)
+                yield n, block
+                n += count
+
+    return header, blocks()
+
+
+def parse_block(lines: list[str], start: int, header: list[str], encoding: str,
+                delimiter: str) -> list[SourceRow | BadRow]:
+    """The rows of one block of :func:`delimited_blocks`, numbered from ``start + 1``."""
+    tap = _LineTap(iter(lines))
+    return list(_records(csv.reader(tap, delimiter=delimiter), tap, header, encoding, start))
+
+
+_BLANK = frozenset({"\n", "\r\n", "\r"})   # lines csv reads as no record at all
+
+
+def _complete(block: list[str], more: Iterator[str], delimiter: str
+              ) -> tuple[list[str], int]:
+    """``block`` extended with lines of ``more`` until a record ends at its end; and how many
+    rows (records and parse errors; blank lines are none) it holds."""
+    extra = _LineTap(more)
+    reader = csv.reader(chain(block, extra), delimiter=delimiter)
+    count = 0
+    while reader.line_num < len(block):
+        try:
+            count += bool(next(reader))
+        except StopIteration:
+            break
+        except csv.Error:
+            count += 1
+    return block + extra.taken, count
+
+
+def _open_delimited(path: Path, encoding: str, delimiter: str
+                    ) -> tuple[Any, _LineTap, Any, list[str] | None]:
     f = open(path, encoding=encoding, errors="strict", newline="")  # noqa: SIM115
     _skip_bom(f, encoding)
     tap = _LineTap(iter(f))
@@ -115,34 +183,35 @@ def read_delimited(path: Path, encoding: str, delimiter: str
         header = [h.strip() for h in next(reader)]
     except StopIteration:
         f.close()
-        return [], iter(())
+        return f, tap, reader, None
     tap.taken.clear()
+    return f, tap, reader, header
 
-    def rows() -> Iterator[SourceRow | BadRow]:
-        n = 0
-        with f:
-            while True:
-                try:
-                    fields = next(reader)
-                except StopIteration:
-                    break
-                except csv.Error as exc:        # e.g. a field over csv.field_size_limit()
-                    n += 1
-                    raw = "".join(tap.taken).encode(encoding)
-                    tap.taken.clear()
-                    yield BadRow(str(n), raw, f"CSV: {exc}")
-                    continue
-                raw = "".join(tap.taken).encode(encoding)
-                tap.taken.clear()
-                if not fields:
-                    continue
-                n += 1
-                if len(fields) != len(header):
-                    yield BadRow(str(n), raw, f"{len(fields)} fields; header has {len(header)}")
-                    continue
-                yield SourceRow(str(n), dict(zip(header, fields, strict=True)), raw)
 
-    return header, rows()
+def _records(reader: Any, tap: _LineTap, header: list[str], encoding: str, n: int
+             ) -> Iterator[SourceRow | BadRow]:
+    """Rows from ``reader`` (fed by ``tap``), numbered from ``n + 1``."""
+    width = len(header)
+    while True:
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:        # e.g. a field over csv.field_size_limit()
+            n += 1
+            raw = "".join(tap.taken).encode(encoding)
+            tap.taken.clear()
+            yield BadRow(str(n), raw, f"CSV: {exc}")
+            continue
+        raw = "".join(tap.taken).encode(encoding)
+        tap.taken.clear()
+        if not fields:
+            continue
+        n += 1
+        if len(fields) != width:
+            yield BadRow(str(n), raw, f"{len(fields)} fields; header has {width}")
+            continue
+        yield SourceRow(str(n), dict(zip(header, fields, strict=True)), raw)
 
 
 def read_xlsx(path: Path) -> tuple[list[str], Iterator[SourceRow | BadRow]]:

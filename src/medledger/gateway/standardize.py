@@ -16,7 +16,7 @@ from medledger.gateway import loinc
 from medledger.gateway.dates import parse_date
 from medledger.gateway.errors import Reason, RowRejected
 from medledger.gateway.identifiers import normalise_rid, valid_rid
-from medledger.gateway.profile import IDENTIFIER_ELEMENTS, Profile
+from medledger.gateway.profile import ELEMENTS, IDENTIFIER_ELEMENTS, Profile
 from medledger.gateway.terminology import DxMatch, LabMatch, Terminology
 from medledger.gateway.units import to_ucum
 
@@ -26,7 +26,7 @@ SEX_DEFAULT = {"m": "male", "male": "male", "男": "male", "f": "female", "femal
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Standard:
     record_key: str
     identity: tuple[str, str]           # (namespace, normalised identifier) for the pseudonym
@@ -41,34 +41,33 @@ class Standard:
     med: tuple[str, str, str] | None = None  # (system URI, code, display) of a medication
 
 
+_NO_ELEMENTS = dict.fromkeys(ELEMENTS, "")
+
+
 def _elements(values: dict[str, Any], prof: Profile) -> dict[str, str]:
-    """Every mapped data element of the row as stripped text ("" when absent)."""
-    out: dict[str, str] = {}
+    """Every data element of the row as stripped text ("" when absent or not mapped)."""
+    out = _NO_ELEMENTS.copy()
     for element, col in prof.columns.items():
         v = values.get(col)
         out[element] = "" if v is None else (v.strip() if type(v) is str else str(v).strip())
     return out
 
 
-def _get(e: dict[str, str], prof: Profile, element: str) -> str:
-    return e.get(element, "")
-
-
 def _identity(values: dict[str, str], prof: Profile) -> tuple[str, str]:
-    rid = normalise_rid(_get(values, prof, "patient_id"))
+    rid = normalise_rid(values["patient_id"])
     if rid:
         if not valid_rid(rid):
             raise RowRejected(Reason.INVALID_IDENTIFIER, "resident ID fails its check digit "
                               "or has the wrong length")
         return "cn-rid", rid
-    mrn = _get(values, prof, "mrn")
+    mrn = values["mrn"]
     if not mrn:
         raise RowRejected(Reason.MISSING_KEY, "no patient identifier (resident ID or MRN)")
     return f"mrn:{prof.profile.site}", mrn
 
 
 def _gender(values: dict[str, str], prof: Profile) -> str:
-    raw = _get(values, prof, "sex")
+    raw = values["sex"]
     if not raw:
         return "unknown"
     table = prof.values.get("sex", {})
@@ -79,12 +78,12 @@ def _gender(values: dict[str, str], prof: Profile) -> str:
 
 
 def _lab_value(values: dict[str, str], prof: Profile, analyte: loinc.Analyte) -> float:
-    raw = _get(values, prof, "value").replace("，", ".")
+    raw = values["value"].replace("，", ".")
     if not raw:
         raise RowRejected(Reason.MISSING_VALUE, "lab value is empty")
     if not _NUMBER.match(raw):
         raise RowRejected(Reason.INVALID_VALUE, f"lab value {raw!r} is not a number")
-    unit_raw = _get(values, prof, "unit") or (prof.profile.default_unit or "")
+    unit_raw = values["unit"] or (prof.profile.default_unit or "")
     if not unit_raw:
         raise RowRejected(Reason.UNKNOWN_UNIT, "no unit and the profile declares no default")
     ucum = to_ucum(prof.units.get(unit_raw, unit_raw))
@@ -109,10 +108,10 @@ MED_SYSTEMS = {"ndc": "http://hl7.org/fhir/sid/ndc",
 def _medication(values: dict[str, str], prof: Profile) -> tuple[str, str, str]:
     """Drug codes pass through with their system (no drug terminology is mapped yet); a code
     without a known system is kept as the hospital's local code."""
-    code, name = _get(values, prof, "med_code"), _get(values, prof, "med_name")
+    code, name = values["med_code"], values["med_name"]
     if not code:
         raise RowRejected(Reason.MISSING_VALUE, "medication has no code")
-    raw_sys = _get(values, prof, "med_system")
+    raw_sys = values["med_system"]
     system = MED_SYSTEMS.get(raw_sys.lower(), f"urn:medledger:local-drug:{prof.profile.site}")
     return system, code, name or code
 
@@ -124,22 +123,22 @@ def standardise(values: dict[str, Any], prof: Profile, terms: Terminology) -> St
     if not key:
         raise RowRejected(Reason.MISSING_KEY, f"column {prof.columns['record_key']!r} is empty")
     identity = _identity(values, prof)
-    idents = tuple(v for v in (_get(values, prof, e) for e in IDENTIFIER_ELEMENTS) if v)
+    idents = tuple(v for e in IDENTIFIER_ELEMENTS if (v := values[e]))
     gender = _gender(values, prof)
     fmts = prof.profile.date_formats
-    birth = (parse_date(raw[prof.columns["birth_date"]], fmts) if values.get("birth_date")
+    birth = (parse_date(raw[prof.columns["birth_date"]], fmts) if values["birth_date"]
              else None)
-    if not values.get("date"):
+    if not values["date"]:
         raise RowRejected(Reason.MISSING_VALUE, "event date is empty")
     when = parse_date(raw[prof.columns["date"]], fmts)
     if prof.profile.kind.startswith("medication"):
         med = _medication(values, prof)
         return Standard(key, identity, idents, gender, birth, when, med=med, term=med[2])
     if prof.profile.kind == "diagnosis":
-        code, term = _get(values, prof, "dx_code"), _get(values, prof, "dx_term")
+        code, term = values["dx_code"], values["dx_term"]
         dx = terms.diagnosis(code or None, term or None)
         return Standard(key, identity, idents, gender, birth, when, dx=dx, term=term or code)
-    code, name = _get(values, prof, "test_code"), _get(values, prof, "test_name")
+    code, name = values["test_code"], values["test_name"]
     lab = terms.lab(code or None, name or None)
     value = _lab_value(values, prof, lab.analyte) if lab.analyte is not None else None
     return Standard(key, identity, idents, gender, birth, when, lab=lab, value=value,

@@ -76,10 +76,11 @@ class Sealer:
     def __init__(self, key: bytes) -> None:
         if len(key) != 32:
             raise GatewayError(f"vault key has {len(key)} bytes; want 32")
+        self.key = key          # handed to the run's own worker processes, never stored
         self._aead = AESGCM(key)
 
     def seal(self, plain: bytes, aad: bytes) -> bytes:
-        nonce = secrets.token_bytes(12)
+        nonce = os.urandom(12)          # what secrets.token_bytes returns, without its wrapper
         return nonce + self._aead.encrypt(nonce, plain, aad)
 
     def open(self, sealed: bytes, aad: bytes) -> bytes:

@@ -275,3 +275,28 @@ def test_an_interrupted_run_is_found_and_anchored_later(world: World, tmp_path: 
             assert len(anchor_pending(v, anchorer)) == 1
             after = verify(v, anchorer)
         assert after.ok and after.anchored == 1, after.findings   # the re-run's batch is empty
+
+
+def test_k_anonymous_research_extract(world: World, tmp_path: Path) -> None:
+    from medledger.gateway.kanon import check_extract, report
+
+    vault = world.vaults["hosp-a"]
+    qis = ("age", "gender", "code", "date")
+    out = tmp_path / "extract.csv"
+    doc = report(vault, qis, k=5, max_suppression=0.05, out=out)
+    assert doc["k_anonymous_after_suppression"] and doc["rows"] > 0
+    assert doc["written"] == doc["rows"] - doc["suppressed"]
+    assert doc["suppressed"] <= 0.05 * doc["rows"]
+    rows, smallest = check_extract(out, qis, 5)        # re-read: every class ≥ 5 subjects
+    assert rows == doc["written"] and smallest >= 5
+    text = out.read_text()
+    assert "k1-" not in text and pattern_leaks(text) == []    # no pseudonym, no identifier
+    with out.open(newline="") as fh:
+        extract = list(csv.DictReader(fh))
+    assert set(extract[0]) == {"subject", "record_type", "age", "gender", "date",
+                               "code_system", "code", "value", "unit"}
+    # a second extract cannot be joined to the first on its subjects
+    again = tmp_path / "again.csv"
+    report(vault, qis, k=5, max_suppression=0.05, out=again)
+    with again.open(newline="") as fh:
+        assert not {r["subject"] for r in extract} & {r["subject"] for r in csv.DictReader(fh)}

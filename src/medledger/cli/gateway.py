@@ -563,34 +563,44 @@ def mllp(
 @app.command("kanon")
 def kanon(vault: Path = VaultOpt, vault_key: Path | None = VaultKeyOpt,
           qi: str = typer.Option("birth_year,gender", help="Quasi-identifiers, comma-separated "
-                                 "(birth_year, gender, code)."),
+                                 "(birth_year, age, gender, code, date)."),
           k: int = typer.Option(5, min=2, help="Required patients per equivalence class."),
           max_suppression: float = typer.Option(0.05, min=0.0, max=1.0,
                                                 help="Largest share of rows to suppress."),
+          out: Path | None = typer.Option(None, "--out", help="Write the k-anonymous research "
+                                          "extract here (CSV)."),
           as_json: bool = JsonOpt) -> None:
-    """k-anonymity report of a research extract: birth-year generalisation levels, smallest
-    class and suppression needed; exit 1 if no level reaches k."""
+    """k-anonymous research extract: the least generalisation of the quasi-identifiers (age
+    bands, ICD-10 categories and chapters, months and years…) that reaches k with at most the
+    given suppression; --out writes it. Exit 1 if none does."""
     from medledger.gateway.kanon import report as k_report
 
     try:
         doc = k_report(_open_vault(vault, vault_key), tuple(q.strip() for q in qi.split(",")),
-                       k, max_suppression)
+                       k, max_suppression, out)
     except MedLedgerError as exc:
         _fail(exc)
     if as_json:
         print(json.dumps(doc))
     else:
         qis = ", ".join(doc["quasi_identifiers"])
-        t = Table(title=f"k-anonymity (k={k}) of {doc['rows']:,} rows on {qis}")
-        for col in ("birth-year band", "classes", "smallest class (patients)", "rows to suppress"):
+        t = Table(title=f"k-anonymity (k={k}) of {doc['rows']:,} rows, {doc['patients']:,} "
+                        f"patients, on {qis}")
+        for col in ("quasi-identifier", "generalised to"):
             t.add_column(col)
-        for lv in doc["levels"]:
-            t.add_row(f"{lv['band']} y", str(lv["classes"]), str(lv["smallest"]),
-                      str(lv["suppressed"]))
+        chosen = doc["chosen"]
+        for q in doc["quasi_identifiers"]:
+            t.add_row(q, chosen["generalisation"][q] if chosen else "-")
         console.print(t)
-        console.print(f"chosen band: {doc['chosen_band']} y, suppressing {doc['suppressed']}"
-                      if doc["k_anonymous_after_suppression"] else
-                      f"[red]no band reaches k={k} within {max_suppression:.0%} suppression[/]")
+        if chosen:
+            console.print(f"{chosen['classes']:,} classes, smallest {chosen['smallest']} "
+                          f"patients, {chosen['suppressed']:,} rows suppressed "
+                          f"({len(doc['levels'])} generalisations tried)")
+            if doc["out"]:
+                console.print(f"wrote {doc['written']:,} rows to {doc['out']}")
+        else:
+            console.print(f"[red]no generalisation reaches k={k} within "
+                          f"{max_suppression:.0%} suppression[/]")
     if not doc["k_anonymous_after_suppression"]:
         raise typer.Exit(1)
 

@@ -129,3 +129,28 @@ def structural_parent(code: str) -> str | None:
         if cand in WHO:
             return cand
     return None
+
+
+# WHO ICD-10 (2019) chapters: (first category, last category, roman numeral)
+CHAPTERS = (("A00", "B99", "I"), ("C00", "D48", "II"), ("D50", "D89", "III"),
+            ("E00", "E90", "IV"), ("F00", "F99", "V"), ("G00", "G99", "VI"),
+            ("H00", "H59", "VII"), ("H60", "H95", "VIII"), ("I00", "I99", "IX"),
+            ("J00", "J99", "X"), ("K00", "K93", "XI"), ("L00", "L99", "XII"),
+            ("M00", "M99", "XIII"), ("N00", "N99", "XIV"), ("O00", "O99", "XV"),
+            ("P00", "P96", "XVI"), ("Q00", "Q99", "XVII"), ("R00", "R99", "XVIII"),
+            ("S00", "T98", "XIX"), ("V01", "Y98", "XX"), ("Z00", "Z99", "XXI"),
+            ("U00", "U85", "XXII"))
+
+
+def category(code: str) -> str:
+    """The three-character category of a well-formed code: ``E11.9`` → ``E11``."""
+    return code[:3]
+
+
+def chapter(code: str) -> str | None:
+    """The WHO chapter holding a well-formed code, as ``IV E00-E90``; None outside them."""
+    cat = category(code)
+    for first, last, roman in CHAPTERS:
+        if first <= cat <= last:
+            return f"{roman} {first}-{last}"
+    return None

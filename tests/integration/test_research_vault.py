@@ -29,6 +29,8 @@ import numpy as np
 import orjson
 import pytest
 import statsmodels.api as sm
+from statsmodels.duration.hazard_regression import PHReg
+from statsmodels.duration.survfunc import SurvfuncRight
 
 from medledger.client.client import Client
 from medledger.errors import Code
@@ -174,7 +176,7 @@ def _reference(vault: Vault) -> dict[str, dict[str, Any]]:
     for r in vault.rows("SELECT record_id, version, resource_type, subject, body FROM records"):
         res = orjson.loads(vault.record_body(r[0], r[1], r[4]))["resource"]
         p = out.setdefault(r[3], {"year": None, "gender": None, "codes": [], "glucose": [],
-                                  "days": set()})
+                                  "days": set(), "stroke_days": []})
         if r[2] == "Patient":
             p["year"] = int(res["birthDate"]) if "birthDate" in res else None
             p["gender"] = res["gender"]
@@ -182,6 +184,9 @@ def _reference(vault: Vault) -> dict[str, dict[str, Any]]:
             p["codes"] += [c["code"] for c in res["code"]["coding"]
                            if c["system"] == "http://hl7.org/fhir/sid/icd-10"]
             p["days"].add(date.fromisoformat(res["recordedDate"]))
+            if any(c["system"] == "http://hl7.org/fhir/sid/icd-10" and c["code"].startswith("I63")
+                   for c in res["code"]["coding"]):
+                p["stroke_days"].append(date.fromisoformat(res["recordedDate"]))
         elif r[2] == "Observation":
             if res["code"]["coding"][0]["code"] == "14749-6":
                 p["glucose"].append(res["valueQuantity"]["value"])
@@ -189,6 +194,8 @@ def _reference(vault: Vault) -> dict[str, dict[str, Any]]:
     rows = {}
     for pid, p in out.items():
         days = sorted(p["days"])
+        first_stroke = min(p["stroke_days"], default=None)
+        start = min([*days[:1], *p["stroke_days"]], default=None)
         rows[pid] = {
             "age": np.nan if p["year"] is None else 2024.0 - p["year"],
             "female": {"female": 1.0, "male": 0.0}.get(p["gender"], np.nan),
@@ -197,7 +204,10 @@ def _reference(vault: Vault) -> dict[str, dict[str, Any]]:
             "diabetes": float(any(c.startswith("E11") for c in p["codes"])),
             "glucose": float(np.mean(p["glucose"])) if p["glucose"] else np.nan,
             "visits": float(len(days)),
-            "followup_days": float((days[-1] - days[0]).days) if days else np.nan}
+            "followup_days": float((days[-1] - days[0]).days) if days else np.nan,
+            "stroke": float(first_stroke is not None),
+            "days_to_stroke": np.nan if start is None else float(
+                ((first_stroke or days[-1]) - start).days)}
     return rows
 
 
@@ -304,6 +314,38 @@ def test_vault_sites_refuse_what_the_study_does_not_allow(world: World) -> None:
     other = w.study(variable_map="ee" * 32)
     with pytest.raises(ResearchError, match="variable map"):
         Federation(sites, study=other, recorder=w.recorder(other)).moments("age")
+
+
+def test_vault_sites_run_kaplan_meier_and_cox_recorded_as_survival(world: World) -> None:
+    """Survival analyses on the vaults, recorded on the ledger (the contract's ``survival``),
+    equal statsmodels on the consenting patients' rows computed by this file's own code."""
+    w = world
+    names = ["days_to_stroke", "stroke", "age", "female"]
+    sid = w.study(analyses=["survival"], variables=names)
+    sites = [vault_site(h, w.vaults[h], w.node.store) for h in HOSPITALS]
+    fed = Federation(sites, study=sid, secure=True, recorder=w.recorder(sid))
+    col = pooled(w, names)
+    ok = ~np.isnan(col["days_to_stroke"])
+    t, e = col["days_to_stroke"][ok], col["stroke"][ok]
+    assert 10 <= int(e.sum()) < e.size  # events and censored rows both occur
+    grid = list(np.arange(0.0, float(t.max()) + 1.0))  # whole days: every event time is on it
+    surv = fed.kaplan_meier("days_to_stroke", "stroke", grid)
+    ref = SurvfuncRight(t, e)
+    idx = np.searchsorted(ref.surv_times, grid, side="right") - 1
+    want = np.where(idx >= 0, ref.surv_prob[np.maximum(idx, 0)], 1.0)
+    assert np.max(np.abs(surv - want)) <= 1e-9
+
+    fit = fed.cox("days_to_stroke", "stroke", ["age", "female"], grid)
+    cc = np.all([~np.isnan(col[v]) for v in names], axis=0)
+    X = np.column_stack([col["age"][cc], col["female"][cc]])
+    cref = PHReg(col["days_to_stroke"][cc], X, status=col["stroke"][cc], ties="breslow").fit()
+    assert fit.converged
+    assert np.max(np.abs(fit.coef - cref.params)) <= 1e-6
+    assert np.max(np.abs(fit.se - cref.bse)) <= 1e-6
+    store = w.node.store
+    for entry in fed.trail:
+        raw = store.get_state(f"studies/query/{sid}/{entry['query_id']}")
+        assert raw is not None and orjson.loads(raw)["analysis"] == "survival"
 
 
 # -- sites as HTTP processes -----------------------------------------------------------------

@@ -11,7 +11,11 @@ from typing import Any
 
 from medledger.research.federation import variables_of
 
-__all__ = ["Call", "LedgerRecorder"]
+__all__ = ["CONTRACT_ANALYSIS", "Call", "LedgerRecorder"]
+
+CONTRACT_ANALYSIS = {"km": "survival", "cox": "survival"}
+"""A federation's analysis name → the ``studies`` contract's (its protocol allows
+``survival``, which covers Kaplan–Meier and Cox); the others are the same."""
 
 Call = Callable[[str, dict[str, Any]], Any]
 """``call(method, args)`` on the ``studies`` contract as one member; raises when refused."""
@@ -28,7 +32,8 @@ class LedgerRecorder:
 
     def query(self, query_id: str, query: dict[str, Any], query_hash: str) -> int | None:
         args = {"study": self.study, "query_id": query_id, "query_hash": query_hash,
-                "analysis": query["analysis"], "sites": list(query["sites"]),
+                "analysis": CONTRACT_ANALYSIS.get(query["analysis"], query["analysis"]),
+                "sites": list(query["sites"]),
                 "variables": variables_of(query["analysis"], query["params"]),
                 "dp_milli_eps": int(query.get("dp", {}).get("milli_eps", self.dp_milli_eps))}
         if self.algorithms is not None:

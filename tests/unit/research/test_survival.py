@@ -8,10 +8,13 @@ from statsmodels.duration.hazard_regression import PHReg
 from statsmodels.duration.survfunc import SurvfuncRight
 from tests.unit.research.conftest import make_sites
 from tests.unit.research.conftest import pooled as pooled_rows
+from tests.unit.research.harness import RESEARCHER, SITES, StudyHarness, active, gateway
 
+from medledger.contracts.base import ContractError
 from medledger.research import survival
 from medledger.research.errors import QueryRefused, ResearchError
 from medledger.research.federation import Federation
+from medledger.research.recorder import LedgerRecorder
 
 GRID = np.arange(1.0, 366.0)
 
@@ -89,3 +92,41 @@ def test_survival_needs_ten_rows_per_site() -> None:
     with pytest.raises(QueryRefused) as info:
         Federation(make_sites([8, 400, 900])).kaplan_meier("days", "died", list(range(1, 731)))
     assert info.value.refusals == {"hosp-a": "min_rows"}
+
+
+def test_survival_queries_are_recorded_on_the_ledger_as_the_protocols_survival() -> None:
+    """Kaplan–Meier and Cox run under a study's recorder: the contract knows them as
+    ``survival`` (a federation's ``km``/``cox`` were refused by its schema), each round's query,
+    responses and result are recorded, and a protocol without ``survival`` refuses them before
+    any site is asked."""
+    sites = make_sites([200, 400, 900, 1500])
+    for s, name in zip(sites, SITES, strict=True):
+        s.name = name
+    grid = list(np.arange(1.0, 731.0))
+    h = StudyHarness()
+    active(h, "s1", analyses=["survival"], variables=["days", "died", "age", "smoker"])
+    rec = LedgerRecorder("s1", lambda m, a: h.call(RESEARCHER, m, a),
+                         {n: (lambda m, a, n=n: h.call(gateway(n), m, a)) for n in SITES})
+    fed = Federation(sites, study="s1", secure=True, recorder=rec)
+    surv = fed.kaplan_meier("days", "died", grid)
+    assert np.array_equal(surv, Federation(sites).kaplan_meier("days", "died", grid))
+    fit = fed.cox("days", "died", ["age", "smoker"], grid)
+    assert fit.converged
+    queries = [e["query_id"] for e in fed.trail]
+    assert len(queries) >= 3  # one KM query, then one per Newton–Raphson round of the Cox fit
+    for qid in queries:
+        q = h.get(f"query/s1/{qid}")
+        assert q["analysis"] == "survival" and q["query_hash"] == fed.trail[
+            queries.index(qid)]["query"]
+        assert h.get(f"result/s1/{qid}")["result_hash"] == fed.trail[queries.index(qid)]["result"]
+        assert h.get(f"response/s1/{qid}/hosp-a")["outcome"] == "released"
+    assert sorted(h.get(f"query/s1/{queries[1]}")["variables"]) == ["age", "days", "died",
+                                                                       "smoker"]
+
+    h2 = StudyHarness()
+    active(h2, "s2", analyses=["glm"], variables=["days", "died"])
+    rec2 = LedgerRecorder("s2", lambda m, a: h2.call(RESEARCHER, m, a), {})
+    before = [len(s.audit) for s in sites]
+    with pytest.raises(ContractError, match="survival not in the protocol"):
+        Federation(sites, study="s2", recorder=rec2).kaplan_meier("days", "died", grid)
+    assert [len(s.audit) for s in sites] == before

@@ -142,6 +142,7 @@ class Node:
         # set by a cluster peer: newest final log size, and its status for /v1/health
         self.final_size: Callable[[], int] | None = None
         self.cluster_status: Callable[[], dict[str, Any]] | None = None
+        self._verify_threads = verify_threads
         self._pool = ThreadPoolExecutor(verify_threads, thread_name_prefix="admit")
         self._procs: ProcessPoolExecutor | None = None
         self._procs_n = admit_processes if store.opener() is not None else 0
@@ -445,26 +446,36 @@ class Node:
 
     def prepare_stream(self, raws: Sequence[bytes]) -> list[Admitted]:
         """Decode transactions a cluster's ordering service delivered and pre-verify their
-        signatures against committed state — in the admission processes when there are any, so
-        the signature math leaves this interpreter. Only the signature check is reused (keyed
-        by the exact public key); execution re-checks signer, key validity, nonce and everything
-        else. Bytes that do not decode are dropped; the rest keep their order."""
-        out: list[Admitted] = []
+        signatures against committed state — in the admission processes when there are any,
+        else on the admission threads (libsodium releases the GIL, so the signature math runs
+        beside the commit thread). Only the signature check is reused (keyed by the exact
+        public key); execution re-checks signer, key validity, nonce and everything else.
+        Bytes that do not decode are dropped; the rest keep their order."""
+        if not raws:
+            return []
         procs = self._procs
-        if procs is None or not raws:
-            for raw in raws:
-                with contextlib.suppress(MedLedgerError):
-                    out.append(Admitted(decode(raw), ()))
-            return out
-        size = max(64, -(-len(raws) // self._procs_n))
+        workers = self._procs_n if procs is not None else self._verify_threads
+        size = max(64, -(-len(raws) // workers))
         parts = [list(raws[i : i + size]) for i in range(0, len(raws), size)]
         now = self._clock()
-        jobs = [procs.submit(worker_admit, p, now) for p in parts]
-        for part, job in zip(parts, jobs, strict=True):
-            for raw, (status, _msg, keys) in zip(part, job.result(), strict=True):
-                if status in ("ok", "committed"):
-                    out.append(Admitted(decode_trusted(raw), keys))
-                else:  # the executor decides: it may be valid at its block, or invalid there
+        out: list[Admitted] = []
+        if procs is not None:
+            jobs = [procs.submit(worker_admit, p, now) for p in parts]
+            for part, job in zip(parts, jobs, strict=True):
+                for raw, (status, _msg, keys) in zip(part, job.result(), strict=True):
+                    if status in ("ok", "committed"):
+                        out.append(Admitted(decode_trusted(raw), keys))
+                    else:  # the executor decides: it may be valid at its block, or not
+                        with contextlib.suppress(MedLedgerError):
+                            out.append(Admitted(decode(raw), ()))
+            return out
+        tjobs = [self._pool.submit(admit_batch, p, self.chain_id, self.store, now)
+                 for p in parts]
+        for part, tjob in zip(parts, tjobs, strict=True):
+            for raw, verdict in zip(part, tjob.result(), strict=True):
+                if isinstance(verdict, Admitted):
+                    out.append(Admitted(verdict.tx, verdict.keys))
+                else:
                     with contextlib.suppress(MedLedgerError):
                         out.append(Admitted(decode(raw), ()))
         return out

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from medledger.cli.main import app
 from medledger.research.errors import ResearchError
 from medledger.research.variables import DEFAULT_MAP, DEFAULT_TOML, extract, parse_map
 
@@ -213,3 +216,27 @@ def test_records_without_dates_or_values_are_skipped() -> None:
     assert [ext.columns[n].tolist() for n in ("diabetes", "glu_n", "visits")] == [
         [0.0], [0.0], [1.0]]
     assert extract(MAP, recs, ["followup"]).columns["followup"].tolist() == [0.0]
+
+
+def test_cli_lists_the_map_and_its_digest(tmp_path: Path) -> None:
+    """``medledger research variables``: the digest a study's ``variable_map`` term names, the
+    built-in map as TOML (which parses back to the same digest), another map from ``--file``,
+    and a bad file refused with its code."""
+    runner = CliRunner()
+    shown = runner.invoke(app, ["research", "variables"], env={"COLUMNS": "300"})
+    assert shown.exit_code == 0, shown.output
+    assert DEFAULT_MAP.digest() in shown.output and "days_to_stroke" in shown.output
+    toml = runner.invoke(app, ["research", "variables", "--toml"])
+    assert toml.exit_code == 0 and toml.output == DEFAULT_TOML
+    path = tmp_path / "map.toml"
+    path.write_text(toml.output.replace('name = "hba1c"', 'name = "hba1c_latest"'))
+    other = runner.invoke(app, ["research", "variables", "--file", str(path)],
+                          env={"COLUMNS": "300"})
+    assert other.exit_code == 0, other.output
+    assert parse_map(path.read_text()).digest() in other.output
+    assert DEFAULT_MAP.digest() not in other.output
+    path.write_text("id = 1\n")
+    bad = runner.invoke(app, ["research", "variables", "--file", str(path)])
+    assert bad.exit_code == 2 and "bad_args" in bad.output
+    missing = runner.invoke(app, ["research", "variables", "--file", str(tmp_path / "no.toml")])
+    assert missing.exit_code == 2 and "not_found" in missing.output

@@ -300,3 +300,35 @@ def test_k_anonymous_research_extract(world: World, tmp_path: Path) -> None:
     report(vault, qis, k=5, max_suppression=0.05, out=again)
     with again.open(newline="") as fh:
         assert not {r["subject"] for r in extract} & {r["subject"] for r in csv.DictReader(fh)}
+
+
+def test_an_anchored_batch_is_committed_before_its_root_leaves(world: World,
+                                                               tmp_path: Path) -> None:
+    """A root on the ledger never names records the vault could still lose: when the anchor
+    is called, another connection already sees every record of the batch."""
+    import sqlite3
+
+    from medledger.gateway.deid import Pseudonymizer
+    from medledger.gateway.pipeline import Gateway
+
+    seen: list[tuple[int, int]] = []
+
+    class Watching:
+        org = "hosp-b"
+
+        def anchor(self, batch_id: str, root: str, count: int, *_: str) -> dict[str, object]:
+            db = sqlite3.connect(tmp_path / "v" / "vault.db")
+            seen.append((count, db.execute("SELECT count(*) FROM records WHERE batch_id=?",
+                                           (batch_id,)).fetchone()[0]))
+            db.close()
+            return {"tx_id": "00", "height": 1}
+
+        def anchored_root(self, batch_id: str) -> str | None:
+            return None
+
+    path = world.root / "syn" / "hosp-b" / "labs.tsv"
+    with Vault(tmp_path / "v") as v:
+        gw = Gateway(v, Pseudonymizer(world.key), Watching(), batch_size=25)
+        gw.ingest(path, service.load_profiles([path], None)[0][1])
+        gw.finish()
+    assert len(seen) > 2 and all(count == committed for count, committed in seen)

@@ -487,11 +487,17 @@ class Gateway:
         self._pending_heads.clear()
 
     def _close_batch(self) -> None:
+        """Anchor the open batch (its records are flushed) and record it. The batch's records
+        are committed first, so a root on the ledger never names records the vault lost."""
         if not self._batch.size:
             return
         bid, root, count = self._batch_id, self._batch.root().hex(), self._batch.size
         status, tx, height = "pending", None, None
         if self.anchorer is not None:
+            if self.vault.db.in_transaction:
+                self.vault.commit()
+                self.vault.begin()
+                self._uncommitted = 0
             got = self.anchorer.anchor(bid, root, count, "FHIR", self._batch_system or
                                        "gateway", SCHEMA_VERSION)
             status, tx, height = "anchored", got["tx_id"], got["height"]

@@ -1,8 +1,10 @@
-"""The consent demo end to end, then the ``medledger consent`` commands on its workspace."""
+"""The consent demo end to end (hosp-a's records from its gateway vault), then the
+``medledger consent`` commands on its workspace."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -10,11 +12,46 @@ from typer.testing import CliRunner
 
 from medledger.cli.main import app
 from medledger.client.light import LightClient, LightClientError
+from medledger.consent.exchange import records_digest
 from medledger.consent.status import verify_status
+from medledger.consent.vault_source import VaultSource
 from medledger.demo import consent as consent_demo
+from medledger.gateway.vault import Vault
 from medledger.workspace import Workspace
 
 pytestmark = pytest.mark.integration
+
+
+def test_demo_exchanges_the_patients_anchored_records_from_the_vault(tmp_path: Path) -> None:
+    result = consent_demo.run(workdir=tmp_path)
+    assert result.ok, result.lines
+    lines = dict(result.lines)
+    assert re.fullmatch(r"\d+ FHIR records of \d+ synthetic patients, de-identified, in \d+ "
+                        r"batch(es)? anchored by hosp-a/gw", lines["gateway vault (hosp-a)"])
+    patient = lines["patient (pseudonym)"]
+    assert re.fullmatch(r"k1-[0-9a-f]{32}", patient)
+    n = int(lines["their records in the vault"].split()[0])
+    assert lines["referral exchange"].startswith(f"granted: {n} records from hosp-a's vault")
+    assert "conditions" in lines["referral exchange"] and "labs" in lines["referral exchange"]
+    assert "matching its fingerprint in the batch anchored on the ledger" in \
+        lines["referral exchange"]
+    # what left the vault is what the vault holds for that pseudonym, current and anchored
+    with Vault(tmp_path / "vault-hosp-a") as vault:
+        held = VaultSource(vault).records(patient, ["labs", "conditions"])
+        labs = sum(r.category == "labs" for r in held)
+        assert len(held) == n and {r.category for r in held} == {"labs", "conditions"}
+        assert vault.rows("SELECT count(*) FROM batches WHERE status != 'anchored'")[0][0] == 0
+    store = Workspace(tmp_path / "consortium").store()
+    try:
+        for batch in {r.batch_id for r in held}:
+            assert store.get_state(f"registry/batch/hosp-a/{batch}") is not None
+    finally:
+        store.close()
+    assert lines["break-glass"].startswith(f"granted for 30 min: {labs} labs from the vault")
+    ws = str(tmp_path / "consortium")
+    r = CliRunner().invoke(app, ["consent", "log", patient, "--dir", ws, "--json"])
+    granted = [i["entry"] for i in json.loads(r.output) if i["entry"]["outcome"] == "granted"]
+    assert granted[0]["records"] == n and granted[0]["records_digest"] == records_digest(held)
 
 
 def test_demo_then_cli_log_and_status(tmp_path: Path) -> None:
@@ -23,6 +60,7 @@ def test_demo_then_cli_log_and_status(tmp_path: Path) -> None:
     lines = dict(result.lines)
     assert lines["next request"].startswith("denied: consent_revoked")
     assert lines["access log"].startswith("7 entries")
+    revoked_at = int(lines["revocation"].rsplit(" ", 1)[1])
     patient = lines["patient (pseudonym)"]
     ws = str(tmp_path / "consortium")
     runner = CliRunner()
@@ -34,12 +72,11 @@ def test_demo_then_cli_log_and_status(tmp_path: Path) -> None:
     assert [i["entry"]["outcome"] for i in items].count("granted") == 2
     r = runner.invoke(app, ["consent", "status", patient, "--dir", ws])
     assert json.loads(r.output)["consents"]["referral-0001"]["status"] == "revoked"
-    r = runner.invoke(app, ["consent", "status", patient, "--dir", ws, "--height", "3"])
+    r = runner.invoke(app, ["consent", "status", patient, "--dir", ws, "--height",
+                            str(revoked_at - 1)])
     assert json.loads(r.output)["consents"]["referral-0001"]["status"] == "active"
     r = runner.invoke(app, ["consent", "log", "not-a-pseudonym", "--dir", ws])
     assert r.exit_code == 2 and "bad_args" in r.output
-
-
 def test_demo_proves_status_then_cli_prove_and_proof_state(tmp_path: Path) -> None:
     result = consent_demo.run(workdir=tmp_path)
     assert result.ok, result.lines

@@ -92,6 +92,23 @@ class SiteClient(Protocol):
                 length: int) -> list[str]: ...
 
 
+def _noisy_counts(milli: int) -> Callable[[dict[str, Any], int], dict[str, Any]]:
+    """The DP release of a count table (``values["counts"]``) at ``milli`` thousandths of ε:
+    OpenDP integer Laplace on the summed counts (``dp.noisy_counts``)."""
+
+    def noisy(values: dict[str, Any], _n: int) -> dict[str, Any]:
+        from medledger.research import dp
+
+        exact = np.rint(np.asarray(values["counts"])).astype(np.int64)
+        table, spent = dp.noisy_counts(exact, milli / 1000)
+        if spent > milli / 1000 + 1e-12:
+            raise ResearchError(Code.INTERNAL, f"measurement spends {spent}, want "
+                                f"{milli / 1000}")
+        return {"counts": table.tolist()}
+
+    return noisy
+
+
 @dataclass
 class Federation:
     sites: Sequence[SiteClient]
@@ -220,19 +237,8 @@ class Federation:
         """Pooled counts; with ``epsilon`` a DP release (Laplace, OpenDP) charged to the study's
         budget before any site is asked."""
         milli = round(epsilon * 1000) if epsilon else 0
-
-        def noisy(values: dict[str, Any], _n: int) -> dict[str, Any]:
-            from medledger.research import dp
-
-            exact = np.rint(np.asarray(values["counts"])).astype(np.int64)
-            table, spent = dp.noisy_counts(exact, milli / 1000)
-            if spent > milli / 1000 + 1e-12:
-                raise ResearchError(Code.INTERNAL, f"measurement spends {spent}, want "
-                                    f"{milli / 1000}")
-            return {"counts": table.tolist()}
-
         values, _ = self.run("crosstab", {"levels": {k: list(v) for k, v in levels.items()}},
-                             dp_milli_eps=milli, release=noisy if milli else None)
+                             dp_milli_eps=milli, release=_noisy_counts(milli) if milli else None)
         table: np.ndarray[Any, Any] = np.rint(np.asarray(values["counts"])).astype(np.int64)
         return table
 
@@ -262,11 +268,26 @@ class Federation:
                              dp_milli_eps=milli, release=noisy)
         return values["total"] / max(values["count"], 1.0), values
 
-    def quantiles(self, variable: str, edges: Sequence[float], probs: Sequence[float]
-                  ) -> list[tuple[float, float, float]]:
-        values, _ = self.run("histogram", {"variable": variable, "edges": list(edges)})
-        counts = np.rint(np.asarray(values["counts"])).astype(np.int64)
-        return stats.quantiles(counts, np.asarray(edges, dtype=float), probs)
+    def histogram(self, variable: str, edges: Sequence[float], *,
+                  epsilon: float | None = None) -> np.ndarray[Any, Any]:
+        """Pooled counts per bin of the protocol's ``edges``; with ``epsilon`` a DP release:
+        one person is in one bin, so the histogram is a one-way table (L1 sensitivity 1) and
+        gets the same integer Laplace measurement as ``crosstab``, charged before any site is
+        asked. Noisy counts below zero are released as they are (clipping is post-processing
+        left to the reader, e.g. ``quantiles``)."""
+        milli = round(epsilon * 1000) if epsilon else 0
+        values, _ = self.run("histogram", {"variable": variable, "edges": list(edges)},
+                             dp_milli_eps=milli, release=_noisy_counts(milli) if milli else None)
+        counts: np.ndarray[Any, Any] = np.rint(np.asarray(values["counts"])).astype(np.int64)
+        return counts
+
+    def quantiles(self, variable: str, edges: Sequence[float], probs: Sequence[float], *,
+                  epsilon: float | None = None) -> list[tuple[float, float, float]]:
+        """Quantiles read off the pooled histogram: the bin is exact, the estimate within one
+        bin width. With ``epsilon`` they are read off the DP histogram (negative noisy counts
+        taken as 0), which costs ``epsilon`` once for all ``probs``."""
+        counts = self.histogram(variable, edges, epsilon=epsilon)
+        return stats.quantiles(np.maximum(counts, 0), np.asarray(edges, dtype=float), probs)
 
     def glm(self, family: glm.Family, y: str, x: Sequence[str], *, weights: str | None = None,
             offset: str | None = None, tol: float = 1e-10,

@@ -92,3 +92,35 @@ def test_dp_mean_is_charged_and_near_the_clamped_mean() -> None:
     assert h2.get("spent/s2") == {"milli_eps": 1000}
     assert fed2.trail[-1]["artifacts"]["result"]["n"] == -1
     assert dp.noisy_mean(100.0, 10, 5.0, 0.5)[2] == pytest.approx(0.5)
+
+
+def test_dp_histogram_and_quantiles_are_charged_and_noisy_only() -> None:
+    """A histogram (and the quantiles read off it) can ask for DP: one person is in one bin, so
+    it is charged like a count table, before any site is asked; what is released, hashed and
+    recorded is the noisy histogram, never the exact one or n."""
+    h = StudyHarness()
+    active(h, "s3", analyses=["histogram"], dp_budget_milli_eps=1000)
+    sites = make_sites([300, 400, 900, 1500])
+    for s, name in zip(sites, SITES, strict=True):
+        s.name = name
+    rec = LedgerRecorder("s3", lambda m, a: h.call(RESEARCHER, m, a),
+                         {n: (lambda m, a, n=n: h.call(gateway(n), m, a)) for n in SITES})
+    fed = Federation(sites, study="s3", secure=True, recorder=rec)
+    edges = [float(e) for e in np.linspace(20, 85, 14)]
+    exact = Federation(list(sites)).histogram("age", edges)
+    noisy = fed.histogram("age", edges, epsilon=0.5)
+    assert h.get("spent/s3") == {"milli_eps": 500}
+    assert noisy.shape == exact.shape and np.all(np.abs(noisy - exact) < 60)
+    released = fed.trail[-1]["artifacts"]["result"]
+    assert released == {"values": {"counts": noisy.tolist()}, "n": -1}
+    assert h.get(f"result/s3/{fed.trail[-1]['query_id']}")["result_hash"] == audit.digest(released)
+    probs = [0.25, 0.5, 0.75]
+    got = fed.quantiles("age", edges, probs, epsilon=0.5)
+    want = Federation(list(sites)).quantiles("age", edges, probs)
+    width = edges[1] - edges[0]
+    for (est, lo, hi), (ref, _, _) in zip(got, want, strict=True):
+        assert lo <= est <= hi and abs(est - ref) <= 2 * width  # ~2,000 rows, scale-2 noise
+    before = [len(s.audit) for s in sites]
+    with pytest.raises(ContractError, match="DP budget"):
+        fed.quantiles("age", edges, probs, epsilon=0.5)
+    assert [len(s.audit) for s in sites] == before

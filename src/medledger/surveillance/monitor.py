@@ -14,6 +14,14 @@ themselves, unchanged):
   0.05 for Farrington, 0.0001 instead of 0.001 for EARS C1/C2) makes it **red**, the two-level
   grading ESSENCE uses (p < 0.01 red, p < 0.05 yellow).
 
+With the CIDARS moving percentile method as the detector (``Detector("mpm", …)``), the
+percentile can be set per disease and per region (``MonitorConfig.mpm_thresholds``, and
+``mpm_red_thresholds`` for the red level): a district's series takes the entry of (disease,
+district), else (disease, its region), else the disease's, else the detector's own percentile;
+a region's series the (disease, region) entry; the age-band and sex series (every district) the
+disease's. The percentile used is written into the signal's parameters, so ``recheck``
+reproduces it.
+
 A week with no case raises nothing. ``raise_args`` are the ``signals.raise_signal`` arguments;
 ``recheck`` recomputes a recorded signal from the ledger as it was at ``as_of_height``.
 """
@@ -35,6 +43,7 @@ from medledger.surveillance.calendar import week_monday
 from medledger.surveillance.detect import detect
 from medledger.surveillance.diseases import AGE_BANDS, SEXES
 from medledger.surveillance.errors import SurveillanceError
+from medledger.surveillance.mpm import MpmThresholds
 from medledger.surveillance.series import WeekRange, WeekSeries
 from medledger.surveillance.signals import signal_id
 
@@ -75,6 +84,8 @@ class MonitorConfig:
     fallback: Detector | None = FALLBACK_DETECTOR
     region_of: Callable[[str], str | None] = FOUR_DIGIT_REGIONS
     by_age_and_sex: bool = True
+    mpm_thresholds: MpmThresholds | None = None  # yellow percentile per disease / region
+    mpm_red_thresholds: MpmThresholds | None = None  # red percentile (at least the yellow one)
 
 
 @dataclass
@@ -196,13 +207,44 @@ def run(state: views.Scanner, week: str, as_of_height: int,
     return out
 
 
+def _percentile(table: MpmThresholds | None, default: float, disease: str,
+                places: Sequence[str]) -> float:
+    """The most specific entry of ``table`` for ``disease`` in the first of ``places`` that has
+    one, else the disease's entry, else ``default``."""
+    if table is None:
+        return default
+    for place in places:
+        hit = table.by_disease_region.get((disease, place))
+        if hit is not None:
+            return hit
+    return table.by_disease.get(disease, default)
+
+
+def _mpm_detector(config: MonitorConfig, detector: Detector, s: _Series,
+                  disease: str) -> Detector:
+    """``detector`` with the percentiles of this disease and stratum (MPM only)."""
+    if detector.method != "mpm" or (config.mpm_thresholds is None
+                                    and config.mpm_red_thresholds is None):
+        return detector
+    district = s.stratum.get("district")
+    region = s.stratum.get("region") or (config.region_of(district) if district else None)
+    places = [p for p in (district, region) if p]
+    yellow = _percentile(config.mpm_thresholds,
+                         float(detector.options.get("percentile", 80.0)), disease, places)
+    red = _percentile(config.mpm_red_thresholds,
+                      float(detector.red_options.get("percentile", 95.0)), disease, places)
+    return Detector(detector.method, {**detector.options, "percentile": yellow},
+                    {**detector.red_options, "percentile": max(red, yellow)})
+
+
 def _detect(config: MonitorConfig, s: _Series, dates: tuple[date, ...], out: MonitorRun,
             disease: str) -> dict[str, Any] | None:
     for detector in (config.detector, config.fallback):
         if detector is None:
             continue
+        used = _mpm_detector(config, detector, s, disease)
         try:
-            return _evaluate(detector, s, dates)
+            return _evaluate(used, s, dates)
         except SurveillanceError as exc:
             out.skipped.append(f"{disease} {s.stratum} {detector.method}: {exc.message}")
     return None

@@ -20,7 +20,8 @@ from tests.unit.surveillance.harness import (
 from medledger.contracts.context import Caller
 from medledger.crypto.keys import b64, key_id
 from medledger.surveillance import monitor, views
-from medledger.surveillance.calendar import iso_week
+from medledger.surveillance.calendar import iso_week, week_monday
+from medledger.surveillance.mpm import MpmThresholds
 from medledger.surveillance.reports import CaseReports
 from medledger.surveillance.signals import Signals, signal_id
 
@@ -178,3 +179,45 @@ def test_params_round_trip_for_the_recheck() -> None:
     opts = {**monitor.NOUFAILY, "alpha": 0.01, "limit54": (5, 4), "m": "glm"}
     assert monitor._options(monitor._params(opts)) == opts
     assert monitor._params(opts)["pThresholdTrend"] == "1.0"
+
+
+def test_monitor_applies_mpm_percentiles_per_disease_and_region() -> None:
+    """CIDARS tunes the moving percentile per disease and per province: with MPM as the
+    monitor's detector, each stratum's series is tested at the most specific percentile of the
+    tables, the percentile used is recorded in the signal, and the evidence re-runs from it."""
+    h, week = seeded_outbreak()
+    mpm = monitor.Detector("mpm", {"b": 5, "w": 2, "percentile": 80.0},
+                           {"b": 5, "w": 2, "percentile": 95.0})
+    yellow = MpmThresholds(by_disease={"shigellosis": 90.0}, by_disease_region={
+        ("shigellosis", "110105"): 75.0, ("shigellosis", "1101"): 85.0})
+    red = MpmThresholds(by_disease={"shigellosis": 99.0},
+                        by_disease_region={("shigellosis", "1101"): 50.0})
+    config = monitor.MonitorConfig(detector=mpm, fallback=None, mpm_thresholds=yellow,
+                                   mpm_red_thresholds=red)
+    result = monitor.run(h.state, week, as_of_height=h.height, config=config)
+    found = {(s["disease"], tuple(s["stratum"].items())): s for s in result.signals}
+    outbreak = found[("shigellosis", (("district", "110105"),))]
+    assert outbreak["method"] == "mpm" and outbreak["grade"] == "red"
+    # district entry for yellow; red falls back to the region's 50, raised to the yellow 75
+    assert (outbreak["parameters"]["percentile"], outbreak["red_parameters"]["percentile"]) \
+        == ("75.0", "75.0")
+    region = found[("shigellosis", (("region", "1101"),))]
+    assert region["parameters"]["percentile"] == "85.0"
+    boys = found[("shigellosis", (("sex", "male"),))]
+    assert (boys["parameters"]["percentile"], boys["red_parameters"]["percentile"]) == (
+        "90.0", "99.0")
+    neighbour = monitor._Series({"district": "110106"}, ["110106"], [])
+    used = monitor._mpm_detector(config, mpm, neighbour, "shigellosis")
+    assert used.options["percentile"] == 85.0  # no district entry: its region's
+    other = monitor._mpm_detector(config, mpm, neighbour, "cholera")
+    assert (other.options["percentile"], other.red_options["percentile"]) == (80.0, 95.0)
+    for s in result.signals:
+        h.call(CDC_SERVICE, "signals", "raise_signal", s)  # the contract agrees with each grade
+        if s["method"] == "mpm":  # what recheck does: the recorded parameters reproduce it
+            again = monitor._evaluate(monitor.Detector(
+                "mpm", monitor._options(s["parameters"]), monitor._options(s["red_parameters"])),
+                monitor._Series(s["stratum"], s["districts"], s["counts"]),
+                tuple(week_monday(s["first_week"]) + timedelta(weeks=i)
+                      for i in range(len(s["counts"]))))
+            assert again is not None and (again["threshold"], again["grade"]) == (
+                s["threshold"], s["grade"])

@@ -95,7 +95,10 @@ def log(
         for item in items:
             e = item["entry"]
             flag = " BREAK-GLASS" if e["break_glass"] else ""
-            print(f"{_when(e['time'])}  h{e['height']}  {e['requester']} -> {e['holder']}  "
+            who = e["requester"]
+            if e.get("claimed_requester"):  # nobody authenticated (ADR 0045)
+                who = f"unauthenticated, claims {e['claimed_requester']} (recorded by {who})"
+            print(f"{_when(e['time'])}  h{e['height']}  {who} -> {e['holder']}  "
                   f"{e['purpose']} {','.join(e['categories'])}  {e['outcome']} "
                   f"({e['reason']}){flag}  {item['proof_status']}")
         print(f"{len(items)} entries")

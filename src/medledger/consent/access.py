@@ -3,6 +3,9 @@
 Each entry says who asked (member, organisation), whose data (pseudonym), which categories, for
 what purpose, under which consent, the outcome (``granted``, ``denied``, or ``rejected`` when the
 requester refused what it received) and a reason code (``medledger.consent.model.Reason``).
+A request whose signature does not verify under the named member's key (``bad_signature``,
+``unknown_requester``) authenticates nobody: its entry names the holder's recorder as
+``requester`` and the member it claimed as ``claimed_requester`` (ADR 0045).
 
 The ledger enforces as well as records: a ``granted`` entry for reason ``consented`` is refused
 (``conflict``) unless the consent decision holds at the block's time, so a holder cannot log a
@@ -34,6 +37,8 @@ MEMBER = r"^[a-z0-9][a-z0-9-]{0,62}/[a-z0-9][a-z0-9._-]{0,62}$"
 MAX_BREAK_GLASS_MS = 24 * 3_600_000
 EMERGENCY_ROLES = frozenset({"physician", "nurse"})
 RECORDER_ROLES = frozenset({"gateway", "data-steward", "org-admin"})
+# refusals before anyone is authenticated: recorded under the holder's recorder (ADR 0045)
+UNAUTHENTICATED = frozenset({m.Reason.BAD_SIGNATURE, m.Reason.UNKNOWN_REQUESTER})
 
 
 class RecordArgs(Args):
@@ -51,11 +56,17 @@ class RecordArgs(Args):
     until: int | None = Field(default=None, ge=0)
     records: int = Field(default=0, ge=0, le=10_000_000)
     records_digest: str | None = Field(default=None, pattern=HASH_HEX)
+    claimed_requester: str | None = Field(default=None, pattern=MEMBER)
 
     @model_validator(mode="after")
     def _check(self) -> RecordArgs:
         if self.reason not in m.Reason.__members__.values():
             raise ValueError(f"reason {self.reason!r}; want one of {[r.value for r in m.Reason]}")
+        if self.claimed_requester is not None and (
+                self.outcome != "denied" or self.reason not in UNAUTHENTICATED):
+            want = sorted(r.value for r in UNAUTHENTICATED)
+            raise ValueError(f"claimed_requester is for denied {want} entries; got "
+                             f"{self.outcome} {self.reason}")
         if (self.outcome == "granted") != (self.reason in m.GRANTING):
             raise ValueError(f"outcome {self.outcome} does not fit reason {self.reason}")
         if self.reason == m.Reason.BREAK_GLASS and not self.break_glass:
@@ -80,23 +91,34 @@ class AccessLog(Contract):
             reads=lambda a, org: [f"access/req/{a.get('request_id', '')}",
                                   f"consent/p/{a.get('patient', '')}"])
     def record(self, ctx: Context, args: RecordArgs) -> Any:
-        """Record one access decision (the holder) or a rejected delivery (the requester)."""
+        """Record one access decision (the holder) or a rejected delivery (the requester).
+
+        An unauthenticated attempt (``claimed_requester`` set) names its recorder as
+        ``requester`` and neither needs nor claims ``req/<request_id>``: a forged copy of a
+        request must not use up the genuine one (ADR 0045)."""
         req_key = f"req/{args.request_id}"
+        claimed = args.claimed_requester is not None
+        decides = not claimed and args.outcome != "rejected"
         replay = args.reason == m.Reason.REPLAYED_REQUEST
-        if not replay and args.outcome != "rejected" and ctx.exists(req_key):
+        if decides and not replay and ctx.exists(req_key):
             raise ContractError(Code.ALREADY_EXISTS, f"request {args.request_id} was already "
                                 "decided; a replay is recorded with reason replayed_request")
+        if claimed and args.requester != ctx.caller.id:
+            raise ContractError(Code.FORBIDDEN, f"an unauthenticated attempt is recorded under "
+                                f"its recorder: got requester {args.requester}, want "
+                                f"{ctx.caller.id}")
         self._check_recorder(ctx, args)
         if args.reason == m.Reason.CONSENTED:
             self._check_consent(ctx, args)
         if args.break_glass and args.outcome == "granted":
             self._check_break_glass(ctx, args)
         key = entry_key(args.patient, ctx.height, ctx.tx_id)
-        doc = {**args.model_dump(mode="json"), "recorded_by": ctx.caller.id,
-               "height": ctx.height, "time": ctx.time, "tx": ctx.tx_id,
-               "flagged": args.break_glass}
+        # entries without a claim keep the shape they had before the field (replay from genesis)
+        fields = args.model_dump(mode="json", exclude=None if claimed else {"claimed_requester"})
+        doc = {**fields, "recorded_by": ctx.caller.id, "height": ctx.height, "time": ctx.time,
+               "tx": ctx.tx_id, "flagged": args.break_glass}
         ctx.put(key, doc)
-        if not replay and args.outcome != "rejected":
+        if decides and not replay:
             ctx.put(req_key, {"entry": key})
         if args.break_glass:
             ctx.put(f"review/{args.holder}/{key[2:]}", {"entry": key, "status": "pending"})

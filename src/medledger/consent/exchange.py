@@ -3,12 +3,15 @@
 1. The requester signs a request (``sign_request``): who asks, which holder, whose records
    (pseudonym), which categories, the purpose, a random nonce and the time; optionally a
    break-glass justification and duration. Ed25519 over ``DOMAIN ‖ canonical JSON``.
-2. The holder (``Holder.handle``) checks, in order: the schema, that it is the holder, the
-   signer's key on the ledger (revoked → ``key_revoked``), the signature, freshness (± 5 min),
-   replay (the request id already on the ledger or seen here), then break-glass rules or the
-   consent decision at the ledger's current height (``model.decide``). Every decision — granted
-   or denied — becomes an ``access.record`` transaction; the holder releases nothing before the
-   grant is in a block (the contract re-checks the consent at block time).
+2. The holder (``Holder.handle``) checks, in order: the schema; the signature under the named
+   member's key ``kid`` as registered on the ledger, whatever its status (``unknown_requester``,
+   ``bad_signature``: unauthenticated, recorded under this gateway with the claimed member as
+   ``claimed_requester``, ADR 0045); the member and key active now (``key_revoked``); that it
+   is the holder (``wrong_holder``); freshness (± 5 min); replay (the request id already on the
+   ledger or seen here); then break-glass rules or the consent decision at the ledger's current
+   height (``model.decide``). Every decision — granted or denied — becomes an ``access.record``
+   transaction; the holder releases nothing before the grant is in a block (the contract
+   re-checks the consent at block time).
 3. A grant is one HPKE message (RFC 9180, X25519 + AES-128-GCM; ``medledger.crypto.hpke``) sealed
    to the requester organisation's registered ``kex_key``, with ``info`` naming the chain and the
    request id: another organisation's key cannot open it.
@@ -41,7 +44,7 @@ from medledger.consortium.model import member_key, org_key, signing_key
 from medledger.contracts.base import Args
 from medledger.crypto import canonical, hpke
 from medledger.crypto.keys import SigningKey, key_id, unb64, verify
-from medledger.errors import Code, MedLedgerError
+from medledger.errors import MedLedgerError
 from medledger.gateway.anchor import leaf_id
 from medledger.ledger import merkle
 from medledger.ledger import tx as txmod
@@ -158,7 +161,12 @@ class Holder:
             raise ExchangeError(m.Reason.MALFORMED_REQUEST, exc.message) from None
         rid = hashlib.sha256(raw).hexdigest()
         now = self.ledger.clock()
-        reason, detail = self._authenticate(req, rid, raw, kid, sig_b64, now)
+        member = self.ledger.state(f"consortium/{member_key(req.requester)}")
+        reason, detail = self._signature(member, req, raw, kid, sig_b64)
+        if reason is not None:  # nobody is authenticated: the holder vouches for the attempt
+            entry = self._record(req, rid, "denied", reason, claimed_requester=req.requester)
+            raise ExchangeError(reason, f"unauthenticated: {detail}", entry)
+        reason, detail = self._authenticate(member, req, rid, kid, now)
         decision = m.Decision(m.Reason.NO_CONSENT)
         if reason is None:
             reason, detail, decision = self._authorise(req, now)
@@ -167,27 +175,37 @@ class Holder:
             raise ExchangeError(reason, detail, entry)
         return self._release(req, rid, decision, now)
 
-    def _authenticate(self, req: RequestBody, rid: str, raw: bytes, kid: str, sig_b64: str,
-                      now: int) -> tuple[m.Reason | None, str]:
-        if req.holder != self.ledger.org or req.chain != self.ledger.node.chain_id:
-            return m.Reason.WRONG_HOLDER, (f"request is for {req.holder} on {req.chain}; this is "
-                                           f"{self.ledger.org} on {self.ledger.node.chain_id}")
-        member = self.ledger.state(f"consortium/{member_key(req.requester)}")
+    @staticmethod
+    def _signature(member: dict[str, Any] | None, req: RequestBody, raw: bytes, kid: str,
+                   sig_b64: str) -> tuple[m.Reason | None, str]:
+        """Did ``member`` (the one the request names, as on the ledger now) sign it with its key
+        ``kid``, whatever that key's status? Until this holds the request's claims are nobody's
+        (ADR 0045)."""
         if member is None:
             return m.Reason.UNKNOWN_REQUESTER, f"no member {req.requester}"
+        keys = [k for k in member["keys"] if k["kid"] == kid]
+        if not keys:
+            return m.Reason.UNKNOWN_REQUESTER, f"member {req.requester} has no key {kid}"
+        try:
+            sig = base64.b64decode(sig_b64, validate=True)
+        except ValueError:
+            return m.Reason.BAD_SIGNATURE, "signature is not base64"
+        if not verify(unb64(keys[0]["pub"], length=32), DOMAIN + raw, sig):
+            return m.Reason.BAD_SIGNATURE, f"signature does not verify under key {kid}"
+        return None, ""
+
+    def _authenticate(self, member: dict[str, Any], req: RequestBody, rid: str, kid: str,
+                      now: int) -> tuple[m.Reason | None, str]:
+        """The signer's standing now (member and key active), the holder, freshness, replay."""
         if member["status"] != "active":
             return m.Reason.KEY_REVOKED, f"member {req.requester} is {member['status']}"
         try:
-            key = signing_key(member, kid, now)
-            sig = base64.b64decode(sig_b64, validate=True)
+            signing_key(member, kid, now)
         except MedLedgerError as exc:
-            if exc.code is Code.UNKNOWN_SIGNER:
-                return m.Reason.UNKNOWN_REQUESTER, exc.message
             return m.Reason.KEY_REVOKED, exc.message
-        except ValueError:
-            return m.Reason.BAD_SIGNATURE, "signature is not base64"
-        if not verify(unb64(key["pub"], length=32), DOMAIN + raw, sig):
-            return m.Reason.BAD_SIGNATURE, f"signature does not verify under key {kid}"
+        if req.holder != self.ledger.org or req.chain != self.ledger.node.chain_id:
+            return m.Reason.WRONG_HOLDER, (f"request is for {req.holder} on {req.chain}; this is "
+                                           f"{self.ledger.org} on {self.ledger.node.chain_id}")
         if abs(now - req.time) > MAX_SKEW_MS:
             return m.Reason.STALE_REQUEST, (f"request time {req.time}; want within "
                                             f"{MAX_SKEW_MS} ms of {now}")
@@ -221,8 +239,14 @@ class Holder:
         return None, "", d
 
     def _record(self, req: RequestBody, rid: str, outcome: str, reason: m.Reason,
-                consent_id: str | None = None, **extra: Any) -> str:
-        args = {"request_id": rid, "requester": req.requester, "holder": self.ledger.org,
+                consent_id: str | None = None, *, claimed_requester: str | None = None,
+                **extra: Any) -> str:
+        """Record the decision as ``access.record``; an unauthenticated attempt names this
+        gateway as requester and the member it claimed as ``claimed_requester``."""
+        requester = req.requester
+        if claimed_requester is not None:
+            requester, extra["claimed_requester"] = self.ledger.member_id, claimed_requester
+        args = {"request_id": rid, "requester": requester, "holder": self.ledger.org,
                 "patient": req.patient, "categories": req.categories, "purpose": req.purpose,
                 "outcome": outcome, "reason": reason.value, "consent_id": consent_id,
                 "break_glass": req.break_glass is not None, **extra}

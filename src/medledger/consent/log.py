@@ -27,7 +27,7 @@ from medledger.ledger.store.base import Store
 from medledger.node import views
 
 FIELDS = ("requester", "holder", "patient", "categories", "purpose", "outcome", "reason",
-          "consent_id", "break_glass")
+          "consent_id", "break_glass", "claimed_requester")
 
 
 def patient_log(store: Store, patient: str, *, proofs: bool = True,

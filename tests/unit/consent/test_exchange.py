@@ -13,7 +13,7 @@ from tests.conftest import T0
 from tests.unit.consent.conftest import FORM, PATIENT, Parties, grant
 
 from medledger.consent.errors import ExchangeError
-from medledger.consent.exchange import Delivery, Holder, Requester, sign_request
+from medledger.consent.exchange import Delivery, Holder, Requester, request_id, sign_request
 from medledger.consent.model import Reason
 from medledger.crypto import canonical, hpke
 from medledger.crypto.hpke import HpkeError
@@ -146,16 +146,44 @@ def test_request_signed_with_a_revoked_key(parties: Parties) -> None:
     kid = p.lg.ring.signing["hosp-b/dr"].kid
     p.lg.ok("hosp-b/root", "consortium", "revoke_key", {"member": "hosp-b/dr", "kid": kid})
     p.lg.clock.advance(1)
-    refused(p, ask(p), Reason.KEY_REVOKED)
+    signed = ask(p)
+    last = refused(p, signed, Reason.KEY_REVOKED)
+    # signed with that key: evidence that whoever holds the revoked key used it
+    assert last["requester"] == "hosp-b/dr" and "claimed_requester" not in last
+    forged = sign_request({**signed["body"], "nonce": "0f" * 16},
+                          p.lg.ring.signing["hosp-b/clerk"])
+    forged["kid"] = kid
+    last = refused(p, forged, Reason.BAD_SIGNATURE)  # naming a revoked key proves nothing
+    assert last["claimed_requester"] == "hosp-b/dr"
 
 
-def test_forged_signature(parties: Parties) -> None:
+def unauthenticated(p: Parties, signed: dict[str, Any], reason: Reason,
+                    claimed: str) -> dict[str, Any]:
+    """Refused, recorded under the holder's gateway with the claim marked (ADR 0045)."""
+    last = refused(p, signed, reason)
+    assert last["requester"] == last["recorded_by"] == "hosp-a/gw"
+    assert last["claimed_requester"] == claimed
+    assert p.lg.state(f"access/req/{request_id(signed['body'])}") is None
+    return last
+
+
+def test_forged_signature_is_recorded_under_the_holder_and_uses_up_nothing(
+        parties: Parties) -> None:
     p = parties
     grant(p.lg)
     signed = ask(p)
     forged = sign_request(signed["body"], p.lg.ring.signing["hosp-b/clerk"])
     forged["kid"] = signed["kid"]
-    refused(p, forged, Reason.BAD_SIGNATURE)
+    with pytest.raises(ExchangeError, match="unauthenticated"):
+        p.holder.handle(forged)
+    unauthenticated(p, forged, Reason.BAD_SIGNATURE, "hosp-b/dr")  # each attempt is recorded
+    unauthenticated(p, {**forged, "signature": "not base64!"}, Reason.BAD_SIGNATURE,
+                    "hosp-b/dr")
+    # the forger saw the body: its copies did not use up the genuine request
+    got = p.requester.accept(signed, p.holder.handle(signed))
+    assert len(got) == 3
+    assert [(e["requester"], e["outcome"]) for e in entries(p)] == [
+        ("hosp-a/gw", "denied")] * 3 + [("hosp-b/dr", "granted")]
 
 
 def test_stale_request(parties: Parties) -> None:
@@ -255,4 +283,25 @@ def test_wrong_holder_unknown_requester_and_uncovered_category(parties: Parties)
     refused(p, ask(p, categories=["labs", "notes"]), Reason.CATEGORY_NOT_CONSENTED)
     signed = ask(p)
     ghost = {**signed["body"], "requester": "hosp-b/ghost"}
-    refused(p, sign_request(ghost, p.lg.ring.signing["hosp-b/dr"]), Reason.UNKNOWN_REQUESTER)
+    unauthenticated(p, sign_request(ghost, p.lg.ring.signing["hosp-b/dr"]),
+                    Reason.UNKNOWN_REQUESTER, "hosp-b/ghost")
+    unknown_kid = {**ask(p), "kid": "no-such-key"}
+    unauthenticated(p, unknown_kid, Reason.UNKNOWN_REQUESTER, "hosp-b/dr")
+
+
+def test_the_ledger_keeps_a_claimed_requester_to_unauthenticated_denials(
+        parties: Parties) -> None:
+    p = parties
+    base = {"request_id": "22" * 32, "requester": "hosp-a/gw", "holder": "hosp-a",
+            "patient": PATIENT, "categories": ["labs"], "purpose": "referral",
+            "outcome": "denied", "reason": "bad_signature", "claimed_requester": "hosp-b/dr"}
+    for bad in ({"reason": "no_consent"}, {"outcome": "granted", "reason": "consented"},
+                {"claimed_requester": "not a member"}):
+        assert p.lg.call("hosp-a/gw", "access", "record", {**base, **bad}).code == Code.BAD_ARGS
+    # the recorder vouches for the attempt: it cannot name anyone else as requester
+    r = p.lg.call("hosp-a/gw", "access", "record", {**base, "requester": "hosp-b/dr"})
+    assert r.code == Code.FORBIDDEN
+    p.lg.ok("hosp-a/gw", "access", "record", base)
+    p.lg.ok("hosp-a/gw", "access", "record", base)  # the same forged request again
+    assert [e["claimed_requester"] for e in entries(p)] == ["hosp-b/dr"] * 2
+    assert p.lg.state(f"access/req/{'22' * 32}") is None

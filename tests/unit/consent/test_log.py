@@ -55,3 +55,22 @@ def test_not_a_pseudonym_is_bad_args(parties: Parties) -> None:
     with pytest.raises(MedLedgerError) as err:
         patient_log(parties.lg.store, "110101199003071234")
     assert err.value.code is Code.BAD_ARGS
+
+
+def test_an_unauthenticated_attempt_is_in_the_log_as_such_and_proven(parties: Parties) -> None:
+    p = parties
+    signed = p.requester.request("hosp-a", PATIENT, ["labs"], "referral")
+    forged = {**signed, "signature": base64.b64encode(b"\x00" * 64).decode()}
+    with pytest.raises(ExchangeError):
+        p.holder.handle(forged)
+    p.lg.filler()
+    [item] = patient_log(p.lg.store, PATIENT)
+    e = item["entry"]
+    assert (e["requester"], e["claimed_requester"], e["reason"]) == (
+        "hosp-a/gw", "hosp-b/dr", "bad_signature")
+    light = LightClient(p.lg.node.chain_id, p.lg.node.genesis.org_keys())
+    verify_item(light, item)
+    framed = {**item, "entry": {**e, "requester": "hosp-b/dr", "claimed_requester": None}}
+    with pytest.raises(MedLedgerError, match="requester") as err:
+        verify_item(light, framed)
+    assert err.value.code is Code.VERIFY_FAILED

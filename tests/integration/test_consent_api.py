@@ -129,3 +129,19 @@ def test_consent_status_with_proof_over_http(parties: Parties) -> None:  # noqa:
     assert r.status_code == 404 and r.json()["code"] == "unknown_block"
     plain = get(client, p.lg, "hosp-b/gw", f"{path}?height={revoked_at - 1}").json()
     assert "proof" not in plain and plain["consents"]["c1"]["status"] == "active"
+
+
+def test_the_patients_own_agent_reads_their_log_and_no_one_elses(
+        parties: Parties) -> None:  # noqa: F811
+    p = parties
+    client = TestClient(create_app(p.lg.node))
+    p.lg.ok("hosp-a/steward", "consent", "link_agent", {"patient": PATIENT,
+                                                         "member": "patients/p1"})
+    grant(p.lg)
+    p.holder.handle(p.requester.request("hosp-a", PATIENT, ["labs"], "referral"))
+    r = get(client, p.lg, "patients/p1", f"/v1/consent/patients/{PATIENT}/log")
+    assert r.status_code == 200, r.text
+    [item] = r.json()["entries"]
+    assert item["entry"]["requester"] == "hosp-b/dr" and item["entry"]["outcome"] == "granted"
+    r = get(client, p.lg, "patients/p1", f"/v1/consent/patients/{OTHER}/log")
+    assert r.status_code == 403 and r.json()["code"] == "forbidden"

@@ -305,3 +305,27 @@ def test_the_ledger_keeps_a_claimed_requester_to_unauthenticated_denials(
     p.lg.ok("hosp-a/gw", "access", "record", base)  # the same forged request again
     assert [e["claimed_requester"] for e in entries(p)] == ["hosp-b/dr"] * 2
     assert p.lg.state(f"access/req/{'22' * 32}") is None
+
+
+def test_the_ledger_bounds_break_glass_grants(parties: Parties) -> None:
+    """The access contract itself refuses a break-glass grant by a non-clinician, without the
+    justification's hash, or with an end in the past or beyond 24 hours."""
+    p = parties
+    now = p.lg.clock()
+    base = {"request_id": "33" * 32, "requester": "hosp-b/dr", "holder": "hosp-a",
+            "patient": PATIENT, "categories": ["labs"], "purpose": "treatment",
+            "outcome": "granted", "reason": "break_glass", "break_glass": True,
+            "justification": "ab" * 32, "until": now + 30 * 60_000}
+    for bad, code in (({"requester": "hosp-b/clerk"}, Code.FORBIDDEN),
+                      ({"justification": None}, Code.BAD_ARGS),
+                      ({"until": None}, Code.BAD_ARGS),
+                      ({"until": now - 1}, Code.BAD_ARGS),
+                      ({"until": now + 24 * 3_600_000 + 60_000}, Code.BAD_ARGS),
+                      ({"break_glass": False}, Code.BAD_ARGS)):
+        args = {k: v for k, v in {**base, **bad}.items() if v is not None}
+        assert p.lg.call("hosp-a/gw", "access", "record", args).code == code, bad
+    assert entries(p) == []
+    p.lg.ok("hosp-a/gw", "access", "record", base)
+    [entry] = entries(p)
+    assert entry["flagged"] and p.lg.state(
+        f"access/review/hosp-a/{entry_key(entry)[2:]}")["status"] == "pending"

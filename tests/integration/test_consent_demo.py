@@ -77,6 +77,12 @@ def test_demo_then_cli_log_and_status(tmp_path: Path) -> None:
     assert json.loads(r.output)["consents"]["referral-0001"]["status"] == "active"
     r = runner.invoke(app, ["consent", "log", "not-a-pseudonym", "--dir", ws])
     assert r.exit_code == 2 and "bad_args" in r.output
+    # the auditor reviewed the break-glass grant; the refused attempt is still pending
+    r = runner.invoke(app, ["consent", "reviews", "hosp-a", "--dir", ws])
+    assert r.exit_code == 0, r.output
+    assert "justification_required" in r.output and r.output.endswith("1 pending entries\n")
+    r = runner.invoke(app, ["consent", "reviews", "hosp-a", "--dir", ws, "--all", "--json"])
+    assert [i["status"] for i in json.loads(r.output)] == ["pending", "justified"]
 def test_demo_proves_status_then_cli_prove_and_proof_state(tmp_path: Path) -> None:
     result = consent_demo.run(workdir=tmp_path)
     assert result.ok, result.lines

@@ -14,6 +14,7 @@ from medledger.cli.common import WorkspaceOpt, error, fail, workspace
 from medledger.client.light import LightClient
 from medledger.consent.log import patient_log, verify_item
 from medledger.consent.model import PATIENT
+from medledger.consent.reviews import flagged
 from medledger.consent.status import status_doc, verify_status
 from medledger.errors import MedLedgerError
 from medledger.ledger.stateproof import DEFAULT_MAX_BLOCKS
@@ -104,6 +105,31 @@ def log(
         print(f"{len(items)} entries")
     if bad:
         raise typer.Exit(1)
+
+
+@app.command("reviews")
+def reviews(
+    org: str = typer.Argument(..., help="The holder organisation whose auditor reviews."),
+    show_all: bool = typer.Option(False, "--all", help="Also the entries already reviewed."),
+    as_json: bool = typer.Option(False, "--json", help="Print the reviews as JSON."),
+    directory: Path = WorkspaceOpt,
+) -> None:
+    """Break-glass entries flagged for the organisation's auditor (pending unless --all); the
+    auditor closes one with ``access.review(entry, justified|unjustified, note)``."""
+    ws = workspace(directory)
+    try:
+        items = flagged(ws.store(), org, pending_only=not show_all)
+    except MedLedgerError as exc:
+        fail(exc)
+    if as_json:
+        print(json.dumps(items, indent=1))
+        return
+    for item in items:
+        e = item["entry"] or {}
+        print(f"{item['status']:<11}  {item['key']}  {_when(e.get('time', 0))}  "
+              f"{e.get('requester')} {e.get('purpose')} {','.join(e.get('categories', []))}  "
+              f"{e.get('outcome')} ({e.get('reason')})")
+    print(f"{len(items)} {'flagged' if show_all else 'pending'} entries")
 
 
 def bench(

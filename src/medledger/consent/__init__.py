@@ -6,5 +6,6 @@
 * ``access``   the ``access`` contract: every access, granted or denied, and auditor review
 * ``exchange`` the signed request, the holder's checks, HPKE packages, the requester's checks
 * ``log``      a patient's access log, each entry with an inclusion proof
+* ``reviews``  the break-glass entries flagged for an organisation's auditor
 * ``status``   a patient's consents at a height, with the key-history proof of the index
 """

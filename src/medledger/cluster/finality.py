@@ -225,8 +225,8 @@ class Exchange:
         height = _height(parse_body(split_note(theirs)[0]))
         self._alarmed.add(org)
         alarm = Alarm(org, height, ev)
+        self.store.set_local(f"equivocation/{org}", ev.to_json())  # kept before it is shown
         self.state.alarms.append(alarm)
-        self.store.set_local(f"equivocation/{org}", ev.to_json())
         log.error("ALARM: %s's checkpoint differs from ours at height %d (evidence kept)", org,
                   height)
         self.on_alarm(alarm)

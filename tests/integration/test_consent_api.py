@@ -6,15 +6,21 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
 from medledger.api.app import create_app
 from medledger.api.auth import sign_request
 from medledger.api.routes_exchange import install_holder
+from medledger.client.http import ProblemError
 from medledger.client.light import LightClient, LightClientError
+from medledger.consent.errors import ExchangeError
 from medledger.consent.exchange import Delivery
+from medledger.consent.model import Reason
+from medledger.consent.remote import ask_holder
 from medledger.consent.status import verify_status
+from medledger.errors import Code, MedLedgerError
 from tests.conftest import Ledger
 from tests.unit.consent.conftest import (  # noqa: F401 (fixtures)
     FORM,
@@ -145,3 +151,31 @@ def test_the_patients_own_agent_reads_their_log_and_no_one_elses(
     assert item["entry"]["requester"] == "hosp-b/dr" and item["entry"]["outcome"] == "granted"
     r = get(client, p.lg, "patients/p1", f"/v1/consent/patients/{OTHER}/log")
     assert r.status_code == 403 and r.json()["code"] == "forbidden"
+
+
+def test_the_requester_asks_a_holder_over_http(parties: Parties) -> None:  # noqa: F811
+    """``consent.remote.ask_holder``: the delivery, or the holder's refusal as the same
+    ExchangeError (reason and access-log entry), or the node's problem."""
+    p = parties
+    app = create_app(p.lg.node)
+    client = TestClient(app, base_url="http://hosp-a.test")
+    signed = p.requester.request("hosp-a", PATIENT, ["labs"], "referral")
+    with pytest.raises(ProblemError) as problem:
+        ask_holder(client, signed)  # this node serves no holder
+    assert problem.value.code is Code.NODE_UNAVAILABLE and problem.value.status == 503
+    install_holder(app, p.holder)
+    with pytest.raises(ExchangeError) as err:
+        ask_holder(client, signed)
+    assert err.value.reason is Reason.NO_CONSENT and err.value.code is Code.FORBIDDEN
+    assert err.value.message.startswith("no_consent: consent check")
+    assert p.lg.state(f"access/{err.value.entry}")["reason"] == "no_consent"
+    grant(p.lg)
+    signed = p.requester.request("hosp-a", PATIENT, ["labs"], "referral")
+    got = p.requester.accept(signed, ask_holder(client, signed))
+    assert sorted(r.record_id for r in got) == ["lab-0", "lab-1", "lab-2"]
+    with pytest.raises(ExchangeError) as err:
+        ask_holder(client, signed)
+    assert err.value.reason is Reason.REPLAYED_REQUEST and err.value.entry
+    with pytest.raises(MedLedgerError) as down:
+        ask_holder(httpx.Client(base_url="http://127.0.0.1:9", timeout=2), signed)
+    assert down.value.code is Code.NODE_UNAVAILABLE

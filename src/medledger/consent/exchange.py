@@ -17,7 +17,9 @@
    request id: another organisation's key cannot open it.
 4. The requester (``Requester.accept``) opens it and checks every record: SHA-256 of its bytes
    equals its fingerprint, and the fingerprint is a leaf of the batch the holder anchored on the
-   ledger. Any mismatch records a ``rejected`` entry (``tampered_record``) and raises.
+   ledger; and the delivery as a whole: its count and ``records_digest`` are the ones the
+   holder's grant entry for this request id committed on the ledger (nothing left out, nothing
+   added). Any mismatch records a ``rejected`` entry (``tampered_record``) and raises.
 
 Malformed requests (schema failures) get ``malformed_request`` and are not recorded: nobody can
 be named. Every other refusal is recorded, and raises ``ExchangeError`` with the entry key.
@@ -30,9 +32,9 @@ import hashlib
 import itertools
 import secrets
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import orjson
 from pydantic import Field, ValidationError
@@ -90,9 +92,15 @@ def _payload_info(chain: str, rid: str) -> bytes:
 
 
 def records_digest(records: Sequence[SharedRecord]) -> str:
+    """SHA-256 over each released record's id, version and fingerprint, in delivery order: what
+    the holder's grant entry commits to and the requester compares with what it received."""
+    return _digest((r.record_id, r.version, r.fingerprint) for r in records)
+
+
+def _digest(rows: Iterable[tuple[str, int, str]]) -> str:
     h = hashlib.sha256()
-    for r in records:
-        h.update(f"{r.record_id}\x00{r.version}\x00{r.fingerprint}\n".encode())
+    for record_id, version, fingerprint in rows:
+        h.update(f"{record_id}\x00{version}\x00{fingerprint}\n".encode())
     return h.hexdigest()
 
 
@@ -315,10 +323,12 @@ class Requester:
         return sign_request(body, self.ledger.key)
 
     def accept(self, signed: dict[str, Any], delivery: Delivery) -> list[Received]:
-        """Open ``delivery`` and check every record against its anchored fingerprint."""
+        """Open ``delivery`` and check every record against its anchored fingerprint, and the
+        whole delivery against the holder's grant entry on the ledger (count and digest)."""
         rid = request_id(signed["body"])
         if delivery.request_id != rid:
             raise ExchangeError(m.Reason.TAMPERED_RECORD, "delivery answers another request")
+        granted = self._grant_entry(rid)
         plain = hpke.open(self.kex_secret, delivery.sealed,
                           _payload_info(self.ledger.node.chain_id, rid))
         doc = orjson.loads(plain)
@@ -327,13 +337,33 @@ class Requester:
         for r in doc["records"]:
             problem = self._check(delivery.holder, r, roots)
             if problem:
-                req = RequestBody.model_validate(signed["body"])
-                entry = self._reject(req, rid, delivery.holder)
-                raise ExchangeError(m.Reason.TAMPERED_RECORD,
-                                    f"record {r['record_id']}: {problem}", entry)
+                self._refuse(signed, rid, delivery.holder, f"record {r['record_id']}: {problem}")
             out.append(Received(r["record_id"], r["version"], r["category"],
                                 base64.b64decode(r["body"])))
+        digest = _digest((r["record_id"], r["version"], r["fingerprint"]) for r in doc["records"])
+        if (granted.get("records"), granted.get("records_digest")) != (len(out), digest):
+            self._refuse(signed, rid, delivery.holder, f"got {len(out)} records (digest "
+                         f"{digest[:12]}), the ledger's grant entry says "
+                         f"{granted.get('records')} ({str(granted.get('records_digest'))[:12]})")
         return out
+
+    def _grant_entry(self, rid: str) -> dict[str, Any]:
+        """The holder's ``granted`` entry for request ``rid``, found through ``req/<rid>`` on
+        this member's ledger (not through the delivery, which anyone on the path could edit)."""
+        ref = self.ledger.state(f"access/req/{rid}")
+        entry = None if ref is None else self.ledger.state(f"access/{ref['entry']}")
+        if entry is None:
+            raise ExchangeError(m.Reason.NOT_RECORDED, f"no access entry for request {rid} on "
+                                "this ledger yet; accept again once this peer has the holder's "
+                                "block")
+        if entry["outcome"] != "granted":
+            raise ExchangeError(m.Reason.TAMPERED_RECORD, f"the ledger records request {rid} "
+                                f"as {entry['outcome']} ({entry['reason']}), not granted")
+        return dict(entry)
+
+    def _refuse(self, signed: dict[str, Any], rid: str, holder: str, problem: str) -> NoReturn:
+        entry = self._reject(RequestBody.model_validate(signed["body"]), rid, holder)
+        raise ExchangeError(m.Reason.TAMPERED_RECORD, problem, entry)
 
     def _check(self, holder: str, r: dict[str, Any], roots: dict[str, Any]) -> str | None:
         body = base64.b64decode(r["body"])

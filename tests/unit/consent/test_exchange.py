@@ -329,3 +329,39 @@ def test_the_ledger_bounds_break_glass_grants(parties: Parties) -> None:
     [entry] = entries(p)
     assert entry["flagged"] and p.lg.state(
         f"access/review/hosp-a/{entry_key(entry)[2:]}")["status"] == "pending"
+
+
+def test_a_delivery_must_be_what_the_grant_entry_committed(parties: Parties) -> None:
+    """Each record is anchored, but one is left out: the count and digest the holder put on
+    the ledger with the grant do not match, so the requester rejects the delivery."""
+    p = parties
+    grant(p.lg)
+    signed = ask(p, categories=["labs", "conditions"])
+    delivery = p.holder.handle(signed)
+    secret = p.lg.ring.agreement["hosp-b"].secret
+    info = b"medledger/exchange/v1\x00" + p.lg.node.chain_id.encode() + b"\x00" + \
+        delivery.request_id.encode()
+    doc = orjson.loads(hpke.open(secret, delivery.sealed, info))
+    doc["records"] = [r for r in doc["records"] if r["category"] == "labs"]
+    partial = Delivery(delivery.request_id, delivery.entry, "hosp-a", "hosp-b",
+                       delivery.kex_kid, hpke.seal(hpke.public_key(secret),
+                                                   canonical.encode(doc), info))
+    with pytest.raises(ExchangeError, match=r"got 3 records .* grant entry says 4") as err:
+        p.requester.accept(signed, partial)
+    assert err.value.reason is Reason.TAMPERED_RECORD
+    assert p.lg.state(f"access/{err.value.entry}")["outcome"] == "rejected"
+    assert len(p.requester.accept(signed, delivery)) == 4  # the delivery as sent is fine
+
+
+def test_a_delivery_without_its_grant_entry_on_the_ledger_is_not_accepted(
+        parties: Parties) -> None:
+    p = parties
+    grant(p.lg)
+    signed = ask(p)
+    delivery = p.holder.handle(signed)
+    other = ask(p)  # never sent: no entry for its request id
+    moved = Delivery(request_id(other["body"]), delivery.entry, "hosp-a", "hosp-b",
+                     delivery.kex_kid, delivery.sealed)
+    with pytest.raises(ExchangeError) as err:
+        p.requester.accept(other, moved)
+    assert err.value.reason is Reason.NOT_RECORDED and err.value.entry is None

@@ -24,7 +24,7 @@ class Caller:
     org_kind: str
 
 
-@dataclass
+@dataclass(slots=True)
 class Context:
     """Keyed state namespaced by contract, block time and height, caller, events.
 

@@ -9,7 +9,6 @@ else. An invalid transaction yields a result with its reason code and no writes.
 from __future__ import annotations
 
 import base64
-import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,36 +82,51 @@ class Executor:
             tx_state = state.tx()
             contract.begin_block(Context(tx_state, contract.name, height, time, "", SYSTEM))
             tx_state.commit()
-        state.prefetch(self._likely_reads(txs))
+        nonces = [nonce_key(tx.signer, tx.nonce) for tx in txs]
+        state.prefetch(self._likely_reads(txs, nonces))
         policies = orjson.loads(state.get("consortium/config") or b"{}").get("policies", {})
-        results = [self._run(state, tx, height, time, sig_ok, policies) for tx in txs]
+        run = self._run
+        results = [run(state, tx, nk, height, time, sig_ok, policies)
+                   for tx, nk in zip(txs, nonces, strict=True)]
         return Executed(results, state.writes)
 
-    def _likely_reads(self, txs: Sequence[Transaction]) -> list[str]:
-        keys: list[str] = []
+    def _likely_reads(self, txs: Sequence[Transaction], nonces: list[str]) -> list[str]:
+        """State keys the block will probably read: nonces, signers' member and organisation
+        records (once each) and what each method's ``reads`` hint names. Prefetched records
+        are the same objects for every transaction, which lets ``_authenticate`` reuse its
+        per-block verdict (it compares the organisation record by identity)."""
+        keys = list(nonces)
+        signers = {s.by: None for tx in txs for s in tx.sigs}
+        keys.extend(f"consortium/member/{by}" for by in signers)
+        # member ids are "org/name"; the record's own org field stays authoritative
+        keys.extend({f"consortium/org/{by.split('/')[0]}": None for by in signers})
+        contracts = self.registry.contracts
         for tx in txs:
-            keys.append(nonce_key(tx.signer, tx.nonce))
-            keys.extend(f"consortium/member/{s.by}" for s in tx.sigs)
-            c = self.registry.contracts.get(tx.contract)
+            c = contracts.get(tx.contract)
             spec = c.methods.get(tx.method) if c is not None else None
             if spec is not None and spec.reads is not None:
-                # a hint only: malformed args fail properly during execution
-                with contextlib.suppress(KeyError, TypeError, ValueError):
+                # a hint only: malformed args fail properly during execution (no
+                # contextlib.suppress: it would build a context manager per transaction)
+                try:  # noqa: SIM105
                     keys.extend(spec.reads(tx.args, tx.signer.split("/")[0]))
+                except (KeyError, TypeError, ValueError):
+                    pass
         return keys
 
     def _run(
         self,
         state: BlockState,
         tx: Transaction,
+        nonce: str,
         height: int,
         time: int,
         sig_ok: SigOracle,
         policies: dict[str, Any],
     ) -> dict[str, Any]:
+        """Run one transaction; ``nonce`` is its ``nonce_key``."""
         tx_state = state.tx()
         try:
-            self._check_envelope(state, tx, time, policies)
+            self._check_envelope(state, tx, nonce, time, policies)
             callers = [self._authenticate(state, tx, s, time, sig_ok) for s in tx.sigs]
             by_id = {c.id: c for c in callers}
             caller = by_id[tx.signer]
@@ -139,13 +153,13 @@ class Executor:
             return result_doc(exc.code, exc.message)
         except Exception as exc:  # a contract bug must not stop the chain; only the type is kept
             return result_doc(Code.INTERNAL, f"contract raised {type(exc).__name__}")
-        tx_state.put(nonce_key(tx.signer, tx.nonce), str(height).encode())
+        tx_state.put(nonce, str(height).encode())
         tx_state.commit()
         events = [{"data": e.data, "name": e.name} for e in ctx.events]
         return result_doc("ok", "", value, events)
 
     def _check_envelope(
-        self, state: BlockState, tx: Transaction, time: int, policies: dict[str, Any]
+        self, state: BlockState, tx: Transaction, nonce: str, time: int, policies: dict[str, Any]
     ) -> None:
         if tx.chain != self.chain_id:
             raise _Invalid(Code.WRONG_CHAIN, f"got chain {tx.chain!r}, want {self.chain_id!r}")
@@ -155,7 +169,7 @@ class Executor:
                 Code.STALE_TIME,
                 f"tx time {tx.time} outside [{time - max_age}, {time + max_future}]",
             )
-        if state.get(nonce_key(tx.signer, tx.nonce)) is not None:
+        if state.get(nonce) is not None:
             raise _Invalid(Code.REPLAYED_NONCE, f"{tx.signer} already used nonce {tx.nonce}")
 
     def _authenticate(

@@ -16,9 +16,9 @@ Wire form (canonical JSON, see ``medledger.crypto.canonical``)::
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
+from binascii import a2b_base64 as b64decode
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -212,10 +212,16 @@ def _parse_sigs(docs: Any) -> tuple[Signature, ...]:
     return tuple(out)
 
 
-def decode_trusted(raw: bytes) -> Transaction:
+def decode_trusted(raw: bytes, tid: bytes | None = None) -> Transaction:
     """Rebuild a Transaction from bytes that ``decode`` has already accepted (in another
-    process): parses without repeating the canonical and envelope checks."""
+    process): parses without repeating the canonical and envelope checks. ``tid`` is the
+    transaction id that process computed from the same bytes (hashed again when omitted)."""
     doc = orjson.loads(raw)
-    sigs = tuple(Signature(d["by"], d["kid"], base64.b64decode(d["sig"])) for d in doc["sigs"])
+    docs = doc["sigs"]
+    if len(docs) == 1:  # the usual case: one signer, no generator
+        d = docs[0]
+        sigs: tuple[Signature, ...] = (Signature(d["by"], d["kid"], b64decode(d["sig"])),)
+    else:
+        sigs = tuple(Signature(d["by"], d["kid"], b64decode(d["sig"])) for d in docs)
     signed = SIG_DOMAIN + raw[8 : raw.rindex(b',"sigs":[')]
-    return Transaction(raw, tx_id(raw), doc["body"], signed, sigs)
+    return Transaction(raw, tx_id(raw) if tid is None else tid, doc["body"], signed, sigs)

@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import orjson
 
@@ -23,7 +23,7 @@ from medledger.crypto.keys import unb64, verify
 from medledger.errors import Code, MedLedgerError, RejectedError
 from medledger.ledger.execute import nonce_key
 from medledger.ledger.store.base import Store
-from medledger.ledger.tx import Transaction, decode, decode_trusted
+from medledger.ledger.tx import Signature, Transaction, decode, decode_trusted
 
 
 class Reader(Protocol):
@@ -32,7 +32,7 @@ class Reader(Protocol):
     def known_txs(self, tx_ids: Sequence[bytes]) -> set[bytes]: ...
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Admitted:
     tx: Transaction
     keys: tuple[bytes, ...]  # public keys the signatures verified with, in ``tx.sigs`` order
@@ -53,13 +53,13 @@ def admit_batch(
         except MedLedgerError as exc:
             out.append(exc)
     txs = [t for t in out if isinstance(t, Transaction)]
-    members = reader.get_states(
-        [f"consortium/member/{s.by}" for t in txs for s in t.sigs]
-        + [nonce_key(t.signer, t.nonce) for t in txs]
-    )
-    loaded: dict[str, Any] = {}
-    replayed = [t.tx_id for t in txs if members[nonce_key(t.signer, t.nonce)] is not None]
+    nonces = [nonce_key(t.signer, t.nonce) for t in txs]
+    signers = {f"consortium/member/{s.by}": None for t in txs for s in t.sigs}
+    records = reader.get_states([*signers, *nonces])
+    used = iter([records[k] is not None for k in nonces])
+    replayed = [t.tx_id for t, k in zip(txs, nonces, strict=True) if records[k] is not None]
     committed = reader.known_txs(replayed) if replayed else set()
+    keys_of: dict[tuple[str, str], bytes] = {}
     result: list[Admitted | MedLedgerError] = []
     for item in out:
         if not isinstance(item, Transaction):
@@ -67,10 +67,10 @@ def admit_batch(
             result.append(item)
             continue
         try:
-            keys = tuple(_check_sig(item, i, members, loaded, now) for i in range(len(item.sigs)))
-            if members[nonce_key(item.signer, item.nonce)] is not None and \
-                    item.tx_id not in committed:  # a committed tx resubmitted stays idempotent
-                raise RejectedError(Code.REPLAYED_NONCE,
+            nonce_used = next(used)
+            keys = tuple(_check_sig(item, s, records, keys_of, now) for s in item.sigs)
+            if nonce_used and item.tx_id not in committed:  # a committed tx resubmitted stays
+                raise RejectedError(Code.REPLAYED_NONCE,  # idempotent
                                     f"{item.signer} already used nonce {item.nonce}")
             result.append(Admitted(item, keys, item.tx_id in committed))
         except MedLedgerError as exc:
@@ -79,26 +79,37 @@ def admit_batch(
 
 
 def _check_sig(
-    tx: Transaction, i: int, records: dict[str, bytes | None], loaded: dict[str, Any], now: int
+    tx: Transaction,
+    sig: Signature,
+    records: dict[str, bytes | None],
+    keys_of: dict[tuple[str, str], bytes],
+    now: int,
 ) -> bytes:
-    sig = tx.sigs[i]
-    key_name = f"consortium/member/{sig.by}"
-    raw = records.get(key_name)
-    if raw is None:
-        raise RejectedError(Code.UNKNOWN_SIGNER, f"no enrolled member {sig.by}")
-    member = loaded.get(key_name)
-    if member is None:
-        member = loaded[key_name] = orjson.loads(raw)
-    if member["status"] == "revoked":
-        raise RejectedError(Code.MEMBER_REVOKED, f"member {sig.by} was revoked")
-    try:
-        key = signing_key(member, sig.kid, now)
-    except MedLedgerError as exc:
-        raise RejectedError(exc.code, exc.message) from None
-    pub = unb64(key["pub"], length=32)
+    """Verify ``sig`` of ``tx``; return the public key it verified with. ``keys_of`` caches
+    each (member, key id)'s checked public key for the batch: one state snapshot, one ``now``,
+    so one verdict on the key."""
+    pub = keys_of.get((sig.by, sig.kid))
+    if pub is None:
+        pub = keys_of[(sig.by, sig.kid)] = _member_key(sig.by, sig.kid, records, now)
     if not verify(pub, tx.signed, sig.sig):
         raise RejectedError(Code.BAD_SIGNATURE, f"signature by {sig.by} does not verify")
     return pub
+
+
+def _member_key(member_id: str, kid: str, records: dict[str, bytes | None], now: int) -> bytes:
+    """Public key ``kid`` of an enrolled, unrevoked member, valid at ``now``; else
+    RejectedError."""
+    raw = records.get(f"consortium/member/{member_id}")
+    if raw is None:
+        raise RejectedError(Code.UNKNOWN_SIGNER, f"no enrolled member {member_id}")
+    member = orjson.loads(raw)
+    if member["status"] == "revoked":
+        raise RejectedError(Code.MEMBER_REVOKED, f"member {member_id} was revoked")
+    try:
+        key = signing_key(member, kid, now)
+    except MedLedgerError as exc:
+        raise RejectedError(exc.code, exc.message) from None
+    return unb64(key["pub"], length=32)
 
 
 # -- admission processes ---------------------------------------------------------------------
@@ -106,7 +117,8 @@ def _check_sig(
 _worker_store: Store | None = None
 _worker_chain = ""
 
-Outcome = tuple[str, str, tuple[bytes, ...]]  # ("ok"|"committed", "", keys) or (code, msg, ())
+# ("ok"|"committed", "", keys, tx id) or (code, message, (), b""); the node reuses the tx id
+Outcome = tuple[str, str, tuple[bytes, ...], bytes]
 
 
 def worker_init(opener: Callable[[], Store], chain_id: str, parent: int | None = None) -> None:
@@ -133,15 +145,15 @@ def worker_admit(raws: Sequence[bytes], now: int) -> list[Outcome]:
     out: list[Outcome] = []
     for r in admit_batch(raws, _worker_chain, _worker_store, now):
         if isinstance(r, Admitted):
-            out.append(("committed" if r.committed else "ok", "", r.keys))
+            out.append(("committed" if r.committed else "ok", "", r.keys, r.tx.tx_id))
         else:
-            out.append((str(r.code), r.message, ()))
+            out.append((str(r.code), r.message, (), b""))
     return out
 
 
 def from_outcome(raw: bytes, outcome: Outcome) -> Admitted | MedLedgerError:
     """Rebuild a worker's verdict in the node's process (the bytes were already checked)."""
-    status, message, keys = outcome
+    status, message, keys, tid = outcome
     if status in ("ok", "committed"):
-        return Admitted(decode_trusted(raw), keys, status == "committed")
+        return Admitted(decode_trusted(raw, tid), keys, status == "committed")
     return RejectedError(Code(status), message)

@@ -38,6 +38,8 @@ from medledger.ledger.execute import Executed, Executor
 from medledger.ledger.store.base import BlockCommit, Store, StoreError
 from medledger.ledger.tx import Signature, Transaction, decode, decode_trusted
 from medledger.node.admit import Admitted, admit_batch, from_outcome, worker_admit, worker_init
+from medledger.node.collector import tune_for_node
+from medledger.node.futures import batch_futures
 from medledger.ordering.solo import Orderer, SoloOrderer, wall_ms
 
 log = logging.getLogger("medledger.node")
@@ -125,10 +127,13 @@ class Node:
         admit_processes: int = 0,
         clock: Callable[[], int] = wall_ms,
         orderer: Callable[[Node], Orderer[Admitted]] | None = None,
+        tune_gc: bool = True,
     ) -> None:
         """``admit_processes`` > 0 runs ingress checks in that many worker processes (needs a
         store that ``opener()`` can reopen); otherwise on ``verify_threads`` threads.
-        ``orderer`` builds the ordering service for this node (default: solo, in-process)."""
+        ``orderer`` builds the ordering service for this node (default: solo, in-process).
+        ``tune_gc``: on ``start``, set up the garbage collector for a node's workload once per
+        process (``medledger.node.collector``; it keeps thresholds the application set)."""
         raw = store.genesis()
         if raw is None:
             raise StoreError(Code.NOT_FOUND, "store holds no chain; use Node.create")
@@ -163,6 +168,7 @@ class Node:
         self._thread: threading.Thread | None = None
         self._next_expiry_check = 0.0
         self._failure: BaseException | None = None
+        self._tune_gc = tune_gc
         self.orderer: Orderer[Admitted] = (
             SoloOrderer(max_txs=max_block_txs, max_wait=max_wait, clock=clock)
             if orderer is None else orderer(self)
@@ -188,6 +194,8 @@ class Node:
 
     def start(self) -> Node:
         if self._thread is None:
+            if self._tune_gc:
+                tune_for_node()
             if self.store.checkpoint() is None:
                 self._sign_checkpoint(self._head)
             self.report_expiring()
@@ -249,7 +257,7 @@ class Node:
         if self.orderer.free() < len(raws):
             raise RejectedError(Code.NODE_UNAVAILABLE, "ingress queue is full; retry later")
         now = self._clock()
-        futures: list[Future[Receipt]] = [Future() for _ in raws]
+        futures: list[Future[Receipt]] = batch_futures(len(raws))
         with self._admit_lock:
             seq = self._admit_seq
             self._admit_seq += 1
@@ -384,11 +392,18 @@ class Node:
             unique = [a for a in unique if a.tx.tx_id not in done]
             if not unique and height is None:
                 return
-        verified = {(a.tx.tx_id, s.by, k) for a in unique if a.keys
-                    for s, k in zip(a.tx.sigs, a.keys, strict=True)}
+        # admission verified these signatures, each with the public key in ``keys``
+        checked = {a.tx.tx_id: a for a in unique if a.keys}
 
         def sig_ok(tx: Transaction, sig: Signature, pub: bytes) -> bool:
-            return (tx.tx_id, sig.by, pub) in verified or verify(pub, tx.signed, sig.sig)
+            a = checked.get(tx.tx_id)
+            if a is not None:
+                for s, k in zip(a.tx.sigs, a.keys, strict=True):
+                    if s.by == sig.by:
+                        if k == pub:  # the key execution resolved is the one admission used
+                            return True
+                        break
+            return verify(pub, tx.signed, sig.sig)
 
         tip = self._tip
         height, time = tip.height + 1, max(block_time, tip.time)
@@ -462,9 +477,9 @@ class Node:
         if procs is not None:
             jobs = [procs.submit(worker_admit, p, now) for p in parts]
             for part, job in zip(parts, jobs, strict=True):
-                for raw, (status, _msg, keys) in zip(part, job.result(), strict=True):
+                for raw, (status, _msg, keys, tid) in zip(part, job.result(), strict=True):
                     if status in ("ok", "committed"):
-                        out.append(Admitted(decode_trusted(raw), keys))
+                        out.append(Admitted(decode_trusted(raw, tid), keys))
                     else:  # the executor decides: it may be valid at its block, or not
                         with contextlib.suppress(MedLedgerError):
                             out.append(Admitted(decode(raw), ()))

@@ -67,6 +67,7 @@ def test_demo_then_cli_log_and_status(tmp_path: Path) -> None:
     r = runner.invoke(app, ["consent", "log", patient, "--dir", ws, "--verify"])
     assert r.exit_code == 0, r.output
     assert r.output.count("proven in checkpoint") == 7 and "consent_revoked" in r.output
+    assert "(review: justified)" in r.output and "(review: pending)" in r.output
     r = runner.invoke(app, ["consent", "log", patient, "--dir", ws, "--json"])
     items = json.loads(r.output)
     assert [i["entry"]["outcome"] for i in items].count("granted") == 2

@@ -110,7 +110,8 @@ def check(node: NodeDep, member: Member,
             summary="Every access to a patient's records, with inclusion proofs",
             responses=problem_responses(401, 403))
 def get_log(node: NodeDep, member: Member, patient: Patient) -> Response:
-    """``{"patient", "entries": [{"key", "entry", "tx", "height", "result", "proof"}]}``."""
+    """``{"patient", "entries": [{"key", "entry", "tx", "height", "result", "proof"}]}``; a
+    flagged break-glass entry also carries ``review``, the holder's auditor's review record."""
     who = _state(node, f"consortium/{member_key(member)}", None) or {}
     agent = _state(node, f"consent/{m.agent_key(patient)}", None) or {}
     if agent.get("member") != member and who.get("role") not in LOG_READERS:

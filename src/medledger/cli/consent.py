@@ -96,6 +96,8 @@ def log(
         for item in items:
             e = item["entry"]
             flag = " BREAK-GLASS" if e["break_glass"] else ""
+            if item.get("review"):
+                flag += f" (review: {item['review']['status']})"
             who = e["requester"]
             if e.get("claimed_requester"):  # nobody authenticated (ADR 0045)
                 who = f"unauthenticated, claims {e['claimed_requester']} (recorded by {who})"

@@ -32,7 +32,9 @@ FIELDS = ("requester", "holder", "patient", "categories", "purpose", "outcome", 
 
 def patient_log(store: Store, patient: str, *, proofs: bool = True,
                 limit: int = 10_000) -> list[dict[str, Any]]:
-    """Every access entry of ``patient``, oldest first: ``{"entry", "tx", "result", "proof"}``.
+    """Every access entry of ``patient``, oldest first: ``{"key", "entry", "tx", "height",
+    "result", "proof"}``, plus ``"review"`` (the auditor's review record, status ``pending``
+    until reviewed; not covered by the proof) for a flagged break-glass entry.
 
     ``tx`` is the recording transaction's canonical bytes (base64). Raises ``bad_args`` for a
     string that is not a consortium pseudonym.
@@ -44,6 +46,9 @@ def patient_log(store: Store, patient: str, *, proofs: bool = True,
     for key, raw in store.scan_state(f"access/e/{patient}/", limit=limit):
         entry = orjson.loads(raw)
         item: dict[str, Any] = {"key": key.removeprefix("access/"), "entry": entry}
+        if entry.get("flagged"):  # break-glass: where the holder's auditor's review stands
+            review = store.get_state(f"access/review/{entry['holder']}/{item['key'][2:]}")
+            item["review"] = None if review is None else orjson.loads(review)
         if proofs:
             rec = store.tx(bytes.fromhex(entry["tx"]))
             if rec is None:  # pragma: no cover - state and log are written together

@@ -217,10 +217,12 @@ class _Scenario:
         for item in items:
             e = item["entry"]
             size = verify_item(light, item)
+            flag = ", break-glass" if e["break_glass"] else ""
+            if item.get("review"):
+                flag += f" (review: {item['review']['status']})"
             self.out.add(f"  log h{e['height']}", f"{e['requester']} {e['purpose']} "
-                         f"{'+'.join(e['categories'])}: {e['outcome']} ({e['reason']})"
-                         f"{', break-glass' if e['break_glass'] else ''} — proven in "
-                         f"checkpoint {size}")
+                         f"{'+'.join(e['categories'])}: {e['outcome']} ({e['reason']}){flag} "
+                         f"— proven in checkpoint {size}")
         self.out.add("access log", f"{len(items)} entries, every one proven by the light client")
 
 

@@ -74,3 +74,18 @@ def test_an_unauthenticated_attempt_is_in_the_log_as_such_and_proven(parties: Pa
     with pytest.raises(MedLedgerError, match="requester") as err:
         verify_item(light, framed)
     assert err.value.code is Code.VERIFY_FAILED
+
+
+def test_a_break_glass_entry_shows_where_its_review_stands(parties: Parties) -> None:
+    p = parties
+    p.holder.handle(p.requester.request("hosp-a", PATIENT, ["labs"], "treatment",
+                                        "unconscious", 10))
+    [item] = patient_log(p.lg.store, PATIENT)
+    assert item["review"]["status"] == "pending"
+    p.lg.ok("hosp-a/auditor", "access", "review", {"entry": item["key"],
+                                                    "decision": "unjustified", "note": "no"})
+    [item] = patient_log(p.lg.store, PATIENT)
+    assert item["review"]["status"] == "unjustified" and item["review"]["by"] == "hosp-a/auditor"
+    grant(p.lg)
+    p.holder.handle(p.requester.request("hosp-a", PATIENT, ["labs"], "referral"))
+    assert "review" not in patient_log(p.lg.store, PATIENT)[1]

@@ -181,6 +181,10 @@ class StreamReader:
     """
 
     PROBE_AFTER = 0.3  # seconds without a message before checking the stream for more
+    # JetStream API calls of the reader give up sooner than the link's default: during an
+    # election each attempt would otherwise hold the reader for the whole timeout after the
+    # new leader is already there; a failed attempt is simply retried
+    API_TIMEOUT = 0.75
 
     def __init__(self, js: JetStreamContext, stream: str, subject: str, next_seq: int) -> None:
         self.js, self.stream, self.subject, self.next_seq = js, stream, subject, next_seq
@@ -196,14 +200,14 @@ class StreamReader:
     async def read(self, max_msgs: int = 256, timeout: float = 0.5) -> list[Entry]:
         if self._sub is None:
             try:
-                self._sub = await self.js.pull_subscribe(
+                self._sub = await asyncio.wait_for(self.js.pull_subscribe(
                     self.subject, durable=None, stream=self.stream,
                     config=api.ConsumerConfig(
                         deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
                         opt_start_seq=self.next_seq, ack_policy=api.AckPolicy.NONE,
                         inactive_threshold=30.0, num_replicas=1, mem_storage=True,
                     ),
-                )
+                ), self.API_TIMEOUT)
             except Exception as exc:  # engine unavailable: the caller simply tries again
                 log.debug("reader %s at %d: %r", self.stream, self.next_seq, exc)
                 await asyncio.sleep(0.2)
@@ -220,7 +224,8 @@ class StreamReader:
             if _time.monotonic() - self._last_msg > self.PROBE_AFTER:
                 self._last_msg = _time.monotonic()
                 try:
-                    info = await self.js.stream_info(self.stream)
+                    info = await asyncio.wait_for(self.js.stream_info(self.stream),
+                                                  self.API_TIMEOUT)
                     behind = int(info.state.last_seq) >= self.next_seq
                 except Exception as exc:
                     log.debug("reader %s at %d: probe failed: %r", self.stream, self.next_seq,

@@ -16,7 +16,7 @@ from medledger.installed import default_registry
 from medledger.ledger.store.sqlite import SQLiteStore
 from tests.cluster.natsutil import drop_chain, unique_chain
 from tests.conftest import MEMBERS, ORGS, T0, Consortium
-from tests.support.services import require_binary
+from tests.support.services import require_nats_engine
 
 
 class WallClock:
@@ -24,16 +24,20 @@ class WallClock:
         return time.time_ns() // 1_000_000
 
 
-@pytest.fixture(scope="module")
-def nats3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
-    require_binary("nats-server")
-    c = NatsCluster.create(tmp_path_factory.mktemp("nats3"), 3)
+def running_cluster(root: Path, engine: str) -> Iterator[NatsCluster]:
+    c = NatsCluster.create(root, 3, binary=require_nats_engine(engine))
     c.start()
     try:
         c.wait_ready()
         yield c
     finally:
         c.stop()
+
+
+@pytest.fixture(scope="module")
+def nats3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    """A 3-server cluster of Debian's nats-server (test_faults also runs on the PyPI one)."""
+    yield from running_cluster(tmp_path_factory.mktemp("nats3"), "debian")
 
 
 @pytest.fixture

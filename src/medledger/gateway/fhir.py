@@ -30,7 +30,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from medledger.gateway import icd10, loinc
+from medledger.gateway import icd10, loinc, qualitative
 from medledger.gateway.errors import Reason, RowRejected
 
 CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
@@ -110,6 +110,23 @@ def observation(rid: str, subject: str, analyte: loinc.Analyte, value: float, ef
     }
 
 
+def coded_observation(rid: str, subject: str, analyte: loinc.Analyte, result: tuple[str, str],
+                      effective: str) -> dict[str, Any]:
+    """An Observation of a qualitative test (LOINC scale Ord): ``valueCodeableConcept`` with the
+    SNOMED CT (code, display) of ``gateway.qualitative``."""
+    code, display = result
+    return {
+        "resourceType": "Observation", "id": rid, "status": "final",
+        "category": [{"coding": [{"system": OBS_CATEGORY, "code": "laboratory"}]}],
+        "code": {"coding": [{"system": loinc.LOINC_SYSTEM, "code": analyte.loinc,
+                             "display": analyte.display}]},
+        "subject": {"reference": f"Patient/{subject}"},
+        "effectiveDateTime": effective,
+        "valueCodeableConcept": {"coding": [{"system": qualitative.SNOMED_SYSTEM, "code": code,
+                                             "display": display}]},
+    }
+
+
 def medication_request(rid: str, subject: str, med: tuple[str, str, str], authored: str
                        ) -> dict[str, Any]:
     system, code, display = med
@@ -160,6 +177,13 @@ def built_observation(rid: str, subject: str, analyte: loinc.Analyte, value: flo
     return Built(res, ("Observation", analyte.key, type(value).__name__), (
         ("id", rid), ("reference", f"Patient/{subject}"), ("effectiveDateTime", effective),
         ("value", value)))
+
+
+def built_coded_observation(rid: str, subject: str, analyte: loinc.Analyte,
+                            result: tuple[str, str], effective: str) -> Built:
+    res = coded_observation(rid, subject, analyte, result, effective)
+    return Built(res, ("Observation", analyte.key, result[0]), (
+        ("id", rid), ("reference", f"Patient/{subject}"), ("effectiveDateTime", effective)))
 
 
 def built_medication(kind: str, rid: str, subject: str, med: tuple[str, str, str], when: str
@@ -306,6 +330,9 @@ def _check_observation(res: dict[str, Any]) -> None:
     analyte = loinc.BY_LOINC.get(codes[0]) if codes else None
     if analyte is None:
         raise RowRejected(Reason.INVALID_FHIR, f"no known LOINC code in {codes}")
+    if analyte.scale != "Qn" or "valueCodeableConcept" in res:
+        _check_coded(res, analyte)
+        return
     q = res.get("valueQuantity")
     if q is not None:
         if q.get("code") != analyte.unit or q.get("system") != loinc.UCUM_SYSTEM:
@@ -314,6 +341,21 @@ def _check_observation(res: dict[str, Any]) -> None:
         if not analyte.low <= q["value"] <= analyte.high:
             raise RowRejected(Reason.IMPLAUSIBLE_VALUE, f"{analyte.key} {q['value']} "
                               f"{analyte.unit} outside {analyte.low}..{analyte.high}")
+
+
+def _check_coded(res: dict[str, Any], analyte: loinc.Analyte) -> None:
+    """A qualitative test has a SNOMED CT result of ``gateway.qualitative`` and no quantity;
+    a quantitative one has no coded result."""
+    if analyte.scale == "Qn":
+        raise RowRejected(Reason.INVALID_FHIR, f"{analyte.key} is quantitative: want "
+                          "valueQuantity, not valueCodeableConcept")
+    if "valueQuantity" in res:
+        raise RowRejected(Reason.INVALID_FHIR, f"{analyte.key} is qualitative: want "
+                          "valueCodeableConcept, not valueQuantity")
+    got = _codes(res.get("valueCodeableConcept", {}), qualitative.SNOMED_SYSTEM)
+    if not got or got[0] not in qualitative.CODES:
+        raise RowRejected(Reason.UNKNOWN_RESULT, f"{analyte.key} result {got}; want a SNOMED CT "
+                          f"code of {sorted(qualitative.CODES)}")
 
 
 def _check_condition(res: dict[str, Any]) -> None:

@@ -202,6 +202,9 @@ def _identify(row: SourceRow, prof: Profile, terms: Terminology, pseudo: Pseudon
     if std.dx is not None and std.dx.who_code is not None:
         code, resource = std.dx.who_code, fhir.condition(rid, pseud, std.dx.who_code,
                                                         std.dx.national_code, when)
+    elif std.lab is not None and std.lab.analyte is not None and std.result is not None:
+        code, resource = std.lab.analyte.loinc, fhir.coded_observation(
+            rid, pseud, std.lab.analyte, std.result, when)
     elif std.lab is not None and std.lab.analyte is not None and std.value is not None:
         code, resource = std.lab.analyte.loinc, fhir.observation(rid, pseud, std.lab.analyte,
                                                                  std.value, when)

@@ -95,6 +95,10 @@ class Preparer:
             assert std.dx.who_code is not None
             built = fhir.built_condition(rid, pseud, std.dx.who_code, std.dx.national_code, when)
             out = ("icd10", std.dx.who_code, None, None)
+        elif std.result is not None:     # a qualitative lab result (gateway.qualitative)
+            assert std.lab is not None and std.lab.analyte is not None
+            built = fhir.built_coded_observation(rid, pseud, std.lab.analyte, std.result, when)
+            out = ("loinc", std.lab.analyte.loinc, None, std.result[0])
         else:
             assert std.lab is not None and std.lab.analyte is not None and std.value is not None
             a = std.lab.analyte

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from medledger.gateway import loinc
+from medledger.gateway import loinc, qualitative
 from medledger.gateway.dates import parse_date
 from medledger.gateway.errors import Reason, RowRejected
 from medledger.gateway.identifiers import normalise_rid, valid_rid
@@ -39,6 +39,7 @@ class Standard:
     value: float | None = None          # lab value in the analyte's canonical unit
     term: str = ""                      # the source term or test name (for review)
     med: tuple[str, str, str] | None = None  # (system URI, code, display) of a medication
+    result: tuple[str, str] | None = None   # SNOMED CT (code, display) of a qualitative lab
 
 
 _NO_ELEMENTS = dict.fromkeys(ELEMENTS, "")
@@ -140,6 +141,9 @@ def standardise(values: dict[str, Any], prof: Profile, terms: Terminology) -> St
         return Standard(key, identity, idents, gender, birth, when, dx=dx, term=term or code)
     code, name = values["test_code"], values["test_name"]
     lab = terms.lab(code or None, name or None)
+    if lab.analyte is not None and lab.analyte.scale != "Qn":    # gateway.qualitative
+        return Standard(key, identity, idents, gender, birth, when, lab=lab, term=name or code,
+                        result=qualitative.result(values["value"], prof, lab.analyte))
     value = _lab_value(values, prof, lab.analyte) if lab.analyte is not None else None
     return Standard(key, identity, idents, gender, birth, when, lab=lab, value=value,
                     term=name or code)

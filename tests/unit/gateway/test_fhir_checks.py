@@ -18,7 +18,7 @@ PAT = "k1-0123456789abcdef0123456789abcdef"
 def _resources(rng: random.Random, n: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for i in range(n):
-        a = rng.choice(loinc.ANALYTES)
+        a = rng.choice(loinc.QUANTITATIVE)
         out.append(fhir.observation(f"lab-{i:040x}", PAT, a, round(rng.uniform(a.low, a.high),
                                                                     2),
                                     f"2023-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}"))

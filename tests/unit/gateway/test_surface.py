@@ -19,7 +19,7 @@ def test_reason_lists_are_fixed_and_described() -> None:
     assert [r.value for r in Reason] == [
         "encoding", "parse", "missing_key", "missing_value", "invalid_date",
         "invalid_identifier", "invalid_value", "implausible_value", "unknown_code",
-        "unknown_unit", "unit_conflict", "invalid_fhir", "duplicate_conflict"]
+        "unknown_unit", "unit_conflict", "invalid_fhir", "duplicate_conflict", "unknown_result"]
     assert set(REASON_TEXT) == set(Reason)
     assert [r.value for r in ReviewReason] == [
         "no_exact_match", "no_candidate", "no_standard_equivalent", "unknown_extension",

@@ -2,9 +2,10 @@
 
 Categories: ``diagnosis`` (expected mapped to ICD-10: right when mapped to the same WHO
 code), ``lab`` (expected mapped to LOINC: right when code, UCUM unit and value within 0.5 %
-relative agree), ``defect`` (expected quarantined: right when quarantined with the expected
-reason), ``duplicate`` and ``review`` (right when that outcome). Each is reported overall and
-per language. ``wrong_auto_accepted`` counts rows the gateway emitted as mapped whose truth is
+relative agree; for a qualitative test, no unit and the same SNOMED CT result code),
+``defect`` (expected quarantined: right when quarantined with the expected reason),
+``duplicate`` and ``review`` (right when that outcome). Each is reported overall and per
+language. ``wrong_auto_accepted`` counts rows the gateway emitted as mapped whose truth is
 another code or not mapped at all; ``defects_emitted`` counts defects that reached the output.
 With a linkage file (``source_file,row,person``), linkage recall and false merges are computed
 over pairs of rows. Truth rows of files that none of the vaults ingested are left out (and
@@ -86,9 +87,10 @@ def _right(cat: str, t: dict[str, str], o: dict[str, Any] | None) -> bool:
     if cat == "diagnosis":
         return bool(o["outcome"] == "mapped" and o["code"] == t["expected_code"])
     if cat == "lab":
+        value_ok = (_close(o["value"], t["expected_value"]) if t["expected_unit"]
+                    else o["value"] == t["expected_value"])      # qualitative: SNOMED CT code
         return bool(o["outcome"] == "mapped" and o["code"] == t["expected_code"]
-                    and o["unit"] == t["expected_unit"] and _close(o["value"],
-                                                                   t["expected_value"]))
+                    and (o["unit"] or "") == t["expected_unit"] and value_ok)
     if cat == "defect":
         return bool(o["outcome"] == "quarantined" and o["reason"] == t["expected_reason"])
     return bool(o["outcome"] == t["expected_outcome"])

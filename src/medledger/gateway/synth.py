@@ -26,8 +26,10 @@ hepatitis B (``B18.1``), two notifiable codes of the gateway's ICD-10 table, at 
 rows and files stay byte-identical), N persons seen at both ``hosp-a`` and ``hosp-b`` with a
 COVID-19 diagnosis at ``hosp-a`` and the same diagnosis at ``hosp-b`` 1–5 days later: one case
 reported by two hospitals, for case-report drafting (docs/surveillance.md). Addresses name the
-person's city; ``ADDRESS_DISTRICTS`` maps them to district codes. The labs are quantitative
-chemistry only (the gateway maps numeric results), so no positive pathogen test is generated.
+person's city; ``ADDRESS_DISTRICTS`` maps them to district codes. ``pathogen=N`` adds, from
+its own random stream, N qualitative notifiable-pathogen results per hospital in two
+microbiology exports (``synth_micro``: SARS-CoV-2 RNA, Shigella culture, HBsAg; results
+written ``POS``, ``Detected``, ``阳性``…; a few in no value map, truth ``unknown_result``).
 """
 
 from __future__ import annotations
@@ -643,13 +645,15 @@ def _write_xlsx(path: Path, f: _File) -> None:
 
 
 def generate(out: Path, seed: int = 7, persons: int = 300, rows: int = 400,
-             unseen: float = 0.0, notifiable: int = 0) -> list[str]:
+             unseen: float = 0.0, notifiable: int = 0, pathogen: int = 0) -> list[str]:
     """Write the three hospitals' exports, profiles, ``truth.csv`` and ``linkage.csv``.
 
     ``unseen`` is the share of clean diagnosis rows written with a spelling no curated table
     holds (truth: the code a steward would choose). ``notifiable`` is the number of persons
     added with a COVID-19 diagnosis at both hosp-a and hosp-b, days apart (the module
-    docstring). Returns the source file names (relative to ``out``) in ingest order.
+    docstring). ``pathogen`` is the number of qualitative notifiable-pathogen results written
+    to ``hosp-a/micro.csv`` and ``hosp-b/micro.tsv`` (``synth_micro``; own random stream, none
+    when 0). Returns the source file names (relative to ``out``) in ingest order.
     """
     g = Generator(seed, persons, rows, unseen, notifiable)
     files = [g.hosp_a_dx(), g.hosp_a_labs(), g.hosp_b_dx(), g.hosp_b_labs(), g.hosp_c_dx(),
@@ -661,6 +665,11 @@ def generate(out: Path, seed: int = 7, persons: int = 300, rows: int = 400,
         t[2:8] = ["quarantined", "", "", "", "", "encoding"]
     leg.link = []
     files.append(leg)
+    micro = []
+    if pathogen:
+        from medledger.gateway.synth_micro import micro_files
+
+        micro = micro_files(g, pathogen, seed + 53)
     for site in ("hosp-a", "hosp-b", "hosp-c"):
         (out / site).mkdir(parents=True, exist_ok=True)
     for f in files:
@@ -678,6 +687,12 @@ def generate(out: Path, seed: int = 7, persons: int = 300, rows: int = 400,
         else:
             _write_delimited(path, f, ",", "utf-8", bom=False)
         (out / (f.name + ".toml")).write_text(PROFILES[f.name], encoding="utf-8")
+    if micro:
+        from medledger.gateway.synth_micro import write_micro
+
+        for f in micro:
+            write_micro(out, f)
+        files += micro
     hl7_bytes, hl7_truth = hl7_messages(g)
     (out / "hosp-a" / "adt-oru.hl7").write_bytes(hl7_bytes)
     with (out / "truth.csv").open("w", newline="", encoding="utf-8") as fh:

@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
 from medledger.api.auth import Member
@@ -45,7 +46,9 @@ LOG_READERS = frozenset({"auditor", "data-steward", "org-admin"})
 
 
 def install_holder(app: FastAPI, holder: Holder) -> None:
-    """Serve exchange requests for ``holder`` (the organisation whose gateway this node is)."""
+    """Serve exchange requests for ``holder`` (the organisation whose gateway this node is);
+    ``medledger node start --holder-vault`` installs one built by
+    ``consent.serving.open_vault_holder``."""
     app.state.exchange_holder = holder
 
 
@@ -135,8 +138,8 @@ async def post_request(request: Request) -> Response:
         raise MedLedgerError(Code.MALFORMED_JSON, f"body: {exc}") from None
     if type(signed) is not dict:
         raise MedLedgerError(Code.BAD_ARGS, "body must be a JSON object")
-    try:
-        delivery = holder.handle(signed)
+    try:  # the holder waits for its access entry's block: off the event loop
+        delivery = await run_in_threadpool(holder.handle, signed)
     except ExchangeError as exc:
         doc = problem_doc(exc.code, exc.message, request.url.path, reason=exc.reason.value,
                           entry=exc.entry)

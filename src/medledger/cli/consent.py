@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
 from medledger.cli.common import WorkspaceOpt, error, fail, workspace
 from medledger.client.light import LightClient
+from medledger.consent.errors import ExchangeError
 from medledger.consent.log import patient_log, verify_item
 from medledger.consent.model import PATIENT
 from medledger.consent.reviews import flagged
@@ -132,6 +135,90 @@ def reviews(
               f"{e.get('requester')} {e.get('purpose')} {','.join(e.get('categories', []))}  "
               f"{e.get('outcome')} ({e.get('reason')})")
     print(f"{len(items)} {'flagged' if show_all else 'pending'} entries")
+
+
+@app.command("request")
+def request(
+    holder_url: str = typer.Option(..., "--holder-url", help="The holder's node API (served "
+                                   "with `medledger node start --holder-vault`)."),
+    holder: str = typer.Option(..., "--holder", help="The holding organisation's id."),
+    patient: str = typer.Option(..., "--patient", help="The patient's consortium pseudonym."),
+    categories: str = typer.Option(..., "--categories", help="Comma-separated data categories "
+                                   "(labs, conditions, medications, …; all)."),
+    purpose: str = typer.Option(..., "--purpose", help="treatment, referral, research, "
+                                "insurance-claim or public-health."),
+    member: str = typer.Option(..., "--as", help="Requesting member (org/name); its signing "
+                               "key and its organisation's key-agreement key from the keyring."),
+    node_url: str = typer.Option(..., "--node-url", help="Your organisation's node API: the "
+                                 "delivery is checked against its ledger (anchored "
+                                 "fingerprints, the holder's grant entry)."),
+    out: Path | None = typer.Option(None, "--out", help="Write the checked records and a "
+                                    "manifest.json here (default: print a summary only)."),
+    justification: str | None = typer.Option(None, "--justification", help="Break-glass: "
+                                             "the emergency's justification."),
+    minutes: int = typer.Option(60, "--minutes", min=1, max=24 * 60,
+                                help="Break-glass: how long the grant may be used."),
+    wait: float = typer.Option(10.0, "--wait", min=0, help="Seconds to wait for the holder's "
+                               "grant entry to reach your node."),
+    as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
+    directory: Path = WorkspaceOpt,
+) -> None:
+    """Ask a holder for a patient's records: sign the request, open the HPKE delivery, check
+    every record against its anchored fingerprint and the whole against the holder's grant
+    entry on your node's ledger. A refusal prints its reason and access-log entry (exit 1)."""
+    import httpx
+
+    from medledger.client.http import HttpTransport
+    from medledger.consent.exchange import Requester
+    from medledger.consent.remote import HttpLedgerMember, request_records, write_records
+    from medledger.consent.serving import now_ms
+
+    ws = workspace(directory)
+    ring = ws.keyring()
+    org = member.split("/")[0]
+    if member not in ring.signing or org not in ring.agreement:
+        error("unknown_signer", f"the keyring has no signing key of {member} or no "
+              f"key-agreement key of {org}")
+    cats = [c.strip() for c in categories.split(",") if c.strip()]
+    key = ring.signing[member]
+    with HttpTransport(node_url, member, key) as transport, \
+            httpx.Client(base_url=holder_url.rstrip("/").removesuffix("/v1"),
+                         timeout=60.0) as http:
+        ledger = HttpLedgerMember(transport, ws.genesis().chain_id, member, key, now_ms)
+        requester = Requester(ledger, ring.agreement[org].secret)
+        try:
+            got = request_records(requester, http, holder, patient, cats, purpose,
+                                  justification=justification, minutes=minutes, wait=wait)
+        except ExchangeError as exc:
+            _refused(exc, as_json)
+        except MedLedgerError as exc:
+            fail(exc)
+    manifest = None if out is None else write_records(out, got)
+    if as_json:
+        print(json.dumps({"outcome": "granted", "request_id": got.delivery.request_id,
+                          "entry": got.delivery.entry, "records": len(got.records),
+                          "manifest": None if manifest is None else str(manifest)}, indent=1))
+        return
+    kinds = Counter(r.category for r in got.records)
+    print(f"granted: {len(got.records)} records from {got.delivery.holder} "
+          f"({', '.join(f'{n} {c}' for c, n in sorted(kinds.items())) or 'none'}), every one "
+          "matching its fingerprint anchored on the ledger and the holder's grant entry")
+    print(f"access entry: {got.delivery.entry}")
+    if manifest is not None:
+        print(f"written: {manifest}")
+
+
+def _refused(exc: ExchangeError, as_json: bool) -> NoReturn:
+    """The holder's refusal (or this side's rejection): reason, message, access entry; exit 1."""
+    reason = exc.reason.value
+    message = exc.message.removeprefix(f"{reason}: ")
+    if as_json:
+        print(json.dumps({"outcome": "denied", "reason": reason, "code": str(exc.code),
+                          "message": message, "entry": exc.entry}, indent=1))
+    else:
+        print(f"denied: {reason} [{exc.code}] {message}")
+        print(f"access entry: {exc.entry or '(none recorded)'}")
+    raise typer.Exit(1)
 
 
 def bench(

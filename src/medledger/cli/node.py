@@ -1,12 +1,17 @@
-"""``medledger node start``: serve a workspace's node over HTTP."""
+"""``medledger node start``: serve a workspace's node over HTTP (optionally with the hospital's
+holder gateway for consented exchange, ``consent.serving``)."""
 
 from __future__ import annotations
 
+import signal
+from contextlib import ExitStack, suppress
 from pathlib import Path
+from types import FrameType
 
 import typer
 
-from medledger.cli.common import WorkspaceOpt, console, workspace
+from medledger.cli.common import WorkspaceOpt, console, fail, workspace
+from medledger.errors import MedLedgerError
 
 app = typer.Typer(help="Run a node.", no_args_is_help=True)
 
@@ -20,17 +25,55 @@ def start(
     max_wait_ms: int = typer.Option(20, min=0, help="…or this long after its first tx."),
     admit_processes: int = typer.Option(
         2, min=0, help="Run ingress checks in this many worker processes (0: threads)."),
+    holder_vault: Path | None = typer.Option(
+        None, "--holder-vault", help="Also serve POST /v1/exchange/request as the holder of "
+        "this gateway vault: consent checked on this node's ledger, every decision recorded, "
+        "records HPKE-sealed to the requester (docs/consent.md)."),
+    holder_vault_key: Path | None = typer.Option(
+        None, "--holder-vault-key", envvar="MEDLEDGER_VAULT_KEY",
+        help="With --holder-vault: the vault's data key file (default: VAULT/vault.key)."),
+    holder_member: str | None = typer.Option(
+        None, "--holder-member", help="With --holder-vault: the member (gateway, data steward "
+        "or org admin; its key from the workspace keyring) that records the holder's "
+        "decisions; its organisation is the holder (default: <node org>/gateway, else "
+        "<node org>/root)."),
 ) -> None:
-    """Start the embedded node and its HTTP API (Ctrl-C stops it cleanly)."""
+    """Start the embedded node and its HTTP API (Ctrl-C or SIGTERM stops it cleanly)."""
     import uvicorn
 
     from medledger.api.app import create_app
+    from medledger.api.routes_exchange import install_holder
 
     ws = workspace(directory)
     node = ws.node(max_block_txs=max_block_txs, max_wait=max_wait_ms / 1000,
                    admit_processes=admit_processes)
-    with node:
+    with node, ExitStack() as stack:
+        api = create_app(node)
+        if holder_vault is not None:
+            from medledger.consent.serving import open_vault_holder
+            from medledger.gateway.service import gateway_member
+
+            ring = ws.keyring()
+            try:
+                member = gateway_member(list(ring.signing), ws.config["org"], holder_member)
+                served = stack.enter_context(open_vault_holder(
+                    node, ring, member, holder_vault, holder_vault_key))
+            except MedLedgerError as exc:
+                fail(exc)
+            install_holder(api, served.holder)
+            console.print(f"holder gateway of [bold]{served.holder.ledger.org}[/] (records as "
+                          f"{member}) from vault {holder_vault}: POST /v1/exchange/request")
         console.print(f"node for [bold]{node.chain_id}[/] at height {node.height}; "
                       f"API on http://{host}:{port}/v1 (docs at /docs)")
-        uvicorn.run(create_app(node), host=host, port=port, log_level="warning")
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            with suppress(KeyboardInterrupt):  # uvicorn shut down on it, then re-raised it
+                uvicorn.run(api, host=host, port=port, log_level="warning")
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     console.print(f"stopped at height {node.height}")
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM (systemd, ``kill``) stops the node as Ctrl-C does, once uvicorn has shut down."""
+    raise KeyboardInterrupt

@@ -34,7 +34,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal, NoReturn, Protocol
 
 import orjson
 from pydantic import Field, ValidationError
@@ -104,6 +104,26 @@ def _digest(rows: Iterable[tuple[str, int, str]]) -> str:
     return h.hexdigest()
 
 
+class Ledger(Protocol):
+    """One member's view of its organisation's ledger, as ``Holder`` and ``Requester`` use it:
+    ``LedgerMember`` on an in-process node, ``consent.remote.HttpLedgerMember`` on a node's
+    HTTP API."""
+
+    member_id: str
+    org: str
+    key: SigningKey
+    clock: Clock
+
+    @property
+    def chain_id(self) -> str: ...
+
+    def state(self, key: str) -> Any:
+        """The parsed value of state ``key`` (``<contract>/<key>``) at the head, or None."""
+
+    def call(self, contract: str, method: str, args: dict[str, Any]) -> Receipt:
+        """Sign ``contract.method(args)`` as ``member_id``, submit it, wait for the receipt."""
+
+
 class LedgerMember:
     """Acts on an in-process node as one member: reads state, submits signed transactions."""
 
@@ -112,6 +132,10 @@ class LedgerMember:
         self.org = member_id.split("/")[0]
         self._nonces = itertools.count(clock() * 1000 + secrets.randbelow(1000))
         self._lock = threading.Lock()
+
+    @property
+    def chain_id(self) -> str:
+        return self.node.chain_id
 
     def state(self, key: str) -> Any:
         raw = self.node.store.get_state(key)
@@ -150,7 +174,7 @@ class Delivery:
 class Holder:
     """The holding organisation's side: decide, record, seal."""
 
-    def __init__(self, ledger: LedgerMember, source: RecordSource) -> None:
+    def __init__(self, ledger: Ledger, source: RecordSource) -> None:
         self.ledger, self.source = ledger, source
         self._seen: dict[str, int] = {}  # request id -> request time; older ones are stale
         self._lock = threading.Lock()
@@ -211,9 +235,9 @@ class Holder:
             signing_key(member, kid, now)
         except MedLedgerError as exc:
             return m.Reason.KEY_REVOKED, exc.message
-        if req.holder != self.ledger.org or req.chain != self.ledger.node.chain_id:
+        if req.holder != self.ledger.org or req.chain != self.ledger.chain_id:
             return m.Reason.WRONG_HOLDER, (f"request is for {req.holder} on {req.chain}; this is "
-                                           f"{self.ledger.org} on {self.ledger.node.chain_id}")
+                                           f"{self.ledger.org} on {self.ledger.chain_id}")
         if abs(now - req.time) > MAX_SKEW_MS:
             return m.Reason.STALE_REQUEST, (f"request time {req.time}; want within "
                                             f"{MAX_SKEW_MS} ms of {now}")
@@ -290,7 +314,7 @@ class Holder:
              "body": base64.b64encode(r.body).decode(), "fingerprint": r.fingerprint,
              "batch_id": r.batch_id, "leaf_index": r.leaf_index, "count": r.count,
              "proof": [p.hex() for p in r.proof]} for r in records]})
-        sealed = hpke.seal(kex, payload, _payload_info(self.ledger.node.chain_id, rid))
+        sealed = hpke.seal(kex, payload, _payload_info(self.ledger.chain_id, rid))
         return Delivery(rid, entry, self.ledger.org, org["id"], key_id(kex), sealed)
 
     @staticmethod
@@ -309,13 +333,13 @@ class Received:
 class Requester:
     """The requesting organisation's side: sign requests, open and check deliveries."""
 
-    def __init__(self, ledger: LedgerMember, kex_secret: bytes) -> None:
+    def __init__(self, ledger: Ledger, kex_secret: bytes) -> None:
         self.ledger, self.kex_secret = ledger, kex_secret
 
     def request(self, holder: str, patient: str, categories: list[str], purpose: str,
                 justification: str | None = None, minutes: int = 60) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "chain": self.ledger.node.chain_id, "requester": self.ledger.member_id,
+            "chain": self.ledger.chain_id, "requester": self.ledger.member_id,
             "holder": holder, "patient": patient, "categories": categories,
             "purpose": purpose, "nonce": secrets.token_hex(16), "time": self.ledger.clock()}
         if justification is not None:
@@ -330,7 +354,7 @@ class Requester:
             raise ExchangeError(m.Reason.TAMPERED_RECORD, "delivery answers another request")
         granted = self._grant_entry(rid)
         plain = hpke.open(self.kex_secret, delivery.sealed,
-                          _payload_info(self.ledger.node.chain_id, rid))
+                          _payload_info(self.ledger.chain_id, rid))
         doc = orjson.loads(plain)
         out: list[Received] = []
         roots: dict[str, Any] = {}

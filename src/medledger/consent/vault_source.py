@@ -10,6 +10,7 @@ position and profile, not any identifier; the resource is already de-identified.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 from medledger.consent.model import ALL
@@ -33,11 +34,13 @@ def category(resource_type: str) -> str:
 
 
 class VaultSource:
-    """Releases a patient's records from a gateway vault with their batch proofs."""
+    """Releases a patient's records from a gateway vault with their batch proofs. Thread-safe:
+    the vault's one connection is used by one caller at a time."""
 
     def __init__(self, vault: Vault) -> None:
         self.vault = vault
         self._batches: dict[str, Batch] = {}
+        self._lock = threading.Lock()
 
     def _batch(self, batch_id: str) -> Batch:
         if batch_id not in self._batches:  # anchored batches never change
@@ -48,7 +51,10 @@ class VaultSource:
         return self._batches[batch_id]
 
     def records(self, patient: str, categories: Sequence[str]) -> list[SharedRecord]:
-        wanted = set(categories)
+        with self._lock:
+            return self._records(patient, set(categories))
+
+    def _records(self, patient: str, wanted: set[str]) -> list[SharedRecord]:
         out = []
         for r in self.vault.iter_rows(_CURRENT, (patient,)):
             cat = category(r["resource_type"])

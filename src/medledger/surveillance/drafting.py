@@ -8,7 +8,8 @@ resources can call it. Two kinds of rule:
 
 * ``LabRule``: a final (or preliminary, amended, corrected) Observation whose ``code`` has one
   of the rule's codings (e.g. LOINC) and whose result is positive — ``valueCodeableConcept``
-  SNOMED CT 10828004 *Positive*, 260373001 *Detected* or 52101004 *Present*; an
+  SNOMED CT 10828004 *Positive*, 260373001 *Detected*, 11214006 *Reactive* or 52101004
+  *Present* (the gateway's qualitative results, ``gateway.qualitative``); an
   ``interpretation`` of HL7 v3 ObservationInterpretation ``POS`` or ``DET``; or a
   ``valueString`` "positive", "detected" or "reactive" — drafts the rule's ICD-10 code with
   lab status ``confirmed``.
@@ -52,7 +53,8 @@ __all__ = [
 
 ICD10_SYSTEMS = frozenset({"http://hl7.org/fhir/sid/icd-10", "http://hl7.org/fhir/sid/icd-10-cm"})
 SNOMED = "http://snomed.info/sct"
-POSITIVE_VALUES = frozenset({(SNOMED, "10828004"), (SNOMED, "260373001"), (SNOMED, "52101004")})
+POSITIVE_VALUES = frozenset({(SNOMED, "10828004"), (SNOMED, "260373001"), (SNOMED, "11214006"),
+                             (SNOMED, "52101004")})
 INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 POSITIVE_INTERPRETATIONS = frozenset({(INTERPRETATION, "POS"), (INTERPRETATION, "DET")})
 POSITIVE_STRINGS = frozenset({"positive", "detected", "reactive"})

@@ -177,3 +177,9 @@ def test_node_start_refuses_a_holder_it_cannot_serve(hospital: Hospital, tmp_pat
     code, out = _cli(*base, "--holder-vault", str(hospital.vault), "--holder-member",
                      "hosp-b/dr-wu")
     assert code == 2 and "forbidden" in out, out
+    code, out = _cli(*base, "--holder-vault", str(hospital.vault), "--holder-vault-key",
+                     str(tmp_path / "no.key"))
+    assert code == 2 and "no vault key" in out, out
+    code, out = _cli(*base, "--holder-vault", str(hospital.vault), "--holder-member",
+                     "hosp-a/nobody")
+    assert code == 2 and "unknown_signer" in out, out

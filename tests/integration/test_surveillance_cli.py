@@ -105,4 +105,10 @@ def test_surveillance_demo_end_to_end(tmp_path: Path) -> None:
     text = "\n".join(f"{a}: {b}" for a, b in out.lines)
     assert out.ok, text
     assert "5 linked, not double-counted" in text and "identical" in text
+    # the alerting outbreak's reports come through gateway runs, in one district (R7.26)
+    assert "hosp-a gateway ingest of 28 Shigella stool cultures" in text
+    assert "24 lab-confirmed drafts from the run (district 110101" in text
+    assert "submitted: 24 new cases" in text
+    assert "red shigellosis {'district': '110101'} farrington-flexible: 24 cases" in text
+    assert "not through the gateways" in text      # the background, said so
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and os.path.getsize(png) > 5000

@@ -1,11 +1,16 @@
 """The surveillance demo: six years of seasonal shigellosis reported by three hospitals, an
 outbreak in one district, the alert it raises, the CDC's verification and the epidemic curve.
 
-Every figure printed is read back from the ledger. The outbreak's reports go the whole way:
-FHIR resources in a hospital → automatic draft (``drafting``) → draft digest on the ledger →
-physician confirms → payload sealed to the CDC → ``case_reports.submit``. Background reports
-are sealed and submitted directly. Two synthetic hospitals' gateway runs (``gateway.synth``)
-are drafted from inside each hospital (``fromgateway``): their COVID-19 and hepatitis B
+Every figure printed is read back from the ledger. The outbreak's reports come from the
+hospitals' gateways the whole way: each hospital's microbiology export (positive and negative
+Shigella stool cultures written ``POS``, ``Negative``, ``阳性（+）``…, ``gateway.synth_micro``)
+→ ``gateway ingest`` (qualitative results mapped to SNOMED CT, records anchored on the ledger)
+→ automatic drafts from the run inside the hospital (``fromgateway.draft_run``, lab rule
+LOINC 82300-5 → A03.9, district from the address) → draft digest on the ledger → physician
+confirms → payload sealed to the CDC → ``case_reports.submit``. The six years of background
+reports are sealed and submitted directly (about 2,400 reports: ingesting six years of
+history through the gateways would make the demo minutes long). Two synthetic
+hospitals' diagnosis runs (``gateway.synth``) are drafted too: their COVID-19 and hepatitis B
 diagnoses become drafts with true dates and districts, are confirmed and submitted, and the
 persons both hospitals saw are linked, not double-counted. Then the CDC's monitor tests the last
 complete week, records its signals, and the CDC reads the line list, re-computes the evidence
@@ -18,7 +23,7 @@ import os
 import tempfile
 import time
 from concurrent.futures import Future
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,16 +39,14 @@ from medledger.surveillance import casefile, monitor, views
 from medledger.surveillance.calendar import iso_week, utc_date, week_monday
 from medledger.surveillance.casefile import CaseFields
 from medledger.surveillance.diseases import age_band
-from medledger.surveillance.drafting import DiagnosisRule, LabRule, RuleSet, draft_reports
 from medledger.surveillance.signals import signal_id
 from medledger.workspace import Workspace
 
 DISTRICTS = ("110101", "110102", "110105", "110106")
-OUTBREAK_DISTRICT = "110105"
+OUTBREAK_DISTRICT = "110101"   # Riverside / 江城 in the synthetic hospitals' addresses
+OUTBREAK_CITY = 0              # synth.CITIES index of that district
 HOSPITALS = {"hosp-a": "dr-li", "hosp-b": "dr-wu", "hosp-c": "dr-zhao"}
-LOINC_SHIGELLA = ("http://loinc.org", "SHIG-CULT")  # a synthetic lab code for the demo
-RULES = RuleSet(lab=(LabRule("lab-shigella", frozenset({LOINC_SHIGELLA}), "A03.9"),),
-                diagnosis=(DiagnosisRule("notifiable-diagnosis"),))
+SHIGELLA_CULTURE = ["http://loinc.org", "82300-5"]  # Shigella sp [Presence] in Stool by Culture
 WEEKS = 313
 
 
@@ -55,6 +58,7 @@ class _Scenario:
         self.out = DemoResult()
         self.rng = np.random.default_rng(seed)
         self.pkey = os.urandom(32)  # the hospitals' shared pseudonymisation key
+        self.gkey = os.urandom(32)  # the consortium pseudonym key of the gateways
         genesis = node.genesis.doc
         cdc = next(o for o in genesis["orgs"] if o["kind"] == "cdc")
         self.cdc = cdc["id"]
@@ -124,60 +128,60 @@ class _Scenario:
         receipts = [f.result(120) for f in futures]
         ok = sum(r.ok for r in receipts)
         self.out.add("background reports", f"{ok:,} of {len(receipts):,} submitted over "
-                     f"{WEEKS} weeks in {len(DISTRICTS)} districts (3 hospitals)")
+                     f"{WEEKS} weeks in {len(DISTRICTS)} districts (3 hospitals; sealed and "
+                     "submitted directly, not through the gateways, to keep the demo fast)")
         self.out.ok &= ok == len(receipts)
 
-    def _fhir(self, i: int, day: date) -> list[dict[str, Any]]:
-        pid = f"o{i}"
-        born = day - timedelta(days=365 * int(self.rng.integers(6, 13)))
-        return [
-            {"resourceType": "Patient", "id": pid, "gender": "male" if i % 3 else "female",
-             "identifier": [{"system": "urn:oid:demo-nid", "value": f"OUT-{i}"}],
-             "name": [{"family": "Synthetic", "given": [f"Child {i}"]}],
-             "birthDate": born.isoformat(), "address": [{"district": OUTBREAK_DISTRICT}]},
-            {"resourceType": "Observation", "id": f"lab{i}", "status": "final",
-             "code": {"coding": [{"system": LOINC_SHIGELLA[0], "code": LOINC_SHIGELLA[1]}]},
-             "subject": {"reference": f"Patient/{pid}"},
-             "effectiveDateTime": f"{(day + timedelta(days=1)).isoformat()}T10:00:00+08:00",
-             "valueCodeableConcept": {"coding": [{"system": "http://snomed.info/sct",
-                                                  "code": "10828004"}]}},
-            {"resourceType": "Condition", "id": f"dx{i}", "subject": {"reference":
-                                                                     f"Patient/{pid}"},
-             "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10", "code": "A03.1"}]},
-             "onsetDateTime": day.isoformat(), "recordedDate": (day + timedelta(days=1))
-             .isoformat()},
-        ]
+    def _from_gateway(self, org: str, root: Path, files: list[Path], rules: Any
+                      ) -> tuple[int, dict[str, int]]:
+        """Ingest ``files`` through ``org``'s gateway (anchored on the ledger), draft from the run
+        inside the hospital, record each draft's digest, and have the physician confirm and
+        submit it. Returns (drafts, outcomes by case: new / linked)."""
+        from medledger.gateway.anchor import LedgerAnchorer
+        from medledger.gateway.deid import PseudonymKey
+        from medledger.gateway.service import ingest_export_dir
+        from medledger.gateway.vault import Vault
+        from medledger.surveillance.fromgateway import draft_run, record_args, submit_args
 
-    def _confirm_and_submit(self, org: str, draft: Any) -> Any:
-        self.n += 1
-        rid = f"rep-{self.n:06d}"
+        key = PseudonymKey("k1", self.gkey)
         gateway = self.client(f"{org}/gateway")
-        gateway.call("case_reports", "draft", {"report_id": rid, "rule": draft.rules[0],
-                                               "digest": draft.digest(os.urandom(16))})
-        args = casefile.seal_report(
-            chain_id=self.chain, org=org, report_id=rid, cdc=self.cdc, cdc_kex_key=self.cdc_kex,
-            fields=draft.fields, patient_id=draft.patient_id,
-            patient_details=draft.patient_details, pseudonym_key=self.pkey,
-            physician=f"{org}/{HOSPITALS[org]}",
-            physician_key=self.ring.signing[f"{org}/{HOSPITALS[org]}"])
-        return gateway.call("case_reports", "submit", args)
+        doctor = f"{org}/{HOSPITALS[org]}"
+        outcome: dict[str, int] = {"new": 0, "linked": 0}
+        with Vault(root / "vault" / org) as vault:
+            run_id, _ = ingest_export_dir(vault, key, files, org,
+                                          LedgerAnchorer(gateway, self.node.store))
+            got = draft_run(vault, key, run_id, files, rules)
+            for d in got.new:
+                gateway.call("case_reports", "draft", record_args(d))
+                r = gateway.call("case_reports", "submit", submit_args(
+                    d, chain_id=self.chain, cdc=self.cdc, cdc_kex_key=self.cdc_kex, key=key,
+                    physician=doctor, physician_key=self.ring.signing[doctor]))
+                if r.ok:
+                    outcome[r.value["case"]] += 1
+        return len(got.new), outcome
 
     def _outbreak(self) -> None:
+        """Shigella cultures of children in one district, last week, through the gateways."""
+        from medledger.gateway.synth import ADDRESS_DISTRICTS
+        from medledger.gateway.synth_micro import outbreak_exports
+        from medledger.surveillance.fromgateway import GatewayRules
+
         monday = week_monday(self.week)
-        resources = []
-        for i in range(24):
-            resources += self._fhir(i, monday + timedelta(days=int(self.rng.integers(0, 5))))
-        drafts, skipped = draft_reports(resources, RULES)
-        cases = [self._confirm_and_submit("hosp-a", d) for d in drafts]
-        # five of the children are also seen at hosp-b: same pseudonym, one case
-        again = [self._confirm_and_submit("hosp-b", d) for d in drafts[:5]]
-        new = sum(r.value["case"] == "new" for r in cases if r.ok)
-        linked = sum(r.value["case"] == "linked" for r in again if r.ok)
-        self.out.add("outbreak reports", f"{len(drafts)} drafted from FHIR (lab + diagnosis "
-                     f"rules, {len(skipped)} skipped), confirmed and submitted by hosp-a: "
-                     f"{new} new cases; 5 also reported by hosp-b: {linked} linked, not "
+        days = [monday + timedelta(days=int(self.rng.integers(0, 5))) for _ in range(24)]
+        root = self.ws.root.parent / "gateway-outbreak"
+        names = outbreak_exports(root / "syn", days, city=OUTBREAK_CITY, shared=5, negatives=4)
+        rules = GatewayRules.from_doc({
+            "lab": [{"id": "lab-shigella", "codes": [SHIGELLA_CULTURE], "disease_code": "A03.9"}],
+            "districts": [list(e) for e in ADDRESS_DISTRICTS]})
+        a_drafts, a = self._from_gateway("hosp-a", root, [root / "syn" / names[0]], rules)
+        b_drafts, b = self._from_gateway("hosp-b", root, [root / "syn" / names[1]], rules)
+        self.out.add("outbreak reports", f"hosp-a gateway ingest of 28 Shigella stool cultures "
+                     f"(24 POS/Positive, 4 negative) → {a_drafts} lab-confirmed drafts from the "
+                     f"run (district {OUTBREAK_DISTRICT} from the address), confirmed and "
+                     f"submitted: {a['new']} new cases; 5 children cultured again at hosp-b "
+                     f"(阳性) → {b_drafts} drafts, submitted: {b['linked']} linked, not "
                      "double-counted")
-        self.out.ok &= new == len(drafts) == 24 and linked == 5
+        self.out.ok &= a_drafts == a["new"] == 24 and b_drafts == b["linked"] == 5
 
     def _gateway(self) -> None:
         """Two hospitals' gateway runs → drafts inside each hospital → confirmed reports."""
@@ -196,7 +200,7 @@ class _Scenario:
         shared = 3
         root = self.ws.root.parent / "gateway"
         generate(root / "syn", seed=5, persons=40, rows=40, notifiable=shared)
-        key = PseudonymKey("k1", os.urandom(32))     # the consortium pseudonym key
+        key = PseudonymKey("k1", self.gkey)          # the consortium pseudonym key
         rules = GatewayRules.from_doc({"diagnosis": [{"id": "notifiable-dx"}],
                                        "districts": [list(e) for e in ADDRESS_DISTRICTS]})
         outcome: dict[str, int] = {"new": 0, "linked": 0}
@@ -256,7 +260,7 @@ class _Scenario:
             "note": "cluster of culture-confirmed Shigella in children; common exposure likely"})
         responded = epi.call("signals", "respond", {
             "signal": sid, "action": "investigation",
-            "note": "field team to district 110105; school canteen samples taken"})
+            "note": f"field team to district {OUTBREAK_DISTRICT}; school canteen samples taken"})
         epi.call("case_reports", "verify", {"org": record["org"],
                                             "report_id": record["report_id"]})
         self.out.add("evidence re-computed", "identical (series, thresholds, grade) from the "
@@ -278,7 +282,7 @@ class _Scenario:
         weeks_, counts = views.weekly(store, "shigellosis", [OUTBREAK_DISTRICT], first,
                                       self.week)
         self.out.add("epidemic curve", f"shigellosis, district {OUTBREAK_DISTRICT}, by ISO week "
-                     "(onset)")
+                     "(onset, else diagnosis date)")
         for w, c in zip(weeks_, counts, strict=True):
             self.out.add(f"  {w}", f"{c:3d} {'█' * c}")
         if self.png is not None:
@@ -301,7 +305,7 @@ def _plot(path: Path, weeks_: list[str], counts: list[int], threshold: float | N
                    label=f"improved Farrington bound for {weeks_[-1]} ({threshold:.1f})")
         ax.legend()
     ax.set_xticks(range(len(weeks_)), [w[5:] for w in weeks_], rotation=45)
-    ax.set_ylabel("cases (by onset)")
+    ax.set_ylabel("cases (by onset, else diagnosis date)")
     ax.set_title(f"Shigellosis, district {OUTBREAK_DISTRICT}: epidemic curve")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -115,8 +115,12 @@ def _request(h: Hospital, out: Path, *extra: str) -> tuple[int, str]:
 def test_a_served_holder_grants_then_denies_after_revocation(served: Hospital,
                                                              tmp_path: Path) -> None:
     h = served
-    code, out = _request(h, tmp_path / "none")
-    assert code == 1 and "denied: no_consent" in out, out
+    code, out = _request(h, tmp_path / "none", "--json")
+    assert code == 1, out
+    refused = json.loads(out)
+    assert (refused["outcome"], refused["reason"], refused["code"]) == (
+        "denied", "no_consent", "forbidden")
+    assert refused["entry"].startswith(f"e/{h.patient}/")
 
     _submit(h, "hosp-a/steward", "consent", "link_agent",
             {"patient": h.patient, "member": "patients/agent-0001"})
@@ -126,12 +130,12 @@ def test_a_served_holder_grants_then_denies_after_revocation(served: Hospital,
         "categories": REFERRAL, "recipient_org": "hosp-b", "start": t - 1000,
         "end": t + 30 * DAY})
 
-    code, out = _request(h, tmp_path / "got", "--json")
+    code, out = _request(h, tmp_path / "got")
     assert code == 0, out
-    doc = json.loads(out)
-    assert doc["outcome"] == "granted" and doc["records"] == len(h.expected)
+    assert f"granted: {len(h.expected)} records from hosp-a" in out
+    granted_entry = out.split("access entry: ")[1].split()[0]
     manifest = json.loads((tmp_path / "got" / "manifest.json").read_text())
-    assert manifest["entry"] == doc["entry"] and manifest["holder"] == "hosp-a"
+    assert manifest["entry"] == granted_entry and manifest["holder"] == "hosp-a"
     got = {}
     for row in manifest["records"]:
         body = (tmp_path / "got" / row["file"]).read_bytes()
@@ -154,7 +158,7 @@ def test_a_served_holder_grants_then_denies_after_revocation(served: Hospital,
         log = auditor.get(f"/v1/consent/patients/{h.patient}/log")["entries"]
     by_key = {item["key"]: item["entry"] for item in log}
     assert [e["outcome"] for e in by_key.values()] == ["denied", "granted", "denied"]
-    assert by_key[doc["entry"]]["records"] == len(h.expected)
+    assert by_key[granted_entry]["records"] == len(h.expected)
     revoked = by_key[denied_entry]
     assert (revoked["reason"], revoked["requester"], revoked["consent_id"]) == (
         "consent_revoked", "hosp-b/dr-wu", "referral-e2e")

@@ -127,10 +127,15 @@ class Executor:
         tx_state = state.tx()
         try:
             self._check_envelope(state, tx, nonce, time, policies)
-            callers = [self._authenticate(state, tx, s, time, sig_ok) for s in tx.sigs]
-            by_id = {c.id: c for c in callers}
-            caller = by_id[tx.signer]
-            cosigners = tuple(by_id[c] for c in tx.cosigners)
+            sigs = tx.sigs
+            if len(sigs) == 1 and sigs[0].by == tx.signer and not tx.cosigners:
+                caller = self._authenticate(state, tx, sigs[0], time, sig_ok)
+                cosigners: tuple[Caller, ...] = ()
+            else:
+                callers = [self._authenticate(state, tx, s, time, sig_ok) for s in sigs]
+                by_id = {c.id: c for c in callers}
+                caller = by_id[tx.signer]
+                cosigners = tuple(by_id[c] for c in tx.cosigners)
             contract, spec = self.registry.resolve(tx.contract, tx.method)
             if not spec.access.allows(caller.org_kind, caller.role):
                 raise _Invalid(

@@ -122,15 +122,23 @@ def sign_body(body: dict[str, Any], member_id: str, key: SigningKey) -> Signatur
 
 def assemble(body: dict[str, Any], sigs: Sequence[Signature]) -> bytes:
     """Canonical wire bytes of a signed transaction."""
-    ordered = sorted(sigs, key=lambda s: s.by)
-    return canonical.encode(
-        {"body": body, "sigs": [{"by": s.by, "kid": s.kid, "sig": b64(s.sig)} for s in ordered]}
-    )
+    return _wire(canonical.encode(body), sigs)
 
 
 def build(body: dict[str, Any], keys: dict[str, SigningKey]) -> bytes:
-    """Sign ``body`` with every key in ``keys`` (member id → key) and return the wire bytes."""
-    return assemble(body, [sign_body(body, mid, k) for mid, k in keys.items()])
+    """Sign ``body`` with every key in ``keys`` (member id → key) and return the wire bytes.
+    The body is checked and encoded once, for every signature and the envelope."""
+    encoded = canonical.encode(body)
+    signed = SIG_DOMAIN + encoded
+    return _wire(encoded, [Signature(mid, k.kid, k.sign(signed)) for mid, k in keys.items()])
+
+
+def _wire(encoded_body: bytes, sigs: Sequence[Signature]) -> bytes:
+    """``canonical({"body": body, "sigs": [...]})`` from the body's canonical bytes: keys "body"
+    < "sigs" are in order, and the signature list is encoded (and checked) on its own."""
+    ordered = sorted(sigs, key=lambda s: s.by)
+    docs = canonical.encode([{"by": s.by, "kid": s.kid, "sig": b64(s.sig)} for s in ordered])
+    return b'{"body":' + encoded_body + b',"sigs":' + docs + b"}"
 
 
 def tx_id(raw: bytes) -> bytes:

@@ -18,7 +18,7 @@ import os
 import threading
 import time as _time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -46,7 +46,7 @@ log = logging.getLogger("medledger.node")
 EXPIRY_CHECK_INTERVAL = 600.0  # seconds between expiring-key reports
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Receipt:
     tx_id: bytes
     height: int
@@ -448,10 +448,12 @@ class Node:
                 fut = self._pending.pop(rec.tx_id, None)
                 if fut is not None:
                     own += 1
-                    if not fut.done():  # a waiter may have cancelled it
+                    try:  # noqa: SIM105 (no context manager per transaction)
                         fut.set_result(Receipt(rec.tx_id, header.height, rec.index,
                                                result["code"], result["message"],
                                                result["value"], result["events"]))
+                    except InvalidStateError:  # a waiter cancelled it
+                        pass
         self.orderer.committed(own)
         for hook in self.on_durable:
             try:

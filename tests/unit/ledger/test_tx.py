@@ -50,6 +50,27 @@ def refused(raw: bytes, **kw: Any) -> Code:
 # -- accepted ------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("cosigners", [[], ["hosp-b/bob"], ["hosp-b/bob", "hosp-c/carol"]])
+def test_build_and_assemble_give_the_canonical_envelope(cosigners: list[str]) -> None:
+    """``build`` encodes the body once and splices it into the envelope: the bytes must be
+    exactly the canonical encoding of the whole document, whatever the key order given."""
+    b = body(cosigners=cosigners, args={"z": [1, {"b": "é\u2028", "a": None}], "a": True})
+    keys = dict(reversed(list({"hosp-a/alice": ALICE, "hosp-b/bob": BOB,
+                               "hosp-c/carol": CAROL}.items())))
+    keys = {m: k for m, k in keys.items() if m == "hosp-a/alice" or m in cosigners}
+    sigs = sorted((txmod.sign_body(b, m, k) for m, k in keys.items()), key=lambda s: s.by)
+    want = canonical.encode(
+        {"body": b, "sigs": [{"by": s.by, "kid": s.kid, "sig": b64(s.sig)} for s in sigs]})
+    assert txmod.build(b, keys) == want
+    assert txmod.assemble(b, list(reversed(sigs))) == want
+    assert txmod.decode(want).body == b
+
+
+def test_build_refuses_a_float_in_the_body() -> None:
+    with pytest.raises(canonical.CanonicalError):
+        txmod.build(body(args={"dose": 1.5}), {"hosp-a/alice": ALICE})
+
+
 def test_decode_built_transaction() -> None:
     b = body(cosigners=["hosp-b/bob"])
     raw = txmod.build(b, {"hosp-a/alice": ALICE, "hosp-b/bob": BOB})

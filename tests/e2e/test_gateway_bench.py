@@ -21,3 +21,4 @@ def test_bench_gateway_small(tmp_path: Path) -> None:
     assert doc["rows"] == 3000 and doc["emitted"] == 3000 and doc["quarantined"] == 0
     assert doc["verify_ok"] and doc["batches"] == 1 and doc["rows_per_s"] > 0
     assert doc["target_rows_per_s"] == 5000 and doc["passed"] == (doc["rows_per_s"] >= 5000)
+    assert doc["workers"] == 2 and doc["cpu_us_per_row"] > 0 and len(doc["load_avg"]) == 2

@@ -371,8 +371,9 @@ def surveillance(
 def gateway(
     rows: int = typer.Option(200_000, min=1000, help="Rows in the generated lab export "
                              "(1,000,000 for the bounded-memory figure)."),
-    workers: int = typer.Option(0, min=0, help="Worker processes preparing rows (0: inline, "
-                                "the faster choice on this 2-core machine; see BENCHMARKS.md)."),
+    workers: int = typer.Option(2, min=0, help="Worker processes parsing and preparing rows "
+                                "(0: inline in the process that owns the vault; see "
+                                "BENCHMARKS.md)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
     workdir: Path | None = typer.Option(None, help="Keep files here (new or empty directory); "
                                         "default: a temporary directory."),
@@ -404,7 +405,9 @@ def gateway(
         ("verify", f"{'OK' if result.verify_ok else 'FAILED'} in {result.verify_seconds:.1f} s"),
         ("RSS (MiB) per 100k rows", rss),
         ("peak RSS", f"{result.peak_mib:,.0f} MiB (this process, its node and workers)"),
-        ("other processes' CPU", f"{result.other_cpu_pct:.0f} % of the machine"),
+        ("other processes' CPU", f"{result.other_cpu_pct:.0f} % of the machine (load average "
+                                 f"{result.load_avg[0]:.2f} → {result.load_avg[1]:.2f})"),
+        ("CPU per row", f"{result.cpu_us_per_row:.0f} µs (this process and its workers)"),
         ("target", f"≥ {gbench.TARGET_ROWS_PER_S:,} rows/s: "
                    + ("[green]PASS[/]" if result.passed else "[red]FAIL[/]")),
     ]))

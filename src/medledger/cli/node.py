@@ -10,8 +10,13 @@ from types import FrameType
 
 import typer
 
-from medledger.cli.common import WorkspaceOpt, console, fail, workspace
-from medledger.errors import MedLedgerError
+from medledger.cli.common import WorkspaceOpt, console, workspace
+from medledger.cli.holder import (
+    HolderMemberOpt,
+    HolderVaultKeyOpt,
+    HolderVaultOpt,
+    serve_holder,
+)
 
 app = typer.Typer(help="Run a node.", no_args_is_help=True)
 
@@ -25,24 +30,14 @@ def start(
     max_wait_ms: int = typer.Option(20, min=0, help="…or this long after its first tx."),
     admit_processes: int = typer.Option(
         2, min=0, help="Run ingress checks in this many worker processes (0: threads)."),
-    holder_vault: Path | None = typer.Option(
-        None, "--holder-vault", help="Also serve POST /v1/exchange/request as the holder of "
-        "this gateway vault: consent checked on this node's ledger, every decision recorded, "
-        "records HPKE-sealed to the requester (docs/consent.md)."),
-    holder_vault_key: Path | None = typer.Option(
-        None, "--holder-vault-key", envvar="MEDLEDGER_VAULT_KEY",
-        help="With --holder-vault: the vault's data key file (default: VAULT/vault.key)."),
-    holder_member: str | None = typer.Option(
-        None, "--holder-member", help="With --holder-vault: the member (gateway, data steward "
-        "or org admin; its key from the workspace keyring) that records the holder's "
-        "decisions; its organisation is the holder (default: <node org>/gateway, else "
-        "<node org>/root)."),
+    holder_vault: Path | None = HolderVaultOpt,
+    holder_vault_key: Path | None = HolderVaultKeyOpt,
+    holder_member: str | None = HolderMemberOpt,
 ) -> None:
     """Start the embedded node and its HTTP API (Ctrl-C or SIGTERM stops it cleanly)."""
     import uvicorn
 
     from medledger.api.app import create_app
-    from medledger.api.routes_exchange import install_holder
 
     ws = workspace(directory)
     node = ws.node(max_block_txs=max_block_txs, max_wait=max_wait_ms / 1000,
@@ -50,19 +45,8 @@ def start(
     with node, ExitStack() as stack:
         api = create_app(node)
         if holder_vault is not None:
-            from medledger.consent.serving import open_vault_holder
-            from medledger.gateway.service import gateway_member
-
-            ring = ws.keyring()
-            try:
-                member = gateway_member(list(ring.signing), ws.config["org"], holder_member)
-                served = stack.enter_context(open_vault_holder(
-                    node, ring, member, holder_vault, holder_vault_key))
-            except MedLedgerError as exc:
-                fail(exc)
-            install_holder(api, served.holder)
-            console.print(f"holder gateway of [bold]{served.holder.ledger.org}[/] (records as "
-                          f"{member}) from vault {holder_vault}: POST /v1/exchange/request")
+            serve_holder(stack, api, node, ws.keyring(), ws.config["org"], holder_vault,
+                         holder_vault_key, holder_member)
         console.print(f"node for [bold]{node.chain_id}[/] at height {node.height}; "
                       f"API on http://{host}:{port}/v1 (docs at /docs)")
         previous = signal.signal(signal.SIGTERM, _interrupt)

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from pathlib import Path
 
 import typer
 
 from medledger.cli.common import console, fail
+from medledger.cli.holder import (
+    HolderMemberOpt,
+    HolderVaultKeyOpt,
+    HolderVaultOpt,
+    serve_holder,
+)
 from medledger.errors import MedLedgerError
 from medledger.ledger.store.base import Store
 
@@ -18,6 +25,9 @@ app = typer.Typer(help="Run a cluster peer (one per organisation).", no_args_is_
 def run(
     directory: Path = typer.Argument(..., help="Peer directory (peer.json, genesis.json, "
                                      "keyring.json)."),
+    holder_vault: Path | None = HolderVaultOpt,
+    holder_vault_key: Path | None = HolderVaultKeyOpt,
+    holder_member: str | None = HolderMemberOpt,
 ) -> None:
     """Join the cluster named in DIR/peer.json and serve the HTTP API until SIGTERM/Ctrl-C,
     then stop gracefully (finish the block in flight, hand over the sequencer lease)."""
@@ -52,10 +62,14 @@ def run(
                     key=ring.signing[f"{cfg.org}/root"], options=opts)
     except MedLedgerError as exc:
         fail(exc)
-    with peer:
+    with peer, ExitStack() as stack:
+        api = create_app(peer.node)
+        if holder_vault is not None:
+            serve_holder(stack, api, peer.node, ring, cfg.org, holder_vault, holder_vault_key,
+                         holder_member)
         console.print(f"peer {cfg.org} of {genesis.chain_id} at height {peer.node.height}; "
                       f"API on http://{cfg.http_host}:{cfg.http_port}/v1")
-        uvicorn.run(create_app(peer.node), host=cfg.http_host, port=cfg.http_port,
+        uvicorn.run(api, host=cfg.http_host, port=cfg.http_port,
                     log_level="warning", ssl_certfile=path(cfg.http_tls_cert),
                     ssl_keyfile=path(cfg.http_tls_key))
     store.close()

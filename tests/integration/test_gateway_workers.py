@@ -39,3 +39,20 @@ def test_workers_match_inline(tmp_path: Path, name: str) -> None:
     parallel = _run(tmp_path, syn, name, 1)
     assert inline == parallel
     assert inline[1] > 0 and inline[4]              # something emitted, something quarantined
+
+
+def test_ingest_command_with_workers_matches_inline(tmp_path: Path) -> None:
+    """``gateway ingest --workers 2`` over a hospital's exports (CSV with quoted multi-line
+    fields, GBK TSV, HL7 v2) gives the inline run's records and reconciliations."""
+    from medledger.gateway import service
+
+    syn = tmp_path / "syn"
+    generate(syn, seed=5, persons=60, rows=150)
+    files = sorted(p for p in (syn / "hosp-b").iterdir() if p.suffix != ".toml")
+    got = []
+    for workers in (0, 2):
+        with Vault(tmp_path / f"w{workers}") as v:
+            _, reports = service.ingest_export_dir(v, KEY, files, None, workers=workers)
+            got.append(([r.to_doc() for r in reports], sorted(tuple(r) for r in v.rows(
+                "SELECT record_id, version, resource_hash FROM records"))))
+    assert got[0] == got[1] and got[0][1]

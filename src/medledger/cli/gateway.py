@@ -114,6 +114,9 @@ def ingest(
     member: str | None = MemberOpt,
     full_validation: bool = typer.Option(False, "--full-validation", help="Validate every "
                                          "resource with the fhir.resources models (slower)."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Worker processes parsing and "
+                                "preparing CSV/TSV rows (0: all in this process; worth it for "
+                                "large files)."),
     as_json: bool = JsonOpt,
 ) -> None:
     """Map, check, de-identify, vault and anchor FILES; print each file's reconciliation."""
@@ -135,7 +138,8 @@ def ingest(
                 task = bar.add_task("rows", total=None)
                 run_id, reports = service.ingest_export_dir(
                     v, key, files, owner, anchorer, profile=profile,
-                    full_validation=full_validation, progress=lambda n: bar.advance(task, n))
+                    full_validation=full_validation, progress=lambda n: bar.advance(task, n),
+                    workers=workers)
     except MedLedgerError as exc:
         _fail(exc)
     docs = [r.to_doc() for r in reports]

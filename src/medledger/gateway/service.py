@@ -71,11 +71,12 @@ def ingest_files(vault: Vault, key: PseudonymKey, files: Sequence[tuple[Path, Pr
 def ingest_export_dir(vault: Vault, key: PseudonymKey, files: Sequence[Path], site: str | None,
                       anchorer: Anchorer | None = None, *, profile: Path | None = None,
                       full_validation: bool = False,
-                      progress: Callable[[int], None] | None = None
+                      progress: Callable[[int], None] | None = None, workers: int = 0
                       ) -> tuple[str, list[FileReport]]:
     """One run over a hospital's exports: files read with ``profile`` (default: the
     ``FILE.toml`` beside each) and HL7 v2 files (``*.hl7``, read as ``site``, default the
-    profiled files' site); returns one reconciliation per file and mapped kind."""
+    profiled files' site); returns one reconciliation per file and mapped kind. ``workers``
+    processes parse and prepare delimited files' rows (0: in this process)."""
     files = [p for p in files if p.suffix.lower() != ".toml"]    # a shell glob's profiles
     hl7 = [p for p in files if p.suffix.lower() == ".hl7"]
     profiled = load_profiles([p for p in files if p not in hl7], profile)
@@ -84,13 +85,16 @@ def ingest_export_dir(vault: Vault, key: PseudonymKey, files: Sequence[Path], si
             raise GatewayError("HL7 v2 files need --site (no profiled file names the site)")
         site = profiled[0][1].profile.site
     gw = Gateway(vault, Pseudonymizer(key), anchorer, full_validation=full_validation,
-                 progress=progress)
-    for p, prof in profiled:
-        gw.ingest(p, prof, source_name(p, prof))
-    for p in hl7:
-        assert site is not None
-        gw.ingest_hl7(p, site, "HL7v2")
-    return gw.run_id, gw.finish()
+                 progress=progress, workers=workers)
+    try:
+        for p, prof in profiled:
+            gw.ingest(p, prof, source_name(p, prof))
+        for p in hl7:
+            assert site is not None
+            gw.ingest_hl7(p, site, "HL7v2")
+        return gw.run_id, gw.finish()
+    finally:
+        gw.close()                      # worker processes end with the run, also on errors
 
 
 def ingest_message_files(vault: Vault, key: PseudonymKey, files: Sequence[Path], site: str,

@@ -63,7 +63,7 @@ def test_study_on_the_ledger_and_verify_cli(tmp_path: Path) -> None:
             assert not client(f"{h}/root").call("studies", "approve", args).ok
             assert client(f"{h}/root").call("studies", "approve", args,
                                              cosigners={f"{h}/dsc": ring.signing[f"{h}/dsc"]}).ok
-        sites = [Site(h, t, Policy()) for h, t in
+        sites = [Site(h, t, Policy(), audit_path=tmp_path / f"{h}.log") for h, t in
                  zip(HOSPITALS, site_tables([400, 600, 800], seed=5), strict=True)]
         rec = LedgerRecorder("s1", _caller(dr), {h: _caller(client(f"{h}/gw"))
                                                   for h in HOSPITALS})
@@ -89,6 +89,20 @@ def test_study_on_the_ledger_and_verify_cli(tmp_path: Path) -> None:
                              "--dir", str(ws.root)])
     assert ok.exit_code == 0, ok.output
     assert f"{len(fed.trail) * 5} hashes match" in ok.output
+    logs = [f"--site-log={h}={tmp_path / f'{h}.log'}" for h in HOSPITALS]
+    ok = runner.invoke(app, ["research", "verify", str(bundle), "--study", "s1",
+                             "--dir", str(ws.root), *logs])
+    assert ok.exit_code == 0, ok.output
+    assert "3 site log(s) agree" in ok.output
+    log = tmp_path / "hosp-c.log"
+    raw = bytearray(log.read_bytes())
+    raw[len(raw) // 2] ^= 0x01  # one byte of the site's own log
+    log.write_bytes(bytes(raw))
+    bad = runner.invoke(app, ["research", "verify", str(bundle), "--study", "s1",
+                              "--dir", str(ws.root), *logs])
+    assert bad.exit_code == 1 and "hosp-c: log hosp-c.log line" in bad.output, bad.output
+    raw[len(raw) // 2] ^= 0x01
+    log.write_bytes(bytes(raw))
     path = bundle / "q2" / "response-hosp-b.json"
     raw = bytearray(path.read_bytes())
     raw[10] ^= 0x20

@@ -28,6 +28,10 @@ def site(
                                           help="Variable map TOML (default: built in)."),
     policy: Path | None = typer.Option(None, "--policy",
                                        help="Disclosure thresholds, JSON (default: defaults)."),
+    audit_log: Path | None = typer.Option(None, "--audit-log",
+                                          help="The site's own append-only audit log (JSON "
+                                          "lines, hash-chained; continued if it exists, "
+                                          "refused if its chain is broken)."),
 ) -> None:
     """Serve one research site over HTTP whose rows come from its gateway vault: only patients
     whose consent on the ledger covers research for the study at the query's height, only the
@@ -36,7 +40,7 @@ def site(
 
     try:
         s = open_vault_site(name, vault, ledger, vault_key=vault_key, variables=variables,
-                            policy=policy)
+                            policy=policy, audit_log=audit_log)
     except MedLedgerError as exc:
         fail(exc)
     console.print(f"research site {name} on http://127.0.0.1:{port} (vault {vault})")
@@ -77,15 +81,26 @@ def variables(
 def verify(
     bundle: Path = typer.Argument(..., help="Audit bundle directory (one folder per query)."),
     study: str = typer.Option(..., "--study", help="Study id on the ledger."),
+    site_log: list[str] = typer.Option([], "--site-log", help="SITE=FILE: cross-check that "
+                                       "site's own audit log with the ledger (repeatable)."),
     ws_dir: Path = WorkspaceOpt,
 ) -> None:
     """Recompute every query, response and result hash in BUNDLE and compare with the ledger;
-    exit 1 naming each file whose bytes differ from what was recorded."""
+    with --site-log, check each site's log chain and that it and the ledger agree on every
+    response of that site. Exit 1 naming each file, line or query that differs."""
     if not bundle.is_dir():
         error("not_found", f"no bundle directory {bundle}")
+    logs = []
+    for spec in site_log:
+        name, sep, where = spec.partition("=")
+        if not sep or not name or not where:
+            error("bad_args", f"--site-log {spec!r}: want SITE=FILE")
+        logs.append((name, Path(where)))
     store = workspace(ws_dir).store()
     try:
         checked, problems = audit.verify(store, study, bundle)
+        for name, path in logs:
+            problems += audit.cross_check_file(store, study, name, path)
     finally:
         store.close()
     for p in problems:
@@ -93,7 +108,8 @@ def verify(
     if problems or not checked:
         error("verify_failed", f"{len(problems)} of {checked} hashes differ" if checked
               else "bundle holds no files", exit_code=1)
-    console.print(f"ok: {checked} hashes match the ledger for study {study}")
+    console.print(f"ok: {checked} hashes match the ledger for study {study}"
+                  + (f"; {len(logs)} site log(s) agree with it" if logs else ""))
 
 
 def bench(

@@ -16,7 +16,8 @@ import orjson
 
 from medledger.crypto import canonical
 
-__all__ = ["canonical_bytes", "cross_check", "digest", "jsonable", "verify", "write_bundle"]
+__all__ = ["canonical_bytes", "cross_check", "cross_check_file", "digest", "jsonable", "verify",
+           "write_bundle"]
 
 
 def jsonable(obj: Any) -> Any:
@@ -118,3 +119,18 @@ def cross_check(reader: ScanReader, study: str, site: str,
         if who == site and qid not in seen:
             problems.append(f"{site}: the ledger records {qid} but the site's log does not")
     return problems
+
+
+def cross_check_file(reader: ScanReader, study: str, site: str, path: Path) -> list[str]:
+    """``cross_check`` on a site's log file (``research.sitelog``), after checking its hash
+    chain: a broken chain (a one-byte change anywhere) is a problem naming the line, and the
+    entries before the break are still compared with the ledger."""
+    from medledger.research.sitelog import read_log
+
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return [f"{site}: cannot read its log {path} ({type(exc).__name__})"]
+    entries, broken, _ = read_log(raw)
+    problems = [f"{site}: log {path.name} {p}" for p in broken]
+    return problems + cross_check(reader, study, site, entries)

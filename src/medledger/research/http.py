@@ -1,7 +1,9 @@
 """Sites as separate HTTP processes: a small FastAPI app per site and the coordinator's client.
 
 Routes (JSON): ``POST /answer`` (a query → the site's answer), ``GET /public-key`` (the site's
-X25519 key for secure aggregation, hex), ``POST /recover`` (masks shared with dropped sites).
+X25519 key for secure aggregation, hex), ``POST /recover`` (masks shared with dropped sites),
+``GET /audit-log`` (the site's own hash-chained log, JSON lines: the file's bytes with
+``--audit-log``, else the in-memory entries — hashes and outcomes only, no data).
 A refusal is a 403 problem document ``{"type", "title", "status", "code", "rule", "detail",
 "policy"}`` (RFC 9457 shape); other research errors are 422 with ``code``. ``HttpSite`` turns
 those back into ``DisclosureRefused`` / ``ResearchError``, and a transport failure into
@@ -27,7 +29,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from medledger.errors import Code
 from medledger.research.disclosure import Policy
@@ -64,6 +66,14 @@ def site_app(site: Site) -> FastAPI:
     def recover(body: dict[str, Any]) -> dict[str, Any]:
         return {"masks": site.recover(body["round"], body["peers"], body["dropped"],
                                       int(body["length"]))}
+
+    @app.get("/audit-log")
+    def audit_log() -> Response:
+        if site.audit_path is not None and Path(site.audit_path).exists():
+            raw = Path(site.audit_path).read_bytes()
+        else:
+            raw = b"".join(json.dumps(e, sort_keys=True).encode() + b"\n" for e in site.audit)
+        return Response(raw, media_type="application/x-ndjson")
 
     return app
 
@@ -103,6 +113,17 @@ class HttpSite:
             "round": round_id, "peers": peers, "dropped": dropped, "length": length})["masks"]
         return out
 
+    def audit_log(self) -> bytes:
+        """The site's own audit log (``GET /audit-log``): with ``--audit-log``, the file's
+        bytes, which ``audit.cross_check_file`` checks."""
+        try:
+            r = self._http.get("/audit-log")
+        except httpx.TransportError as exc:
+            raise SiteUnavailable(self.name, type(exc).__name__) from None
+        if r.status_code != 200:
+            raise ResearchError(Code.BAD_ARGS, f"site {self.name}: HTTP {r.status_code}")
+        return r.content
+
     def close(self) -> None:
         self._http.close()
 
@@ -114,7 +135,8 @@ def serve(site: Site, port: int, host: str = "127.0.0.1") -> None:
 
 
 def open_vault_site(name: str, vault_dir: Path, ledger: str, *, vault_key: Path | None = None,
-                    variables: Path | None = None, policy: Path | None = None) -> Site:
+                    variables: Path | None = None, policy: Path | None = None,
+                    audit_log: Path | None = None) -> Site:
     """A vault-backed site as the command line describes it (``research.vault``)."""
     from medledger.gateway.vault import Vault
     from medledger.research.variables import DEFAULT_MAP, load_map
@@ -126,7 +148,7 @@ def open_vault_site(name: str, vault_dir: Path, ledger: str, *, vault_key: Path 
         raise ResearchError(Code.NOT_FOUND, f"no vault key {vault_key or vault_dir / 'vault.key'}")
     return vault_site(name, Vault(vault_dir, vault_key), open_ledger(ledger),
                       mapping=load_map(variables) if variables else DEFAULT_MAP,
-                      policy=load_policy(policy) if policy else None)
+                      policy=load_policy(policy) if policy else None, audit_path=audit_log)
 
 
 def load_policy(path: Path) -> Policy:
@@ -153,6 +175,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ledger", help="workspace directory or store location (with --vault)")
     ap.add_argument("--variables", type=Path, help="variable map TOML (default: built in)")
     ap.add_argument("--policy", type=Path, help="disclosure policy JSON (default: defaults)")
+    ap.add_argument("--audit-log", type=Path, help="the site's append-only audit log (JSON "
+                    "lines, hash-chained; continued if it exists)")
     ap.add_argument("--port", type=int, required=True)
     a = ap.parse_args(argv)
     if a.vault is not None:
@@ -162,7 +186,7 @@ def main(argv: list[str] | None = None) -> None:
                                variables=a.variables, policy=a.policy)
     else:
         site = Site(a.name, site_tables([a.rows], seed=a.seed)[0],
-                    load_policy(a.policy) if a.policy else Policy())
+                    load_policy(a.policy) if a.policy else Policy(), audit_path=a.audit_log)
     serve(site, a.port)
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -41,6 +42,7 @@ from medledger.research import audit, egress, glm, stats, survival
 from medledger.research.disclosure import Policy
 from medledger.research.errors import DisclosureRefused, ResearchError
 from medledger.research.secagg import Masker
+from medledger.research.sitelog import SiteLog
 
 __all__ = ["CONSENT_COLUMN", "TRANSPORT_KEYS", "Site", "Table", "TableSource", "flatten",
            "hashed_form", "unflatten"]
@@ -80,7 +82,10 @@ class TableSource(Protocol):
 class Site:
     """``columns``: the site's table (name → array, all the same length); rows where
     ``consent_research`` is false are never used. With a ``source`` the table is built per
-    query instead (``columns`` is then unused)."""
+    query instead (``columns`` is then unused). ``audit`` is the site's own record of every
+    query it answered or refused (hashes and outcomes only); with ``audit_path`` it is also an
+    append-only, hash-chained JSON-lines file (``research.sitelog``) that survives restarts:
+    reopening continues the chain and a broken file is refused."""
 
     name: str
     columns: Mapping[str, np.ndarray[Any, Any]]
@@ -88,11 +93,21 @@ class Site:
     audit: list[dict[str, Any]] = field(default_factory=list)
     masker: Masker | None = None
     source: TableSource | None = None
+    audit_path: Path | None = None
+    _log_file: SiteLog | None = field(default=None, repr=False)
     _glm_cache: dict[str, glm.GlmSiteData] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.masker is None:
             self.masker = Masker(self.name)
+        if self.audit_path is not None:
+            self._log_file = SiteLog(Path(self.audit_path))
+            self.audit[:0] = self._log_file.entries
+
+    def _note(self, entry: dict[str, Any]) -> None:
+        if self._log_file is not None:
+            self._log_file.append(entry)
+        self.audit.append(entry)
 
     def public_key(self) -> bytes:
         assert self.masker is not None
@@ -135,9 +150,8 @@ class Site:
             noted = table.log
             n, values = getattr(self, f"_{analysis}")(params, table, policy)
         except DisclosureRefused as exc:
-            self.audit.append({"study": query.get("study"),
-                               "query": audit.digest(hashed_form(query)),
-                               "outcome": f"refused:{exc.rule}", "response": None, **noted})
+            self._note({"study": query.get("study"), "query": audit.digest(hashed_form(query)),
+                        "outcome": f"refused:{exc.rule}", "response": None, **noted})
             raise DisclosureRefused(exc.rule, exc.detail, policy.digest()) from None
         except ResearchError:
             raise
@@ -164,8 +178,8 @@ class Site:
              noted: Mapping[str, Any]) -> None:
         """The site's own append-only record of what it released (hashes only; a vault source
         adds the consent height and the digest of the patient set used)."""
-        self.audit.append({"study": query.get("study"), "query": audit.digest(hashed_form(query)),
-                           "outcome": "released", "response": audit.digest(msg), **noted})
+        self._note({"study": query.get("study"), "query": audit.digest(hashed_form(query)),
+                    "outcome": "released", "response": audit.digest(msg), **noted})
 
     def recover(self, round_id: str, peers: dict[str, str], dropped: list[str],
                 length: int) -> list[str]:

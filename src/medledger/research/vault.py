@@ -202,10 +202,12 @@ class VaultTableSource:
 
 def vault_site(name: str, vault: Vault, ledger: LedgerReader, *,
                mapping: VariableMap = DEFAULT_MAP, policy: Policy | None = None,
-               require_recorded: bool = True, wait: float = 5.0) -> Site:
-    """A ``Site`` whose rows come from ``vault`` under the consents on ``ledger``."""
+               require_recorded: bool = True, wait: float = 5.0,
+               audit_path: Path | None = None) -> Site:
+    """A ``Site`` whose rows come from ``vault`` under the consents on ``ledger``; with
+    ``audit_path`` its own audit log is that append-only file (``research.sitelog``)."""
     source = VaultTableSource(name, StudyVault(vault), ledger, mapping, require_recorded, wait)
-    return Site(name, {}, policy or Policy(), source=source)
+    return Site(name, {}, policy or Policy(), source=source, audit_path=audit_path)
 
 
 def open_ledger(location: str | Path) -> Store:

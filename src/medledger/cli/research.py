@@ -9,7 +9,7 @@ import typer
 
 from medledger.cli.common import WorkspaceOpt, console, error, fail, workspace
 from medledger.errors import MedLedgerError
-from medledger.research import audit
+from medledger.research import apportion, audit
 
 app = typer.Typer(help="Federated research: sites, studies, audit.", no_args_is_help=True)
 
@@ -87,7 +87,9 @@ def verify(
 ) -> None:
     """Recompute every query, response and result hash in BUNDLE and compare with the ledger;
     with --site-log, check each site's log chain and that it and the ledger agree on every
-    response of that site. Exit 1 naming each file, line or query that differs."""
+    response of that site; when a contribution is recorded, recompute its revenue split from
+    the recorded n and φ under the study's rule. Exit 1 naming each file, line or query that
+    differs."""
     if not bundle.is_dir():
         error("not_found", f"no bundle directory {bundle}")
     logs = []
@@ -101,6 +103,8 @@ def verify(
         checked, problems = audit.verify(store, study, bundle)
         for name, path in logs:
             problems += audit.cross_check_file(store, study, name, path)
+        split = apportion.recheck_ledger(store, study)
+        problems += split or []
     finally:
         store.close()
     for p in problems:
@@ -109,7 +113,9 @@ def verify(
         error("verify_failed", f"{len(problems)} of {checked} hashes differ" if checked
               else "bundle holds no files", exit_code=1)
     console.print(f"ok: {checked} hashes match the ledger for study {study}"
-                  + (f"; {len(logs)} site log(s) agree with it" if logs else ""))
+                  + (f"; {len(logs)} site log(s) agree with it" if logs else "")
+                  + ("; the revenue split follows the declared rule" if split is not None
+                     else ""))
 
 
 def bench(

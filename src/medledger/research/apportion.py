@@ -22,10 +22,12 @@ The parts sum to T exactly.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["PHI_SCALE", "PPM", "largest_remainder", "recheck", "rule_weight", "split",
-           "split_problems"]
+import orjson
+
+__all__ = ["PHI_SCALE", "PPM", "largest_remainder", "recheck", "recheck_ledger", "rule_weight",
+           "split", "split_problems"]
 
 PHI_SCALE = 1_000_000
 """Shapley values, standard errors and leave-one-out values are recorded as integers in
@@ -118,3 +120,17 @@ def recheck(terms: Mapping[str, Any], record: Mapping[str, Any]) -> list[str]:
         problems.append("contribution: utility hash differs from the study's declared one")
     return problems + [f"contribution: {p}" for p in split_problems(
         rule, int(terms["revenue_pool"]), shares)]
+
+
+class StateReader(Protocol):
+    def get_state(self, key: str) -> bytes | None: ...
+
+
+def recheck_ledger(reader: StateReader, study: str) -> list[str] | None:
+    """``recheck`` on the study's ledger records; None when no contribution is recorded."""
+    terms, record = (reader.get_state(f"studies/{k}/{study}") for k in ("study", "contribution"))
+    if record is None:
+        return None
+    if terms is None:
+        return [f"contribution: no study {study} on the ledger"]
+    return recheck(orjson.loads(terms), orjson.loads(record))

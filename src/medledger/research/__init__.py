@@ -10,6 +10,7 @@ them (``combine``/``fit`` functions). Modules:
 * ``contract`` — the ``studies`` contract: protocol fixed before data are touched, audit hashes;
 * ``audit`` — hashing of query specs, responses and results;
 * ``contribution`` — rows used, leave-one-out, Shapley value, revenue split.
+* ``apportion`` — the revenue split under the declared rule, in integers (contract side).
 * ``vault`` — a site reading its gateway vault under the consents on the ledger;
 * ``variables`` — the variable map from vault records to one row per patient.
 """

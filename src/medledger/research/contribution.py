@@ -25,23 +25,28 @@ precision of its means, which is what shows on held-out loss; copies add no info
 Exact over all 2ⁿ coalitions up to ``EXACT_MAX`` sites; beyond, Monte Carlo permutation
 sampling (Castro, Gómez & Tejada 2009) with the standard error of each φ_i. Every permutation's
 marginals sum to U(N), so Σφ = U(N) holds exactly in both.
+
+**On the ledger** (``contribution_args``): per site n, φ_i, its standard error and its
+leave-one-out value as integers in micro-units of U (``apportion.PHI_SCALE``), with the utility
+hash, method, permutations and seed; share (ppm) and revenue are apportioned from n and the
+recorded φ by the study's declared rule (``apportion.split``), which the contract recomputes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from math import factorial
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
 
-from medledger.research import audit
+from medledger.research import apportion, audit
 from medledger.research.glm import Family, GlmStep, _mean, _unit_deviance
 
-__all__ = ["EXACT_MAX", "Shapley", "Utility", "Validation", "leave_one_out", "revenue_split",
-           "shapley"]
+__all__ = ["EXACT_MAX", "Shapley", "Utility", "Validation", "contribution_args", "leave_one_out",
+           "micro", "revenue_split", "shapley"]
 
 EXACT_MAX = 15
 F64 = NDArray[np.float64]
@@ -185,7 +190,8 @@ def leave_one_out(steps: Sequence[GlmStep], utility: Utility) -> F64:
 
 def revenue_split(pool: int, weights: Sequence[float]) -> list[int]:
     """Split ``pool`` (integer minor units) in proportion to max(w, 0) by largest remainder;
-    ties go to the lower index. The parts always sum to ``pool``."""
+    ties go to the lower index. The parts always sum to ``pool``. For analysis: the split the
+    ledger accepts is ``apportion.split`` on the recorded integers (``contribution_args``)."""
     w = np.maximum(np.asarray(weights, dtype=float), 0.0)
     if w.sum() == 0:
         w = np.ones_like(w)
@@ -196,3 +202,29 @@ def revenue_split(pool: int, weights: Sequence[float]) -> list[int]:
     for i in order[:rest]:
         parts[i] += 1
     return [int(x) for x in parts]
+
+
+def micro(x: float) -> int:
+    """``x`` in micro-units of the utility, rounded half to even (``apportion.PHI_SCALE``)."""
+    v = round(float(x) * apportion.PHI_SCALE)
+    if abs(v) > 2**53 - 1:
+        raise ValueError(f"{x!r} is outside the ledger's integer range in micro-units")
+    return v
+
+
+def contribution_args(study: str, rule: Mapping[str, Any], pool: int, sites: Sequence[str],
+                      n: Sequence[int], sh: Shapley, loo: Sequence[float]) -> dict[str, Any]:
+    """The ``studies.contribution`` arguments: per site (in ``sites`` order, matching ``n``,
+    ``sh.values`` and ``loo``) rows used, φ, its standard error and leave-one-out in micro-units,
+    and share (ppm) and revenue apportioned by the declared ``rule`` (the study's
+    ``ContributionRule``: method, utility hash, shapley_weight_ppm) from n and the recorded φ —
+    the integers the contract recomputes."""
+    phi = [micro(v) for v in sh.values]
+    ppm = apportion.split(rule, apportion.PPM, sites, n, phi)
+    pay = apportion.split(rule, pool, sites, n, phi)
+    shares = [{"site": site, "n": int(k), "phi_micro": f, "phi_se_micro": micro(se),
+               "loo_micro": micro(lo), "share_ppm": s, "revenue": r}
+              for site, k, f, se, lo, s, r in zip(sites, n, phi, sh.stderr, loo, ppm, pay,
+                                                  strict=True)]
+    return {"study": study, "utility": rule["utility"], "method": sh.method,
+            "permutations": sh.permutations, "seed": sh.seed, "shares": shares}

@@ -12,14 +12,18 @@ State (in the ``studies`` namespace)::
                                policy hash (signed by that site)
     result/<id>/<qid>          result hash and credits (contributors and roles)
     contribution/<id>          method, per-site n and shares (ppm), revenue split (minor units)
-    spent/<id>                 DP budget spent (milli-ε)
+    spent/<id>/<unit>          DP budget spent per privacy unit (milli-ε), checked against
+                               the study's budget; ``spent/<id>`` keeps the study's total
     algorithm/<digest>         an analysis implementation's digest, its reviews; approved once
                                reviewed by ≥ 2 members of ≥ 2 organisations (vantage6 store
                                policy); a study with ``approved_algorithms_only`` refuses
                                queries whose ``algorithm`` is not approved
 
 Terms: protocol hash, ethics-approval reference, participating sites (≥ 3), allowed analyses
-and variables, disclosure policy (integer thresholds), DP budget (milli-ε), contribution rule
+and variables, disclosure policy (integer thresholds), DP budget (milli-ε) and its privacy unit
+(``record``: one row of one site's table, count sensitivity 1; ``person``: a person, who may be
+a row at up to ``max_sites_per_person`` sites — default all of them, as sites are not linked —
+so a count's sensitivity is that number; ADR 0051), contribution rule
 (``count`` | ``shapley`` | ``blend``, with the utility hash) and revenue pool (minor units);
 optionally the SHA-256 of the variable map that defines the variables over the sites' vaults
 (``research.variables``) — a vault-backed site refuses the study if its own map differs.
@@ -36,7 +40,7 @@ from medledger.contracts.base import Access, Args, Contract, ContractError, Cosi
 from medledger.contracts.context import Context
 from medledger.errors import Code
 
-__all__ = ["ANALYSES", "Studies"]
+__all__ = ["ANALYSES", "Studies", "unit_sensitivity"]
 
 ID = r"^[a-z0-9][a-z0-9._-]{0,63}$"
 ORG = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -44,6 +48,7 @@ HEX64 = r"^[0-9a-f]{64}$"
 VAR = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 ANALYSES = ("crosstab", "moments", "histogram", "glm", "survival")
 Analysis = Literal["crosstab", "moments", "histogram", "glm", "survival"]
+PrivacyUnit = Literal["person", "record"]
 
 RESEARCHERS = Access(kinds=frozenset({"research"}), roles=frozenset({"researcher"}))
 SITE_ADMIN = Access(kinds=frozenset({"hospital", "clinic"}), roles=frozenset({"org-admin"}))
@@ -76,6 +81,8 @@ class RegisterArgs(Args):
     variables: list[str] = Field(min_length=1, max_length=500)
     disclosure: DisclosureTerms = DisclosureTerms()
     dp_budget_milli_eps: int = Field(default=0, ge=0)
+    privacy_unit: PrivacyUnit = "record"
+    max_sites_per_person: int | None = Field(default=None, ge=1, le=1000)
     contribution: ContributionRule
     revenue_pool: int = Field(ge=0)
     approved_algorithms_only: bool = False
@@ -96,6 +103,9 @@ class QueryArgs(Args):
     variables: list[str] = Field(min_length=1, max_length=500)
     sites: list[str] = Field(min_length=1)
     dp_milli_eps: int = Field(default=0, ge=0)
+    privacy_unit: PrivacyUnit | None = None  # a DP query's unit and count sensitivity (the
+    dp_sensitivity: int | None = Field(default=None, ge=1)  # study's unless stated)
+    researcher: str | None = Field(default=None, min_length=1, max_length=128)
     algorithm: str | None = Field(default=None, pattern=HEX64)
 
 
@@ -148,6 +158,14 @@ def _study(ctx: Context, study: str) -> dict[str, Any]:
     return dict(s)
 
 
+def unit_sensitivity(terms: dict[str, Any]) -> int:
+    """A count's L1 sensitivity under the study's privacy unit: 1 for ``record``; for
+    ``person`` the declared ``max_sites_per_person``, by default every site of the study."""
+    if terms.get("privacy_unit", "record") == "record":
+        return 1
+    return int(terms.get("max_sites_per_person") or len(terms["sites"]))
+
+
 def _active(ctx: Context, study: str) -> dict[str, Any]:
     s = _study(ctx, study)
     if s["status"] != "active":
@@ -166,11 +184,16 @@ class Studies(Contract):
         if len(set(args.sites)) != len(args.sites) or len(args.sites) < args.disclosure.min_sites:
             raise ContractError(Code.BAD_ARGS, f"want >= {args.disclosure.min_sites} distinct "
                                 "sites")
+        if args.max_sites_per_person is not None and (
+                args.privacy_unit != "person" or args.max_sites_per_person > len(args.sites)):
+            raise ContractError(Code.BAD_ARGS, "max_sites_per_person needs privacy unit person "
+                                f"and at most {len(args.sites)} sites")
         terms = args.model_dump()
         terms.update(researcher=ctx.caller.id, org=ctx.caller.org, status="proposed",
                      registered_height=ctx.height, approved=[])
         ctx.put(f"study/{args.study}", terms)
         ctx.put(f"spent/{args.study}", {"milli_eps": 0})
+        ctx.put(f"spent/{args.study}/{args.privacy_unit}", {"milli_eps": 0})
         ctx.emit("study_registered", {"study": args.study})
         return {"study": args.study, "status": "proposed"}
 
@@ -199,7 +222,7 @@ class Studies(Contract):
     def query(self, ctx: Context, args: QueryArgs) -> Any:
         """Record a query's hash before dispatch; refused outside the study's terms."""
         s = _active(ctx, args.study)
-        if ctx.caller.id != s["researcher"]:
+        if ctx.caller.id != s["researcher"] or args.researcher not in (None, ctx.caller.id):
             raise ContractError(Code.FORBIDDEN, f"only {s['researcher']} queries {args.study}")
         if args.analysis not in s["analyses"]:
             raise ContractError(Code.FORBIDDEN, f"analysis {args.analysis} not in the protocol")
@@ -217,13 +240,29 @@ class Studies(Contract):
             if algo is None or not algo["approved"]:
                 raise ContractError(Code.FORBIDDEN, f"algorithm {args.algorithm} is not an "
                                     "approved implementation")
-        spent = int(ctx.get(f"spent/{args.study}")["milli_eps"])
-        if spent + args.dp_milli_eps > s["dp_budget_milli_eps"] and args.dp_milli_eps:
-            raise ContractError(Code.FORBIDDEN, f"DP budget: spent {spent} + {args.dp_milli_eps}"
-                                f" > {s['dp_budget_milli_eps']} milli-eps")
-        ctx.put(f"spent/{args.study}", {"milli_eps": spent + args.dp_milli_eps})
+        if args.dp_milli_eps:
+            self._charge(ctx, s, args)
         ctx.put(key, {**args.model_dump(), "by": ctx.caller.id, "height": ctx.height})
         return {"query": args.query_id}
+
+    @staticmethod
+    def _charge(ctx: Context, s: dict[str, Any], args: QueryArgs) -> None:
+        """Charge a DP query to ``spent/<study>/<unit>`` (refused over the budget, or when the
+        query states another privacy unit or sensitivity than the study's)."""
+        unit, sens = s.get("privacy_unit", "record"), unit_sensitivity(s)
+        if args.privacy_unit not in (None, unit) or args.dp_sensitivity not in (None, sens):
+            raise ContractError(Code.FORBIDDEN, f"DP query for unit {args.privacy_unit}, "
+                                f"sensitivity {args.dp_sensitivity}; the study's unit is {unit}, "
+                                f"sensitivity {sens}")
+        total = ctx.get(f"spent/{args.study}") or {"milli_eps": 0}
+        # a study registered before privacy units has only the study total: it is its unit's
+        per_unit = ctx.get(f"spent/{args.study}/{unit}") or total
+        spent = int(per_unit["milli_eps"])
+        if spent + args.dp_milli_eps > s["dp_budget_milli_eps"]:
+            raise ContractError(Code.FORBIDDEN, f"DP budget of unit {unit}: spent {spent} + "
+                                f"{args.dp_milli_eps} > {s['dp_budget_milli_eps']} milli-eps")
+        ctx.put(f"spent/{args.study}/{unit}", {"milli_eps": spent + args.dp_milli_eps})
+        ctx.put(f"spent/{args.study}", {"milli_eps": int(total["milli_eps"]) + args.dp_milli_eps})
 
     @method(ReviewArgs, access=REVIEWERS)
     def review_algorithm(self, ctx: Context, args: ReviewArgs) -> Any:

@@ -6,7 +6,15 @@ removing one person changes one cell by 1, so the table's L1 sensitivity is 1 an
 Laplace noise of scale 1/ε (Dwork et al. 2006). The ε charged is the measurement's own privacy
 map at that sensitivity (``make_laplace(...).map(1)``), not a number we compute beside it.
 OpenDP samples from its own cryptographic RNG; nothing here takes a seed. The budget itself is
-accounted on the ledger (``studies`` contract, milli-ε per study) and checked before dispatch.
+accounted on the ledger (``studies`` contract, milli-ε per study and privacy unit) and checked
+before dispatch.
+
+The privacy unit fixes the sensitivity (ADR 0051). Unit ``record`` (one row of one site's
+table): one table changes by one row, so a count table's L1 sensitivity is 1. Unit ``person``:
+sites are not linked, so one person may be a row at up to ``k`` sites (the study's
+``max_sites_per_person``, by default all its sites); adding or removing that person changes
+the pooled table by up to ``k`` in L1 (``k`` cells by 1, or one cell by ``k``). Every function
+here takes that ``sensitivity`` and scales the noise by it, so ε is spent per person.
 """
 
 from __future__ import annotations
@@ -21,32 +29,36 @@ __all__ = ["count_measurement", "noisy_counts", "noisy_mean"]
 dp.enable_features("contrib")
 
 
-def count_measurement(epsilon: float) -> Any:
-    """Integer Laplace measurement for one count (sensitivity 1) spending ``epsilon``."""
-    if not epsilon > 0:
-        raise ValueError(f"epsilon must be > 0; got {epsilon}")
+def count_measurement(epsilon: float, sensitivity: int = 1) -> Any:
+    """Integer Laplace measurement for one count of L1 ``sensitivity`` spending ``epsilon``
+    (scale sensitivity/ε)."""
+    if not epsilon > 0 or sensitivity < 1:
+        raise ValueError(f"want epsilon > 0, sensitivity >= 1; got {epsilon}, {sensitivity}")
     return dp.m.make_laplace(dp.atom_domain(T=int), dp.absolute_distance(T=int),
-                             scale=1.0 / epsilon)
+                             scale=sensitivity / epsilon)
 
 
-def noisy_counts(counts: np.ndarray[Any, Any], epsilon: float) -> tuple[
-        np.ndarray[Any, Any], float]:
-    """(noisy table, ε charged). One person is in one cell: parallel composition over cells,
-    so the whole table costs the measurement's ε once."""
-    meas = dp.m.make_laplace(
-        dp.vector_domain(dp.atom_domain(T=int)), dp.l1_distance(T=int), scale=1.0 / epsilon)
+def noisy_counts(counts: np.ndarray[Any, Any], epsilon: float, sensitivity: int = 1
+                 ) -> tuple[np.ndarray[Any, Any], float]:
+    """(noisy table, ε charged = the measurement's map at ``sensitivity``). Unit record: one
+    row is in one cell (sensitivity 1); unit person: up to ``sensitivity`` rows."""
+    meas = dp.m.make_laplace(dp.vector_domain(dp.atom_domain(T=int)), dp.l1_distance(T=int),
+                             scale=sensitivity / epsilon)
     flat = [int(c) for c in np.asarray(counts).ravel()]
     noisy = np.asarray(meas(flat), dtype=np.int64).reshape(np.asarray(counts).shape)
-    return noisy, float(meas.map(1))  # type: ignore[no-untyped-call]
+    return noisy, float(meas.map(sensitivity))  # type: ignore[no-untyped-call]
 
 
-def noisy_mean(total: float, n: int, bound: float, epsilon: float) -> tuple[float, float, float]:
+def noisy_mean(total: float, n: int, bound: float, epsilon: float, sensitivity: int = 1
+               ) -> tuple[float, float, float]:
     """(noisy sum, noisy count, ε charged) for values clamped at the sites to |x| ≤ ``bound``:
-    half of ε on the sum (sensitivity ``bound``), half on the count (sensitivity 1)."""
+    half of ε on the sum (sensitivity ``sensitivity``·``bound``), half on the count
+    (``sensitivity``: rows per privacy unit)."""
     half = epsilon / 2.0
+    k = float(sensitivity)
     s_meas = dp.m.make_laplace(dp.atom_domain(T=float, nan=False),
-                               dp.absolute_distance(T=float), scale=bound / half)
+                               dp.absolute_distance(T=float), scale=k * bound / half)
     c_meas = dp.m.make_laplace(dp.atom_domain(T=float, nan=False),
-                               dp.absolute_distance(T=float), scale=1.0 / half)
-    spent = float(s_meas.map(bound)) + float(c_meas.map(1.0))  # type: ignore[no-untyped-call]
+                               dp.absolute_distance(T=float), scale=k / half)
+    spent = float(s_meas.map(k * bound)) + float(c_meas.map(k))  # type: ignore[no-untyped-call]
     return float(s_meas(float(total))), float(c_meas(float(n))), spent

@@ -14,6 +14,16 @@ site looks the query up there, checks its hash and judges consent at its height.
 with a query without being part of its hash (``site.TRANSPORT_KEYS``): ``secagg`` (the round)
 and ``recorded_at`` (the height the recorder reported, so a site whose node lags can wait).
 
+The hashed query (E15 of the acceptance list; ADR 0052) is the whole specification: study,
+``query_id``, analysis, sites, parameters, the ``researcher`` who asks, the ``algorithm`` (name,
+version, reviewed digest if any), the ``consent`` filter the sites apply (purpose ``research``,
+recipient organisation and role, consent categories), the disclosure terms and, for a DP
+release, ``dp`` (milli-ε, privacy unit, count sensitivity). Researcher, consent filter and
+privacy unit are the study's: unless given to the ``Federation``, they are asked once per
+federation from sites that know the study on their ledger (``study_spec``; vault sites) and must
+agree; a vault site then refuses a query whose recorded filter or researcher differs from its
+own reading of the ledger.
+
 Each run appends to ``trail``: the query hash, each site's response hash (over the masked or
 aggregate payload exactly as received) and disclosure outcome, and the result hash.
 """
@@ -27,6 +37,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from medledger import __version__
 from medledger.errors import Code
 from medledger.research import audit, glm, stats, survival
 from medledger.research.errors import DisclosureRefused, QueryRefused, ResearchError
@@ -92,15 +103,17 @@ class SiteClient(Protocol):
                 length: int) -> list[str]: ...
 
 
-def _noisy_counts(milli: int) -> Callable[[dict[str, Any], int], dict[str, Any]]:
+def _noisy_counts(milli: int, sensitivity: int
+                  ) -> Callable[[dict[str, Any], int], dict[str, Any]]:
     """The DP release of a count table (``values["counts"]``) at ``milli`` thousandths of ε:
-    OpenDP integer Laplace on the summed counts (``dp.noisy_counts``)."""
+    OpenDP integer Laplace on the summed counts (``dp.noisy_counts``) at the privacy unit's
+    count ``sensitivity``."""
 
     def noisy(values: dict[str, Any], _n: int) -> dict[str, Any]:
         from medledger.research import dp
 
         exact = np.rint(np.asarray(values["counts"])).astype(np.int64)
-        table, spent = dp.noisy_counts(exact, milli / 1000)
+        table, spent = dp.noisy_counts(exact, milli / 1000, sensitivity)
         if spent > milli / 1000 + 1e-12:
             raise ResearchError(Code.INTERNAL, f"measurement spends {spent}, want "
                                 f"{milli / 1000}")
@@ -120,6 +133,12 @@ class Federation:
     recorder: Recorder | None = None
     disclosure: dict[str, int] | None = None  # the study's disclosure terms, sent to sites
     run_prefix: str = "q"  # query ids are <prefix><n>; the ledger refuses a reused id
+    researcher: str | None = None  # these four default to what the sites read on the ledger
+    consent: Mapping[str, Any] | None = None
+    privacy_unit: str | None = None  # DP: "record" (sensitivity 1) unless the study says
+    unit_sensitivity: int | None = None
+    algorithms: Mapping[str, str] | None = None  # analysis → reviewed digest (else recorder's)
+    _spec: dict[str, Any] | None = None
     _rounds: itertools.count[int] = field(default_factory=itertools.count)
     _keys: dict[str, str] = field(default_factory=dict)
 
@@ -135,10 +154,15 @@ class Federation:
             raise ResearchError(Code.FORBIDDEN, f"got {len(names)} sites, want >= "
                                 f"{self.min_sites}")
         qid = f"{self.run_prefix}{len(self.trail) + 1}"
+        spec = self.spec()
         query: dict[str, Any] = {"study": self.study, "query_id": qid, "analysis": analysis,
-                                 "sites": names, "params": plain(dict(params))}
+                                 "sites": names, "params": plain(dict(params)),
+                                 "algorithm": self._algorithm(analysis)}
+        for k in ("researcher", "consent"):
+            if spec.get(k) is not None:
+                query[k] = plain(spec[k])
         if dp_milli_eps:
-            query["dp"] = {"milli_eps": dp_milli_eps}
+            query["dp"] = {"milli_eps": dp_milli_eps, **self.privacy()}
         if self.disclosure:
             query["disclosure"] = dict(self.disclosure)
         entry: dict[str, Any] = {"query_id": qid, "query": audit.digest(query),
@@ -165,6 +189,38 @@ class Federation:
         if self.recorder:
             self.recorder.result(qid, entry["result"], entry.get("dropped", []))
         return total, n
+
+    def spec(self) -> dict[str, Any]:
+        """The study's ``researcher``, ``consent`` filter and ``privacy`` {unit, sensitivity}:
+        the ``Federation``'s own fields where given, else what the sites that can read the
+        study on their ledger say (asked once; they must agree), else nothing."""
+        if self._spec is None:
+            said: dict[str, Any] = {}
+            for site in self.sites:
+                ask = getattr(site, "study_spec", None)
+                try:
+                    got = ask(self.study) if ask is not None else {}
+                except SiteUnavailable:
+                    continue
+                if got and said and got != said:
+                    raise ResearchError(Code.CONFLICT, f"sites disagree on study {self.study}'s"
+                                        f" researcher, consent filter or privacy unit "
+                                        f"({site.name})")
+                said = got or said
+            self._spec = said
+        own = {"researcher": self.researcher, "consent": self.consent}
+        return {**self._spec, **{k: v for k, v in own.items() if v is not None}}
+
+    def privacy(self) -> dict[str, Any]:
+        """A DP query's privacy unit and count sensitivity (``dp.py``, ADR 0051)."""
+        said = self.spec().get("privacy") or {}
+        return {"unit": self.privacy_unit or said.get("unit", "record"),
+                "sensitivity": int(self.unit_sensitivity or said.get("sensitivity", 1))}
+
+    def _algorithm(self, analysis: str) -> dict[str, Any]:
+        digests = self.algorithms or getattr(self.recorder, "algorithms", None) or {}
+        return {"name": f"medledger.research.{analysis}", "version": __version__,
+                "digest": digests.get(analysis)}
 
     def _record_responses(self, entry: dict[str, Any]) -> None:
         if not self.recorder:
@@ -237,8 +293,9 @@ class Federation:
         """Pooled counts; with ``epsilon`` a DP release (Laplace, OpenDP) charged to the study's
         budget before any site is asked."""
         milli = round(epsilon * 1000) if epsilon else 0
+        noisy = _noisy_counts(milli, self.privacy()["sensitivity"]) if milli else None
         values, _ = self.run("crosstab", {"levels": {k: list(v) for k, v in levels.items()}},
-                             dp_milli_eps=milli, release=_noisy_counts(milli) if milli else None)
+                             dp_milli_eps=milli, release=noisy)
         table: np.ndarray[Any, Any] = np.rint(np.asarray(values["counts"])).astype(np.int64)
         return table
 
@@ -254,12 +311,13 @@ class Federation:
         milli = round(epsilon * 1000)
         if milli <= 0 or not lo < hi:
             raise ResearchError(Code.BAD_ARGS, "want epsilon > 0 and lo < hi")
+        k = self.privacy()["sensitivity"]
 
         def noisy(values: dict[str, Any], n: int) -> dict[str, Any]:
             from medledger.research import dp
 
             total, count, spent = dp.noisy_mean(float(values["total"]), n,
-                                                max(abs(lo), abs(hi)), milli / 1000)
+                                                max(abs(lo), abs(hi)), milli / 1000, k)
             if spent > milli / 1000 + 1e-9:
                 raise ResearchError(Code.INTERNAL, f"measurements spend {spent}")
             return {"total": total, "count": count}
@@ -276,8 +334,9 @@ class Federation:
         asked. Noisy counts below zero are released as they are (clipping is post-processing
         left to the reader, e.g. ``quantiles``)."""
         milli = round(epsilon * 1000) if epsilon else 0
+        noisy = _noisy_counts(milli, self.privacy()["sensitivity"]) if milli else None
         values, _ = self.run("histogram", {"variable": variable, "edges": list(edges)},
-                             dp_milli_eps=milli, release=_noisy_counts(milli) if milli else None)
+                             dp_milli_eps=milli, release=noisy)
         counts: np.ndarray[Any, Any] = np.rint(np.asarray(values["counts"])).astype(np.int64)
         return counts
 

@@ -2,8 +2,10 @@
 
 Routes (JSON): ``POST /answer`` (a query → the site's answer), ``GET /public-key`` (the site's
 X25519 key for secure aggregation, hex), ``POST /recover`` (masks shared with dropped sites),
-``GET /audit-log`` (the site's own hash-chained log, JSON lines: the file's bytes with
-``--audit-log``, else the in-memory entries — hashes and outcomes only, no data).
+``GET /study-spec/<study>`` (the study's researcher, consent filter and privacy unit as the
+site reads them on its ledger), ``GET /audit-log`` (the site's own hash-chained log, JSON
+lines: the file's bytes with ``--audit-log``, else the in-memory entries — hashes and outcomes
+only, no data).
 A refusal is a 403 problem document ``{"type", "title", "status", "code", "rule", "detail",
 "policy"}`` (RFC 9457 shape); other research errors are 422 with ``code``. ``HttpSite`` turns
 those back into ``DisclosureRefused`` / ``ResearchError``, and a transport failure into
@@ -67,6 +69,10 @@ def site_app(site: Site) -> FastAPI:
         return {"masks": site.recover(body["round"], body["peers"], body["dropped"],
                                       int(body["length"]))}
 
+    @app.get("/study-spec/{study}")
+    def study_spec(study: str) -> dict[str, Any]:
+        return site.study_spec(study)
+
     @app.get("/audit-log")
     def audit_log() -> Response:
         if site.audit_path is not None and Path(site.audit_path).exists():
@@ -111,6 +117,11 @@ class HttpSite:
                 length: int) -> list[str]:
         out: list[str] = self._call("POST", "/recover", {
             "round": round_id, "peers": peers, "dropped": dropped, "length": length})["masks"]
+        return out
+
+    def study_spec(self, study: str) -> dict[str, Any]:
+        """The study's researcher, consent filter and privacy unit as the site reads them."""
+        out: dict[str, Any] = self._call("GET", f"/study-spec/{study}")
         return out
 
     def audit_log(self) -> bytes:

@@ -31,13 +31,21 @@ class LedgerRecorder:
     credits: Sequence[Mapping[str, str]] = ()  # {"member", "role"}: recorded with each result
 
     def query(self, query_id: str, query: dict[str, Any], query_hash: str) -> int | None:
+        dp = query.get("dp", {})
         args = {"study": self.study, "query_id": query_id, "query_hash": query_hash,
                 "analysis": CONTRACT_ANALYSIS.get(query["analysis"], query["analysis"]),
                 "sites": list(query["sites"]),
                 "variables": variables_of(query["analysis"], query["params"]),
-                "dp_milli_eps": int(query.get("dp", {}).get("milli_eps", self.dp_milli_eps))}
-        if self.algorithms is not None:
-            args["algorithm"] = self.algorithms[query["analysis"]]
+                "dp_milli_eps": int(dp.get("milli_eps", self.dp_milli_eps))}
+        if dp:  # the contract checks them against the study's unit and sensitivity
+            args.update(privacy_unit=dp.get("unit"), dp_sensitivity=dp.get("sensitivity"))
+        if query.get("researcher") is not None:
+            args["researcher"] = query["researcher"]
+        digest = (query.get("algorithm") or {}).get("digest")
+        if digest is None and self.algorithms is not None:
+            digest = self.algorithms[query["analysis"]]
+        if digest is not None:
+            args["algorithm"] = digest
         receipt = self.researcher("query", args)
         height = getattr(receipt, "height", None)
         return height if isinstance(height, int) else None

@@ -77,6 +77,10 @@ class TableSource(Protocol):
         """The table for ``query``; raises ``ResearchError`` (or ``DisclosureRefused``) when
         the query may not run here. Must not quote data in errors."""
 
+    def study_spec(self, study: str) -> dict[str, Any]:
+        """What this source reads about ``study`` on its ledger and will check in every query:
+        ``researcher``, ``consent`` filter, ``privacy`` {unit, sensitivity}; {} if nothing."""
+
 
 @dataclass
 class Site:
@@ -112,6 +116,11 @@ class Site:
     def public_key(self) -> bytes:
         assert self.masker is not None
         return self.masker.public
+
+    def study_spec(self, study: str) -> dict[str, Any]:
+        """The study's researcher, consent filter and privacy unit as this site's source reads
+        them on its ledger (a fixed table knows none: {})."""
+        return self.source.study_spec(study) if self.source is not None else {}
 
     def _table(self, query: Mapping[str, Any]) -> Table:
         if self.source is not None:

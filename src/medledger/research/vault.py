@@ -20,6 +20,11 @@ For each query ``VaultTableSource.table`` does, in this order, before any data i
    the ``researcher`` role, purpose ``research``, the consent categories the study's variables
    read (``VariableMap.categories``), at the block time of that height. Only granted patients
    are rows. A revocation ordered before the query's block removes the patient from it.
+   That filter — purpose, recipient organisation and role, categories — is part of the
+   recorded query (``consent``), and so are the ``researcher`` (the recorded query's signer)
+   and the algorithm digest (the recorded one): a query whose recorded values differ from the
+   site's own reading is refused (``conflict``, ADR 0052). ``study_spec`` tells a coordinator
+   these values (and the study's privacy unit) before it records a query.
 
 Then the vault is read (``StudyVault.population``: the current, anchored version of every
 record — the rule of ``consent.vault_source.VaultSource``, which it extends — cached until the
@@ -51,6 +56,7 @@ from medledger.gateway.vault import Vault
 from medledger.ledger.block import BlockHeader
 from medledger.ledger.store.base import Store, StoredBlock
 from medledger.research import audit
+from medledger.research.contract import unit_sensitivity
 from medledger.research.disclosure import Policy
 from medledger.research.errors import DisclosureRefused, ResearchError
 from medledger.research.federation import variables_of
@@ -113,15 +119,16 @@ class VaultTableSource:
 
     def table(self, query: Mapping[str, Any]) -> Table:
         with self._lock:  # one vault connection; caches
-            height = self._height(query)
+            height, rec = self._height(query)
             terms = self._study(str(query.get("study")), height)
+            self._check_spec(query, rec, terms)
             used = variables_of(str(query.get("analysis")), query.get("params", {}))
             outside = sorted(set(used) - set(terms["variables"]))
             if outside:
                 raise DisclosureRefused("column", f"variables {outside} are not in the "
                                         "study's protocol")
             names = [v for v in terms["variables"] if v in self.mapping]
-            cats = self.mapping.categories(names)
+            cats = self.consent_filter(terms)["categories"]
             version, ext = self._population()
             keep = self._consenting(ext.patients, terms["org"], cats, height)
             chosen = hashlib.sha256("\n".join(
@@ -130,6 +137,41 @@ class VaultTableSource:
                          f"vault:{version}:{query.get('study')}:{chosen}",
                          terms.get("disclosure"),
                          {"consent_height": height, "consent_set": chosen})
+
+    def consent_filter(self, terms: Mapping[str, Any]) -> dict[str, Any]:
+        """The consent filter this site applies for a study: purpose research, the study's
+        organisation and ``recipient_role``, the categories the study's variables read."""
+        names = [v for v in terms["variables"] if v in self.mapping]
+        return {"purpose": PURPOSE, "recipient": {"org": terms["org"],
+                                                  "role": self.recipient_role},
+                "categories": self.mapping.categories(names)}
+
+    def study_spec(self, study: str) -> dict[str, Any]:
+        """The study's researcher, consent filter and privacy unit read at this node's head."""
+        with self._lock:
+            terms = self._study(study, self._head())
+        return {"researcher": terms["researcher"], "consent": self.consent_filter(terms),
+                "privacy": {"unit": terms.get("privacy_unit", "record"),
+                            "sensitivity": unit_sensitivity(terms)}}
+
+    def _check_spec(self, query: Mapping[str, Any], rec: Mapping[str, Any] | None,
+                    terms: Mapping[str, Any]) -> None:
+        """A recorded query carries the consent filter this site applies, the researcher who
+        recorded it and the recorded algorithm digest; anything else is refused."""
+        qid = query.get("query_id")
+        if rec is None and not any(k in query for k in ("consent", "researcher")):
+            return  # unrecorded (require_recorded=False): judged at head, nothing to compare
+        if query.get("consent") != self.consent_filter(terms):
+            raise ResearchError(Code.CONFLICT, f"query {qid}: its consent filter is not the one "
+                                "this site applies for the study (purpose research, the study's "
+                                "organisation and role, its variables' categories)")
+        if rec is not None and query.get("researcher") != rec.get("by"):
+            raise ResearchError(Code.CONFLICT, f"query {qid}: researcher "
+                                f"{query.get('researcher')}, recorded by {rec.get('by')}")
+        digest = (query.get("algorithm") or {}).get("digest")
+        if rec is not None and digest != rec.get("algorithm"):
+            raise ResearchError(Code.CONFLICT, f"query {qid}: algorithm digest differs from "
+                                "the recorded one")
 
     # -- the ledger ------------------------------------------------------------------------
     def _head(self) -> int:
@@ -142,7 +184,7 @@ class VaultTableSource:
         raw = self.ledger.get_states_at([key], height)[key]
         return None if raw is None else orjson.loads(raw)
 
-    def _height(self, query: Mapping[str, Any]) -> int:
+    def _height(self, query: Mapping[str, Any]) -> tuple[int, dict[str, Any] | None]:
         study, qid = query.get("study"), query.get("query_id")
         key = f"studies/query/{study}/{qid}"
         rec = None if qid is None else self._state(key, self._head())
@@ -156,11 +198,11 @@ class VaultTableSource:
             if self.require_recorded:
                 raise ResearchError(Code.FORBIDDEN, f"query {qid} of study {study} is not on "
                                     "the ledger; this site answers recorded queries only")
-            return self._head()
+            return self._head(), None
         if audit.digest(hashed_form(query)) != rec["query_hash"]:
             raise ResearchError(Code.CONFLICT, f"query {qid} differs from the query recorded "
                                 "on the ledger")
-        return int(rec["height"])
+        return int(rec["height"]), dict(rec)
 
     def _study(self, study: str, height: int) -> dict[str, Any]:
         terms = self._state(f"studies/study/{study}", height)

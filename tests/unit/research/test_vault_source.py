@@ -127,6 +127,7 @@ class World:
     def __init__(self, vault: Vault, **terms: Any) -> None:
         self.ledger = FakeLedger()
         self.study = {"status": "active", "sites": SITES, "org": "research",
+                      "researcher": "research/dr",
                       "variables": ["sex", "female", "hypertension", "age"],
                       "disclosure": {"min_sites": 3, "min_cell": 3}, **terms}
         self.ledger.put("studies/study/s1", self.study)
@@ -139,13 +140,19 @@ class World:
         self.ledger.put(f"consent/p/{pid(i)}", {f"c{i}": c})
 
     def query(self, analysis: str, params: dict[str, Any], record: bool = True,
+              spec: dict[str, Any] | None = None, by: str = "research/dr",
               **extra: Any) -> dict[str, Any]:
+        """A query with the study's spec as the site states it (``spec`` replaces parts),
+        recorded by ``by``; ``extra`` keys travel unhashed."""
         self.n += 1
+        said = self.site.study_spec("s1")
         q = {"study": "s1", "query_id": f"q{self.n}", "analysis": analysis, "sites": SITES,
-             "params": params}
+             "params": params, "researcher": said["researcher"], "consent": said["consent"],
+             "algorithm": {"name": f"medledger.research.{analysis}", "version": "0.1.0",
+                           "digest": None}, **(spec or {})}
         if record:
             self.ledger.put(f"studies/query/s1/q{self.n}", {
-                "query_hash": audit.digest(q), "height": self.ledger.height + 1})
+                "query_hash": audit.digest(q), "height": self.ledger.height + 1, "by": by})
         return self.site.answer({**q, **extra})
 
 
@@ -239,3 +246,35 @@ def test_the_study_map_may_be_pinned(vault: Vault) -> None:
         w.grant(i)
     assert w.query("moments", {"variable": "age"})["n"] == 12
     assert np.isclose(w.query("moments", {"variable": "female"})["values"]["total"], 3.0)
+
+
+def test_recorded_spec_must_match_what_the_site_applies(vault: Vault) -> None:
+    """The consent filter, researcher and algorithm digest are inside the recorded query's
+    hash; a vault site refuses one whose filter or researcher is not its own reading."""
+    w = World(vault)
+    for i in range(12):
+        w.grant(i)
+    said = w.site.study_spec("s1")
+    assert said == {"researcher": "research/dr",
+                    "consent": {"purpose": "research",
+                                "recipient": {"org": "research", "role": "researcher"},
+                                "categories": ["conditions", "demographics"]},
+                    "privacy": {"unit": "record", "sensitivity": 1}}
+    assert w.query("moments", {"variable": "age"})["n"] == 12
+    wider = {**said["consent"], "categories": ["demographics"]}  # fewer categories asked
+    other_org = {**said["consent"], "recipient": {"org": "cdc", "role": "researcher"}}
+    for bad in ({"consent": wider}, {"consent": other_org}, {"consent": None},
+                {"researcher": "research/other"},
+                {"algorithm": {"name": "x", "version": "1", "digest": "ab" * 32}}):
+        before = len(w.site.audit)
+        with pytest.raises(ResearchError) as info:
+            w.query("moments", {"variable": "age"}, spec=bad)
+        assert info.value.code == Code.CONFLICT, bad
+        assert len(w.site.audit) == before  # refused before any data was read
+    with pytest.raises(ResearchError, match="researcher"):  # recorded by someone else
+        w.query("moments", {"variable": "age"}, by="research/other")
+    person = World(vault, privacy_unit="person", max_sites_per_person=2)
+    assert person.site.study_spec("s1")["privacy"] == {"unit": "person", "sensitivity": 2}
+    everyone = World(vault, privacy_unit="person")
+    assert everyone.site.study_spec("s1")["privacy"] == {"unit": "person",
+                                                         "sensitivity": len(SITES)}

@@ -9,6 +9,7 @@ them (``combine``/``fit`` functions). Modules:
 * ``secagg`` — secure aggregation by pairwise masking (X25519 seeds) over fixed-point integers;
 * ``contract`` — the ``studies`` contract: protocol fixed before data are touched, audit hashes;
 * ``audit`` — hashing of query specs, responses and results;
+* ``sitelog`` — a site's own append-only, hash-chained audit log;
 * ``contribution`` — rows used, leave-one-out, Shapley value, revenue split.
 * ``apportion`` — the revenue split under the declared rule, in integers (contract side).
 * ``vault`` — a site reading its gateway vault under the consents on the ledger;

@@ -5,7 +5,8 @@ transactions, their bodies, receipt futures, a block's results). With CPython's 
 thresholds (700, 10, 10) the young generation fills every few hundred transactions, the in-flight
 objects survive into the old generation, and full collections then re-walk every object in the
 process — the modules, the registry, the genesis — while holding the interpreter lock that the
-commit thread needs: about 12 % of the node's interpreter time at 10,000 tx/s (BENCHMARKS.md).
+commit thread needs: about 15 % of the node process's CPU time per transaction in a measured run
+(BENCHMARKS.md, "Commit-path pass").
 
 :func:`tune_for_node`, called when the first node starts, collects once, freezes what is alive
 then (it lives as long as the process anyway, and is no longer re-walked) and raises the

@@ -1,6 +1,8 @@
 """Four sites as separate HTTP processes: a secure federated GLM over HTTP equals the pooled
 statsmodels fit; a disclosure refusal crosses the wire with its rule; a site process killed
-before a round is a dropout that the coordinator recovers from."""
+before a round is a dropout that the coordinator recovers from; each site's own audit log file
+(``--audit-log``) is served at ``GET /audit-log`` and holds every response hash the
+coordinator received."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -18,6 +21,7 @@ import statsmodels.api as sm
 from medledger.research.errors import QueryRefused
 from medledger.research.federation import Federation
 from medledger.research.http import HttpSite
+from medledger.research.sitelog import read_log
 from medledger.research.synth import site_tables
 
 pytestmark = pytest.mark.integration
@@ -31,14 +35,14 @@ def _port() -> int:
 
 
 @pytest.fixture
-def processes() -> Iterator[list[tuple[subprocess.Popen[bytes], HttpSite]]]:
+def processes(tmp_path: Path) -> Iterator[list[tuple[subprocess.Popen[bytes], HttpSite]]]:
     out = []
     try:
         for name, rows, seed in SITES:
             port = _port()
             proc = subprocess.Popen([sys.executable, "-m", "medledger.research.http", "--name",
                                      name, "--rows", str(rows), "--seed", str(seed), "--port",
-                                     str(port)])
+                                     str(port), "--audit-log", str(tmp_path / f"{name}.log")])
             out.append((proc, HttpSite(name, f"http://127.0.0.1:{port}")))
         deadline = time.monotonic() + 60
         for proc, client in out:
@@ -59,7 +63,8 @@ def processes() -> Iterator[list[tuple[subprocess.Popen[bytes], HttpSite]]]:
             proc.wait(timeout=10)
 
 
-def test_sites_over_http(processes: list[tuple[subprocess.Popen[bytes], HttpSite]]) -> None:
+def test_sites_over_http(processes: list[tuple[subprocess.Popen[bytes], HttpSite]],
+                         tmp_path: Path) -> None:
     clients = [c for _, c in processes]
     fed = Federation(clients, secure=True, on_dropout="recover")  # type: ignore[arg-type]
     fit = fed.glm("binomial", "event", ["age", "smoker", "bmi"])
@@ -78,6 +83,13 @@ def test_sites_over_http(processes: list[tuple[subprocess.Popen[bytes], HttpSite
     assert fed.trail[-1]["outcomes"]["hosp-a"] == "refused:min_cell"
     assert fed.trail[-1]["policies"]["hosp-a"] != "0" * 64
 
+    for _, client in processes:  # each site's own log, fetched over HTTP, is its file
+        raw = client.audit_log()
+        assert raw == (tmp_path / f"{client.name}.log").read_bytes()
+        entries, problems, _ = read_log(raw)
+        assert problems == [] and len(entries) == len(fed.trail)
+        assert [e["response"] for e in entries if e["outcome"] == "released"] == [
+            t["responses"][client.name] for t in fed.trail if client.name in t["responses"]]
     full = fed.moments("bmi")
     processes[3][0].kill()  # hosp-d goes away before the next round
     processes[3][0].wait(timeout=10)

@@ -4,10 +4,15 @@ a federated GLM recorded query by query, and ``medledger research verify`` on th
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from medledger.cli.main import app
@@ -18,6 +23,7 @@ from medledger.research import audit
 from medledger.research.disclosure import Policy
 from medledger.research.errors import ResearchError
 from medledger.research.federation import Federation
+from medledger.research.http import site_app
 from medledger.research.recorder import LedgerRecorder
 from medledger.research.site import Site
 from medledger.research.synth import site_tables
@@ -103,6 +109,17 @@ def test_study_on_the_ledger_and_verify_cli(tmp_path: Path) -> None:
     assert bad.exit_code == 1 and "hosp-c: log hosp-c.log line" in bad.output, bad.output
     raw[len(raw) // 2] ^= 0x01
     log.write_bytes(bytes(raw))
+    # the same log fetched from the site process (GET /audit-log), then one byte changed there
+    with TestClient(site_app(sites[2])) as http, _served(http) as url:
+        remote = runner.invoke(app, ["research", "verify", str(bundle), "--study", "s1",
+                                     "--dir", str(ws.root), f"--site-url=hosp-c={url}"])
+        assert remote.exit_code == 0 and "1 site log(s) agree" in remote.output, remote.output
+        raw[len(raw) // 3] ^= 0x01
+        log.write_bytes(bytes(raw))
+        bad = runner.invoke(app, ["research", "verify", str(bundle), "--study", "s1",
+                                  "--dir", str(ws.root), f"--site-url=hosp-c={url}"])
+        assert bad.exit_code == 1 and "hosp-c: log" in bad.output, bad.output
+
     path = bundle / "q2" / "response-hosp-b.json"
     raw = bytearray(path.read_bytes())
     raw[10] ^= 0x20
@@ -111,3 +128,28 @@ def test_study_on_the_ledger_and_verify_cli(tmp_path: Path) -> None:
                               "--dir", str(ws.root)])
     assert bad.exit_code == 1
     assert "q2/response-hosp-b.json" in bad.output
+
+
+@contextmanager
+def _served(client: TestClient) -> Iterator[str]:
+    """A loopback HTTP server that forwards GET requests to an in-process site app."""
+
+    class Forward(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            r = client.get(self.path)
+            self.send_response(r.status_code)
+            self.send_header("content-type", r.headers["content-type"])
+            self.end_headers()
+            self.wfile.write(r.content)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Forward)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -83,6 +83,9 @@ def verify(
     study: str = typer.Option(..., "--study", help="Study id on the ledger."),
     site_log: list[str] = typer.Option([], "--site-log", help="SITE=FILE: cross-check that "
                                        "site's own audit log with the ledger (repeatable)."),
+    site_url: list[str] = typer.Option([], "--site-url", help="SITE=URL: the same with the log "
+                                       "fetched from the site process (GET URL/audit-log; "
+                                       "repeatable)."),
     ws_dir: Path = WorkspaceOpt,
 ) -> None:
     """Recompute every query, response and result hash in BUNDLE and compare with the ledger;
@@ -92,17 +95,21 @@ def verify(
     differs."""
     if not bundle.is_dir():
         error("not_found", f"no bundle directory {bundle}")
-    logs = []
-    for spec in site_log:
-        name, sep, where = spec.partition("=")
-        if not sep or not name or not where:
-            error("bad_args", f"--site-log {spec!r}: want SITE=FILE")
-        logs.append((name, Path(where)))
+    logs: list[tuple[str, str, bytes]] = []
+    for opt, specs in (("--site-log", site_log), ("--site-url", site_url)):
+        for spec in specs:
+            name, sep, where = spec.partition("=")
+            if not sep or not name or not where:
+                error("bad_args", f"{opt} {spec!r}: want SITE={opt[7:].upper()}")
+            try:
+                logs.append((name, where, _site_log_bytes(name, where, opt == "--site-url")))
+            except (OSError, MedLedgerError) as exc:
+                error("not_found", f"{opt} {spec}: cannot read the log ({exc})")
     store = workspace(ws_dir).store()
     try:
         checked, problems = audit.verify(store, study, bundle)
-        for name, path in logs:
-            problems += audit.cross_check_file(store, study, name, path)
+        for name, where, raw in logs:
+            problems += audit.cross_check_log(store, study, name, raw, Path(where).name)
         split = apportion.recheck_ledger(store, study)
         problems += split or []
     finally:
@@ -116,6 +123,18 @@ def verify(
                   + (f"; {len(logs)} site log(s) agree with it" if logs else "")
                   + ("; the revenue split follows the declared rule" if split is not None
                      else ""))
+
+
+def _site_log_bytes(name: str, where: str, remote: bool) -> bytes:
+    if not remote:
+        return Path(where).read_bytes()
+    from medledger.research.http import HttpSite
+
+    client = HttpSite(name, where)
+    try:
+        return client.audit_log()
+    finally:
+        client.close()
 
 
 def bench(

@@ -16,8 +16,8 @@ import orjson
 
 from medledger.crypto import canonical
 
-__all__ = ["canonical_bytes", "cross_check", "cross_check_file", "digest", "jsonable", "verify",
-           "write_bundle"]
+__all__ = ["canonical_bytes", "cross_check", "cross_check_file", "cross_check_log", "digest",
+           "jsonable", "verify", "write_bundle"]
 
 
 def jsonable(obj: Any) -> Any:
@@ -125,12 +125,18 @@ def cross_check_file(reader: ScanReader, study: str, site: str, path: Path) -> l
     """``cross_check`` on a site's log file (``research.sitelog``), after checking its hash
     chain: a broken chain (a one-byte change anywhere) is a problem naming the line, and the
     entries before the break are still compared with the ledger."""
-    from medledger.research.sitelog import read_log
-
     try:
         raw = path.read_bytes()
     except OSError as exc:
         return [f"{site}: cannot read its log {path} ({type(exc).__name__})"]
+    return cross_check_log(reader, study, site, raw, path.name)
+
+
+def cross_check_log(reader: ScanReader, study: str, site: str, raw: bytes,
+                    label: str) -> list[str]:
+    """``cross_check_file`` on a log's bytes (e.g. fetched from ``GET /audit-log``)."""
+    from medledger.research.sitelog import read_log
+
     entries, broken, _ = read_log(raw)
-    problems = [f"{site}: log {path.name} {p}" for p in broken]
+    problems = [f"{site}: log {label} {p}" for p in broken]
     return problems + cross_check(reader, study, site, entries)

@@ -23,4 +23,7 @@ def test_research_demo(tmp_path: Path) -> None:
     assert lines["privacy budget left"] == "ε = 0.0 of 1.0"
     assert "refused before any site was asked" in lines["third DP query"]
     assert lines["after a one-byte change"].startswith("q1/response-")
+    assert lines["a split off the rule"].startswith("refused: conflict")
+    assert lines["revenue split recheck"].startswith("follows the declared rule")
+    assert "leave-one-out" in lines["contribution (50 % Shapley + 50 % rows)"]
     assert lines["full verify"].startswith("OK")

@@ -34,7 +34,14 @@ from medledger.gateway.vault import Vault
 from medledger.installed import default_registry
 from medledger.ledger.verify import verify_store
 from medledger.research import audit, glm
-from medledger.research.contribution import Utility, Validation, revenue_split, shapley
+from medledger.research.apportion import PHI_SCALE, recheck
+from medledger.research.contribution import (
+    Utility,
+    Validation,
+    contribution_args,
+    leave_one_out,
+    shapley,
+)
 from medledger.research.errors import QueryRefused, ResearchError
 from medledger.research.federation import Federation
 from medledger.research.recorder import LedgerRecorder
@@ -49,6 +56,7 @@ MEMBERS = [("research/dr-li", "researcher"),
 Y, X = "hypertension", ["age", "female", "visits"]
 VARIABLES = ["age", "female", "sex", "hypertension", "visits"]
 POOL = 90_000
+RULE = {"method": "blend", "shapley_weight_ppm": 500_000}
 FORM = hashlib.sha256(b"signed research consent form (demo)").hexdigest()
 
 
@@ -145,8 +153,7 @@ def _scenario(ws: Workspace, out: DemoResult, root: Path) -> None:
             "sites": HOSPITALS, "analyses": ["glm", "crosstab", "histogram"],
             "variables": VARIABLES, "variable_map": DEFAULT_MAP.digest(),
             "dp_budget_milli_eps": 1000,
-            "contribution": {"method": "blend", "utility": utility.describe(),
-                             "shapley_weight_ppm": 500_000},
+            "contribution": RULE | {"utility": utility.describe()},
             "revenue_pool": POOL})
         out.add("study registered", "htn-1: protocol, ethics IRB-2026-117, 3 sites, variables "
                 f"{', '.join(VARIABLES)} (variable map {DEFAULT_MAP.digest()[:12]}…), DP "
@@ -204,16 +211,20 @@ def _scenario(ws: Workspace, out: DemoResult, root: Path) -> None:
         steps = [glm.GlmStep(np.asarray(a["values"]["info"]).reshape(p, p),
                              np.asarray(a["values"]["xwz"]), a["values"]["deviance"], a["n"])
                  for a in (answers[h] for h in HOSPITALS)]
-        sh = shapley(steps, utility)
-        n = np.array([s.n for s in steps], dtype=float)
-        shares = 0.5 * np.maximum(sh.values, 0) / np.maximum(sh.values, 0).sum() + 0.5 * n / n.sum()
-        pay = revenue_split(POOL, list(shares))
-        dr("contribution", {"study": "htn-1", "method": sh.method, "shares": [
-            {"site": h, "n": int(k), "share_ppm": round(s * 1e6), "revenue": p}
-            for h, k, s, p in zip(HOSPITALS, n, shares, pay, strict=True)]})
+        sh, loo = shapley(steps, utility), leave_one_out(steps, utility)
+        args = contribution_args("htn-1", RULE | {"utility": utility.describe()}, POOL,
+                                 HOSPITALS, [s.n for s in steps], sh, list(loo))
+        off = dict(args, shares=[dict(x) for x in args["shares"]])
+        off["shares"][0]["revenue"] += 1000
+        off["shares"][1]["revenue"] -= 1000
+        r = client("research/dr-li").call("studies", "contribution", off)
+        out.add("a split off the rule", f"refused: {r.code} ({r.message.split(';')[0]})")
+        out.ok &= r.code == "conflict"
+        dr("contribution", args)
         out.add("contribution (50 % Shapley + 50 % rows)", "; ".join(
-            f"{h}: n {int(k)}, φ {f:.4f}, share {s:.3f}, revenue {p:,}"
-            for h, k, f, s, p in zip(HOSPITALS, n, sh.values, shares, pay, strict=True)))
+            f"{x['site']}: n {x['n']}, φ {x['phi_micro'] / PHI_SCALE:.4f}, leave-one-out "
+            f"{x['loo_micro'] / PHI_SCALE:.4f}, share {x['share_ppm'] / 1e6:.3f}, revenue "
+            f"{x['revenue']:,}" for x in args["shares"]))
         audit.write_bundle(bundle, [*fed.trail[:-1], *ref.trail])
         for v in vaults.values():
             v.close()
@@ -224,6 +235,11 @@ def _scenario(ws: Workspace, out: DemoResult, root: Path) -> None:
         checked, problems = audit.verify(store, "htn-1", bundle)
         out.add("research verify", problems if problems else f"{checked} hashes match")
         out.ok &= not problems
+        split_off = recheck(orjson.loads(store.get_state("studies/study/htn-1") or b"{}"),
+                            orjson.loads(store.get_state("studies/contribution/htn-1") or b"{}"))
+        out.add("revenue split recheck", split_off if split_off else "follows the declared rule "
+                "(recomputed from n and φ on the ledger)")
+        out.ok &= not split_off
         target = sorted(bundle.glob("q1/response-*.json"))[0]
         raw = bytearray(target.read_bytes())
         raw[len(raw) // 2] ^= 1

@@ -11,7 +11,10 @@ State (in the ``studies`` namespace)::
     response/<id>/<qid>/<site> the site's own record: response hash, disclosure outcome,
                                policy hash (signed by that site)
     result/<id>/<qid>          result hash and credits (contributors and roles)
-    contribution/<id>          method, per-site n and shares (ppm), revenue split (minor units)
+    contribution/<id>          utility hash, method, permutations, seed; per site n, φ, its
+                               standard error and leave-one-out (micro-units of the utility),
+                               share (ppm) and revenue (minor units), both recomputed by the
+                               contract from n and φ under the declared rule (ADR 0049)
     spent/<id>/<unit>          DP budget spent per privacy unit (milli-ε), checked against
                                the study's budget; ``spent/<id>`` keeps the study's total
     algorithm/<digest>         an analysis implementation's digest, its reviews; approved once
@@ -39,6 +42,7 @@ from pydantic import Field
 from medledger.contracts.base import Access, Args, Contract, ContractError, Cosign, method
 from medledger.contracts.context import Context
 from medledger.errors import Code
+from medledger.research import apportion
 
 __all__ = ["ANALYSES", "Studies", "unit_sensitivity"]
 
@@ -136,15 +140,26 @@ class ResultArgs(Args):
     credits: list[Credit] = Field(default_factory=list)
 
 
+MICRO = 2**53 - 1  # the canonical JSON's integer range
+
+
 class SiteShare(Args):
+    """One site's contribution: rows used, Shapley value φ, its Monte Carlo standard error
+    (0 when exact) and leave-one-out value U(N) − U(N∖i), all three signed integers in
+    micro-units of the utility (``apportion.PHI_SCALE``); its share (ppm) and revenue."""
+
     site: str = Field(pattern=ORG)
     n: int = Field(ge=0)
+    phi_micro: int = Field(ge=-MICRO, le=MICRO)
+    phi_se_micro: int = Field(ge=0, le=MICRO)
+    loo_micro: int = Field(ge=-MICRO, le=MICRO)
     share_ppm: int = Field(ge=0, le=1_000_000)
     revenue: int = Field(ge=0)
 
 
 class ContributionArgs(Args):
     study: str = Field(pattern=ID)
+    utility: str = Field(pattern=HEX64)
     method: Literal["exact", "monte-carlo"]
     permutations: int = Field(default=0, ge=0)
     seed: int = Field(default=0, ge=0)
@@ -312,7 +327,10 @@ class Studies(Contract):
 
     @method(ContributionArgs, access=RESEARCHERS)
     def contribution(self, ctx: Context, args: ContributionArgs) -> Any:
-        """Per-site contribution and the revenue split; the split must use the whole pool."""
+        """Per-site contribution (n, φ, its standard error, leave-one-out) and the revenue
+        split, once per study. The split must use the whole pool and follow the declared rule:
+        shares and revenue are recomputed from n and φ (``apportion``, ADR 0049) and a split
+        off the rule is refused (``conflict``), as is a utility other than the declared one."""
         s = _active(ctx, args.study)
         sites = [x.site for x in args.shares]
         if sorted(sites) != sorted(s["sites"]):
@@ -321,8 +339,19 @@ class Studies(Contract):
         if paid != s["revenue_pool"]:
             raise ContractError(Code.BAD_ARGS, f"revenue split sums to {paid}, want "
                                 f"{s['revenue_pool']}")
+        if args.method == "exact" and any(x.phi_se_micro for x in args.shares):
+            raise ContractError(Code.BAD_ARGS, "exact Shapley values have standard error 0")
+        rule = s["contribution"]
+        if args.utility != rule["utility"]:
+            raise ContractError(Code.CONFLICT, f"utility {args.utility[:16]}…, the study "
+                                f"declared {rule['utility'][:16]}…")
+        off = apportion.split_problems(rule, s["revenue_pool"],
+                                       [x.model_dump() for x in args.shares])
+        if off:
+            raise ContractError(Code.CONFLICT, f"split off the declared {rule['method']} rule: "
+                                + "; ".join(off[:4]))
         if ctx.exists(f"contribution/{args.study}"):
             raise ContractError(Code.ALREADY_EXISTS, "contribution already recorded")
         ctx.put(f"contribution/{args.study}", {**args.model_dump(), "height": ctx.height,
-                                               "rule": s["contribution"]})
+                                               "rule": rule})
         return {"ok": True}

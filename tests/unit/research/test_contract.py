@@ -123,10 +123,11 @@ def test_result_records_credits_once_and_only_for_a_recorded_query() -> None:
 def test_revenue_split_must_use_the_whole_pool() -> None:
     h = StudyHarness()
     active(h)
-    shares = [{"site": s, "n": 100, "share_ppm": 250_000, "revenue": 25_000} for s in SITES]
+    shares = [{"site": s, "n": 100, "phi_micro": 50_000, "phi_se_micro": 0, "loo_micro": 1_000,
+               "share_ppm": 250_000, "revenue": 25_000} for s in SITES]
     bad = [dict(x) for x in shares]
     bad[0]["revenue"] = 24_999
-    args = {"study": "s1", "method": "exact", "shares": bad}
+    args = {"study": "s1", "utility": "cd" * 32, "method": "exact", "shares": bad}
     assert h.code_of(RESEARCHER, "contribution", args) == "bad_args"
     h.call(RESEARCHER, "contribution", {**args, "shares": shares})
     assert h.get("contribution/s1")["rule"]["method"] == "shapley"

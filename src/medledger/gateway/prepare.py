@@ -17,6 +17,7 @@ A prepared row is a plain tuple (cheap to pickle):
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from datetime import date
@@ -42,9 +43,14 @@ Prepared = tuple[Any, ...]
 
 
 def record_id(site: str, system: str, kind: str, key: str) -> str:
-    digest = hashlib.sha256(f"{site}\x00{system}\x00{kind}\x00{key}".encode()).hexdigest()
+    scope, prefix = _record_scope(site, system, kind)
+    return prefix + hashlib.sha256(scope + key.encode()).hexdigest()[:40]
+
+
+@functools.lru_cache(maxsize=256)
+def _record_scope(site: str, system: str, kind: str) -> tuple[bytes, str]:
     prefix = {"medication_request": "mrq", "medication_dispense": "mdp"}.get(kind, kind[:3])
-    return f"{prefix}-{digest[:40]}"
+    return f"{site}\x00{system}\x00{kind}\x00".encode(), f"{prefix}-"
 
 
 class Preparer:
@@ -61,7 +67,8 @@ class Preparer:
         self.today = today
         self.sealer = sealer
         self.origin = origin
-        self._patients: dict[tuple[str, str, str | None], tuple[bytes, str]] = {}
+        # (pseudonym, gender, birth year) → (Patient JSON, its hash, identifiers scanned in it)
+        self._patients: dict[tuple[str, str, str | None], tuple[bytes, str, tuple[str, ...]]] = {}
 
     def chunk(self, rows: Sequence[SourceRow | BadRow]) -> list[Prepared]:
         return [self.row(r) for r in rows]
@@ -112,16 +119,20 @@ class Preparer:
             built_pat = fhir.built_patient(pseud, self.pseudo.key.version, std.gender, year)
             self.validator.check_built(built_pat, lambda _: True)
             pat_text = canonical(built_pat.resource)
-            pat = (pat_text, hashlib.sha256(pat_text).hexdigest())
+            pat = (pat_text, hashlib.sha256(pat_text).hexdigest(), ())
             if len(self._patients) >= 100_000:
                 self._patients.clear()
             self._patients[pat_key] = pat
             pat_v1 = self._seal_v1(row.position, f"pat-{pseud}", pat_text)
         res_text = canonical(built.resource)
         self.validator.check_built(built, lambda p: p == pseud)
-        leak = row_leaks(std.identifiers, (pat[0], res_text))
+        # the Patient's bytes need scanning once per set of identifiers, not on every row
+        leak = row_leaks(std.identifiers, (res_text,) if pat[2] == std.identifiers else
+                         (pat[0], res_text))
         if leak:
             raise RowRejected(Reason.INVALID_FHIR, f"direct identifier would reach output ({leak})")
+        if pat[2] != std.identifiers:
+            self._patients[pat_key] = (pat[0], pat[1], std.identifiers)
         partial = std.birth is None or std.gender == "unknown"
         return ("e", row.position, row.raw, pseud, pat[0], pat[1], pat_v1, rid,
                 built.resource["resourceType"], res_text, hashlib.sha256(res_text).hexdigest(),

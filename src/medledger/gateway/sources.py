@@ -124,9 +124,9 @@ def delimited_blocks(path: Path, encoding: str, delimiter: str, size: int = 1000
     """(header, blocks): the data lines of the file cut into blocks of about ``size`` lines,
     each ``(rows before it, its lines)`` and each ending where a CSV record ends, so
     :func:`parse_block` turns every block into exactly the rows :func:`read_delimited` gives
-    for those lines. Cutting reads no more than the lines: a block without the quote
-    character ends at its last line (outside quotes every line is one record); a block with
-    one is parsed here, and extended until its last record is complete."""
+    for those lines. A block without the quote character (``"``, the csv module's) ends at its
+    last line: outside quotes every line is one record. A block holding one is parsed here to
+    find its last complete record, taking further lines while a quoted field runs on."""
     f, _, _, header = _open_delimited(path, encoding, delimiter)
     if header is None:
         return [], iter(())

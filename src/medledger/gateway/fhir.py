@@ -96,8 +96,9 @@ def condition(rid: str, subject: str, who: str, national: str | None, recorded: 
     }
 
 
-def observation(rid: str, subject: str, analyte: loinc.Analyte, value: float, effective: str
-                ) -> dict[str, Any]:
+def _lab_observation(rid: str, subject: str, analyte: loinc.Analyte, effective: str
+                     ) -> dict[str, Any]:
+    """What every laboratory Observation carries; the caller adds its value."""
     return {
         "resourceType": "Observation", "id": rid, "status": "final",
         "category": [{"coding": [{"system": OBS_CATEGORY, "code": "laboratory"}]}],
@@ -105,9 +106,14 @@ def observation(rid: str, subject: str, analyte: loinc.Analyte, value: float, ef
                              "display": analyte.display}]},
         "subject": {"reference": f"Patient/{subject}"},
         "effectiveDateTime": effective,
-        "valueQuantity": {"value": value, "unit": analyte.unit, "system": loinc.UCUM_SYSTEM,
-                          "code": analyte.unit},
     }
+
+
+def observation(rid: str, subject: str, analyte: loinc.Analyte, value: float, effective: str
+                ) -> dict[str, Any]:
+    return {**_lab_observation(rid, subject, analyte, effective),
+            "valueQuantity": {"value": value, "unit": analyte.unit,
+                              "system": loinc.UCUM_SYSTEM, "code": analyte.unit}}
 
 
 def coded_observation(rid: str, subject: str, analyte: loinc.Analyte, result: tuple[str, str],
@@ -116,12 +122,7 @@ def coded_observation(rid: str, subject: str, analyte: loinc.Analyte, result: tu
     SNOMED CT (code, display) of ``gateway.qualitative``."""
     code, display = result
     return {
-        "resourceType": "Observation", "id": rid, "status": "final",
-        "category": [{"coding": [{"system": OBS_CATEGORY, "code": "laboratory"}]}],
-        "code": {"coding": [{"system": loinc.LOINC_SYSTEM, "code": analyte.loinc,
-                             "display": analyte.display}]},
-        "subject": {"reference": f"Patient/{subject}"},
-        "effectiveDateTime": effective,
+        **_lab_observation(rid, subject, analyte, effective),
         "valueCodeableConcept": {"coding": [{"system": qualitative.SNOMED_SYSTEM, "code": code,
                                              "display": display}]},
     }

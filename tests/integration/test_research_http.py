@@ -6,10 +6,8 @@ coordinator received."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,15 +21,11 @@ from medledger.research.federation import Federation
 from medledger.research.http import HttpSite
 from medledger.research.sitelog import read_log
 from medledger.research.synth import site_tables
+from tests.support.services import free_port
+from tests.support.sites import wait_for_sites
 
 pytestmark = pytest.mark.integration
 SITES = [("hosp-a", 300, 1), ("hosp-b", 500, 2), ("hosp-c", 700, 3), ("hosp-d", 900, 4)]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -39,21 +33,12 @@ def processes(tmp_path: Path) -> Iterator[list[tuple[subprocess.Popen[bytes], Ht
     out = []
     try:
         for name, rows, seed in SITES:
-            port = _port()
+            port = free_port()
             proc = subprocess.Popen([sys.executable, "-m", "medledger.research.http", "--name",
                                      name, "--rows", str(rows), "--seed", str(seed), "--port",
                                      str(port), "--audit-log", str(tmp_path / f"{name}.log")])
             out.append((proc, HttpSite(name, f"http://127.0.0.1:{port}")))
-        deadline = time.monotonic() + 60
-        for proc, client in out:
-            while True:
-                try:
-                    client.public_key()
-                    break
-                except Exception:
-                    assert proc.poll() is None, "site process exited"
-                    assert time.monotonic() < deadline, "site did not start"
-                    time.sleep(0.2)
+        wait_for_sites(out)
         yield out
     finally:
         for proc, client in out:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import socket
 import subprocess
 import sys
 import time
@@ -46,6 +45,8 @@ from medledger.research.recorder import LedgerRecorder
 from medledger.research.variables import DEFAULT_MAP
 from medledger.research.vault import vault_site
 from medledger.workspace import Workspace
+from tests.support.services import free_port
+from tests.support.sites import wait_for_sites
 
 pytestmark = pytest.mark.integration
 HOSPITALS = ["hosp-a", "hosp-b", "hosp-c"]
@@ -350,34 +351,19 @@ def test_vault_sites_run_kaplan_meier_and_cox_recorded_as_survival(world: World)
 
 # -- sites as HTTP processes -----------------------------------------------------------------
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def http_sites(world: World) -> Iterator[list[HttpSite]]:
     procs, clients = [], []
     try:
         for i, h in enumerate(HOSPITALS):
-            port = _port()
+            port = free_port()
             args = ["--name", h, "--vault", str(world.root / "vaults" / h), "--ledger",
                     str(world.ws.root), "--port", str(port)]
             cmd = ([sys.executable, "-m", "medledger.research.http", *args] if i else
                    [sys.executable, "-m", "medledger.cli.main", "research", "site", *args])
             procs.append(subprocess.Popen(cmd))
             clients.append(HttpSite(h, f"http://127.0.0.1:{port}"))
-        deadline = time.monotonic() + 60
-        for proc, client in zip(procs, clients, strict=True):
-            while True:
-                try:
-                    client.public_key()
-                    break
-                except Exception:
-                    assert proc.poll() is None, "site process exited"
-                    assert time.monotonic() < deadline, "site did not start"
-                    time.sleep(0.2)
+        wait_for_sites(list(zip(procs, clients, strict=True)))
         yield clients
     finally:
         for c in clients:

@@ -30,6 +30,14 @@ person's city; ``ADDRESS_DISTRICTS`` maps them to district codes. ``pathogen=N``
 its own random stream, N qualitative notifiable-pathogen results per hospital in two
 microbiology exports (``synth_micro``: SARS-CoV-2 RNA, Shigella culture, HBsAg; results
 written ``POS``, ``Detected``, ``阳性``…; a few in no value map, truth ``unknown_result``).
+
+More hospitals: ``hospitals=N`` (N > 3) adds ``hosp-d``, ``hosp-e``… Each reuses a dialect of the
+first three in turn (``hosp-d`` writes like ``hosp-a``, ``hosp-e`` like ``hosp-b``, ``hosp-f``
+like ``hosp-c`` without a legacy file; profiles name the new site) and sees its own 60% of the
+same persons, drawn with everything else of that hospital from its own random stream
+(``seed + 300 + i``), so the first three hospitals' files, truth and linkage rows stay
+byte-identical; the new hospitals' rows are appended to ``truth.csv`` and ``linkage.csv``.
+Research tests use it for studies over four or more sites (docs/research.md).
 """
 
 from __future__ import annotations
@@ -57,6 +65,38 @@ CITIES = [("Riverside", "江城"), ("Lakeside", "湖滨"), ("Hillview", "山景"
 ADDRESS_DISTRICTS = (("Riverside", "110101"), ("江城", "110101"), ("Lakeside", "110102"),
                      ("湖滨", "110102"), ("Hillview", "110106"), ("山景", "110106"))
 NOTIFIABLE_CODE = "U07.1"   # COVID-19: notifiable, in the gateway's ICD-10 table
+DIALECTS = ("hosp-a", "hosp-b", "hosp-c")  # the hospitals whose export formats exist
+
+
+def site_names(hospitals: int = 3) -> list[str]:
+    """``hosp-a`` … the ``hospitals``-th (at most 26); the first three are ``DIALECTS``."""
+    if not 3 <= hospitals <= 26:
+        raise ValueError(f"got {hospitals} hospitals, want 3..26")
+    return [f"hosp-{chr(ord('a') + i)}" for i in range(hospitals)]
+
+
+def dialect_of(site: str) -> str:
+    """The hospital whose export format ``site`` writes (itself for the first three)."""
+    i = ord(site[-1]) - ord("a")
+    return DIALECTS[i % len(DIALECTS)]
+
+
+def base_file(name: str) -> str:
+    """A file name (``SITE/file``) as its dialect's hospital names it (``PROFILES`` key)."""
+    site, _, rest = name.partition("/")
+    return f"{dialect_of(site)}/{rest}"
+
+
+def profile_text(name: str) -> str:
+    """The profile of file ``name``: its dialect's, naming ``name``'s own site."""
+    site = name.partition("/")[0]
+    base = base_file(name)
+    text = PROFILES[base]
+    if base == name:
+        return text
+    old = dialect_of(site)
+    return text.replace(f'site = "{old}"', f'site = "{site}"').replace(
+        f'id = "{old}-', f'id = "{site}-')
 
 # WHO code: (hosp-a English variants, hosp-b national code or None, Chinese variants)
 DX: dict[str, tuple[tuple[str, ...], str | None, tuple[str, ...]]] = {
@@ -347,7 +387,7 @@ def _fmt_value(v: float, decimals: int) -> str:
 
 class Generator:
     def __init__(self, seed: int = 7, persons: int = 300, rows: int = 400,
-                 unseen: float = 0.0, notifiable: int = 0) -> None:
+                 unseen: float = 0.0, notifiable: int = 0, hospitals: int = 3) -> None:
         self.rng = random.Random(seed)
         self.unseen = unseen
         self.unseen_rng = random.Random(seed + 99)   # separate: unseen=0 leaves files as before
@@ -358,6 +398,26 @@ class Generator:
                      for h in ("hosp-a", "hosp-b", "hosp-c")}
         self.notifiable_rng = random.Random(seed + 71)  # separate, like unseen_rng
         self.cases = self._shared_cases(notifiable) if notifiable else []
+        self.extra_rng: dict[str, random.Random] = {}  # hosp-d…: one stream each
+        for i, site in enumerate(site_names(hospitals)[3:], 3):
+            rng = self.extra_rng[site] = random.Random(seed + 300 + i)
+            self.seen[site] = rng.sample(self.people, int(persons * 0.6))
+
+    def extra_files(self) -> list[_File]:
+        """The exports of the hospitals after the first three, each in its dialect and from
+        its own random stream (the main stream is left where it was)."""
+        make = {"hosp-a": (self.hosp_a_dx, self.hosp_a_labs),
+                "hosp-b": (self.hosp_b_dx, self.hosp_b_labs),
+                "hosp-c": (lambda s: self.hosp_c_dx(f"{s}/diagnoses.csv"), self.hosp_c_labs)}
+        out: list[_File] = []
+        saved = self.rng
+        try:
+            for site, rng in self.extra_rng.items():
+                self.rng = rng
+                out += [f(site) for f in make[dialect_of(site)]]
+        finally:
+            self.rng = saved
+        return out
 
     def _shared_cases(self, n: int) -> list[tuple[Person, date, date]]:
         """``n`` persons seen at hosp-a and hosp-b, with hosp-a's and hosp-b's diagnosis date."""
@@ -444,14 +504,14 @@ class Generator:
             row = render(p, f"{key}D", "ZZ" + code[:1], self.visit(), term)
         f.add(row, "quarantined", reason=reason, lang=lang)
 
-    def hosp_a_dx(self) -> _File:
-        f = _File("hosp-a/diagnoses.csv", ["DxID", "NationalID", "MRN", "PatientName", "Phone",
+    def hosp_a_dx(self, site: str = "hosp-a") -> _File:
+        f = _File(f"{site}/diagnoses.csv", ["DxID", "NationalID", "MRN", "PatientName", "Phone",
                                            "Address", "DOB", "Sex", "VisitDate", "DxCode",
                                            "DxText"], "en")
 
         def render(p: Person, key: str, code: str, when: object, term: str) -> list[str]:
             w = when.strftime("%m/%d/%Y") if isinstance(when, date) else "02/30/2023"
-            return [key, p.rid, f"A{p.pid[1:]}", p.en, f"+86 {p.phone}",
+            return [key, p.rid, f"{site[-1].upper()}{p.pid[1:]}", p.en, f"+86 {p.phone}",
                     f"{self.rng.randrange(1, 300)} {CITIES[p.city][0]} Road",
                     p.birth.strftime("%m/%d/%Y"), "F" if p.female else "M", w, code, term]
 
@@ -461,12 +521,13 @@ class Generator:
                 return self.rng.choice([who, who.lower(), f" {who} "]), en[0], "en"
             return "", self.rng.choice(en), "en"
 
-        self._dx_rows("hosp-a", f, render, term_for)
-        self._notifiable_rows("hosp-a", f, render, term_for)
+        self._dx_rows(site, f, render, term_for)
+        if site in DIALECTS:
+            self._notifiable_rows(site, f, render, term_for)
         return f
 
-    def hosp_b_dx(self) -> _File:
-        f = _File("hosp-b/diagnoses.tsv", ["诊断流水号", "身份证号", "姓名", "联系电话", "住址",
+    def hosp_b_dx(self, site: str = "hosp-b") -> _File:
+        f = _File(f"{site}/diagnoses.tsv", ["诊断流水号", "身份证号", "姓名", "联系电话", "住址",
                                            "出生日期", "性别", "就诊日期", "诊断编码", "诊断名称"],
                   "zh")
 
@@ -483,8 +544,9 @@ class Generator:
                 return nat, zh[0], "zh"
             return "", self.rng.choice(zh), "zh"
 
-        self._dx_rows("hosp-b", f, render, term_for)
-        self._notifiable_rows("hosp-b", f, render, term_for)
+        self._dx_rows(site, f, render, term_for)
+        if site in DIALECTS:
+            self._notifiable_rows(site, f, render, term_for)
         return f
 
     def hosp_c_dx(self, name: str = "hosp-c/diagnoses.csv") -> _File:
@@ -510,7 +572,7 @@ class Generator:
                 return "", self.rng.choice(DX[who][0]), "en"
             return "", self.rng.choice(DX[who][2]), "zh"
 
-        self._dx_rows("hosp-c", f, render, term_for)
+        self._dx_rows(name.partition("/")[0], f, render, term_for)
         for t in f.truth:                  # the file's language is per row
             if t[8] == "mixed":
                 t[8] = "en"
@@ -571,8 +633,8 @@ class Generator:
                           "empty": "missing_value", "date": "invalid_date"}[kind]
                 f.add(row, "quarantined", reason=reason, lang=lang)
 
-    def hosp_a_labs(self) -> _File:
-        f = _File("hosp-a/labs.csv", ["AccessionNo", "NationalID", "MRN", "PatientName", "DOB",
+    def hosp_a_labs(self, site: str = "hosp-a") -> _File:
+        f = _File(f"{site}/labs.csv", ["AccessionNo", "NationalID", "MRN", "PatientName", "DOB",
                                       "Sex", "CollectedDate", "TestName", "Result", "Units"],
                   "en")
         f.value_col, f.unit_col = "Result", "Units"
@@ -580,14 +642,15 @@ class Generator:
         def render(p: Person, key: str, when: object, name: str, value: str, unit: str
                    ) -> list[str]:
             w = when.strftime("%m/%d/%Y") if isinstance(when, date) else "13/45/2023"
-            return [key, p.rid, f"A{p.pid[1:]}", p.en, p.birth.strftime("%m/%d/%Y"),
-                    "F" if p.female else "M", w, name, value, unit]
+            return [key, p.rid, f"{site[-1].upper()}{p.pid[1:]}", p.en,
+                    p.birth.strftime("%m/%d/%Y"), "F" if p.female else "M", w, name, value,
+                    unit]
 
-        self._lab_rows("hosp-a", f, render, lambda a: (LABS[a][5], "en"), lambda a: False)
+        self._lab_rows(site, f, render, lambda a: (LABS[a][5], "en"), lambda a: False)
         return f
 
-    def hosp_b_labs(self) -> _File:
-        f = _File("hosp-b/labs.tsv", ["检验单号", "身份证号", "姓名", "性别", "采样日期",
+    def hosp_b_labs(self, site: str = "hosp-b") -> _File:
+        f = _File(f"{site}/labs.tsv", ["检验单号", "身份证号", "姓名", "性别", "采样日期",
                                       "检验项目", "结果", "单位"], "zh")
         f.value_col, f.unit_col = "结果", "单位"
 
@@ -597,11 +660,11 @@ class Generator:
                 "2023年2月30日"
             return [key, p.rid, p.zh, "女" if p.female else "男", w, name, value, unit]
 
-        self._lab_rows("hosp-b", f, render, lambda a: (LABS[a][6], "zh"), lambda a: True)
+        self._lab_rows(site, f, render, lambda a: (LABS[a][6], "zh"), lambda a: True)
         return f
 
-    def hosp_c_labs(self) -> _File:
-        f = _File("hosp-c/labs.xlsx", ["sample_id", "id_number", "patient", "gender", "sampled",
+    def hosp_c_labs(self, site: str = "hosp-c") -> _File:
+        f = _File(f"{site}/labs.xlsx", ["sample_id", "id_number", "patient", "gender", "sampled",
                                        "item", "result", "unit"], "en")
         f.value_col, f.unit_col = "result", "unit"
 
@@ -615,7 +678,7 @@ class Generator:
                 return LABS[a][7], "en"
             return LABS[a][6], "zh"
 
-        self._lab_rows("hosp-c", f, render, name_for, lambda a: self.rng.random() < 0.5)
+        self._lab_rows(site, f, render, name_for, lambda a: self.rng.random() < 0.5)
         return f
 
 
@@ -645,17 +708,19 @@ def _write_xlsx(path: Path, f: _File) -> None:
 
 
 def generate(out: Path, seed: int = 7, persons: int = 300, rows: int = 400,
-             unseen: float = 0.0, notifiable: int = 0, pathogen: int = 0) -> list[str]:
-    """Write the three hospitals' exports, profiles, ``truth.csv`` and ``linkage.csv``.
+             unseen: float = 0.0, notifiable: int = 0, pathogen: int = 0,
+             hospitals: int = 3) -> list[str]:
+    """Write the hospitals' exports, profiles, ``truth.csv`` and ``linkage.csv``.
 
     ``unseen`` is the share of clean diagnosis rows written with a spelling no curated table
     holds (truth: the code a steward would choose). ``notifiable`` is the number of persons
     added with a COVID-19 diagnosis at both hosp-a and hosp-b, days apart (the module
     docstring). ``pathogen`` is the number of qualitative notifiable-pathogen results written
     to ``hosp-a/micro.csv`` and ``hosp-b/micro.tsv`` (``synth_micro``; own random stream, none
-    when 0). Returns the source file names (relative to ``out``) in ingest order.
+    when 0). ``hospitals`` > 3 adds ``hosp-d``… in the first three's dialects (the module
+    docstring). Returns the source file names (relative to ``out``) in ingest order.
     """
-    g = Generator(seed, persons, rows, unseen, notifiable)
+    g = Generator(seed, persons, rows, unseen, notifiable, hospitals)
     files = [g.hosp_a_dx(), g.hosp_a_labs(), g.hosp_b_dx(), g.hosp_b_labs(), g.hosp_c_dx(),
              g.hosp_c_labs()]
     legacy = Generator(seed + 1, persons, max(rows // 10, 10))
@@ -665,28 +730,29 @@ def generate(out: Path, seed: int = 7, persons: int = 300, rows: int = 400,
         t[2:8] = ["quarantined", "", "", "", "", "encoding"]
     leg.link = []
     files.append(leg)
+    files += g.extra_files()
     micro = []
     if pathogen:
         from medledger.gateway.synth_micro import micro_files
 
         micro = micro_files(g, pathogen, seed + 53)
-    for site in ("hosp-a", "hosp-b", "hosp-c"):
+    for site in site_names(hospitals):
         (out / site).mkdir(parents=True, exist_ok=True)
     for f in files:
-        path = out / f.name
-        if f.name.endswith(".xlsx"):
+        path, base = out / f.name, base_file(f.name)
+        if base.endswith(".xlsx"):
             _write_xlsx(path, f)
-        elif f.name == "hosp-a/diagnoses.csv":
+        elif base == "hosp-a/diagnoses.csv":
             _write_delimited(path, f, ",", "utf-8", bom=True)
-        elif f.name.endswith(".tsv"):
+        elif base.endswith(".tsv"):
             _write_delimited(path, f, "\t", "gbk", bom=False)
-        elif f.name == "hosp-c/diagnoses-legacy.csv":
+        elif base == "hosp-c/diagnoses-legacy.csv":
             _write_delimited(path, f, ";", "gbk", bom=False)
-        elif f.name.startswith("hosp-c"):
+        elif base.startswith("hosp-c"):
             _write_delimited(path, f, ";", "utf-8", bom=False)
         else:
             _write_delimited(path, f, ",", "utf-8", bom=False)
-        (out / (f.name + ".toml")).write_text(PROFILES[f.name], encoding="utf-8")
+        (out / (f.name + ".toml")).write_text(profile_text(f.name), encoding="utf-8")
     if micro:
         from medledger.gateway.synth_micro import write_micro
 

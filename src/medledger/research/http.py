@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> None:
         if a.ledger is None:
             ap.error("--vault needs --ledger (consent is read from the ledger)")
         site = open_vault_site(a.name, a.vault, a.ledger, vault_key=a.vault_key,
-                               variables=a.variables, policy=a.policy)
+                               variables=a.variables, policy=a.policy, audit_log=a.audit_log)
     else:
         site = Site(a.name, site_tables([a.rows], seed=a.seed)[0],
                     load_policy(a.policy) if a.policy else Policy(), audit_path=a.audit_log)

@@ -17,6 +17,10 @@ State (in the ``studies`` namespace)::
                                contract from n and φ under the declared rule (ADR 0049)
     spent/<id>/<unit>          DP budget spent per privacy unit (milli-ε), checked against
                                the study's budget; ``spent/<id>`` keeps the study's total
+    dpfit/<id>/<qid>           a DP fit of several rounds (noisy Newton, ADR 0053): charged
+                               whole on its first query <qid>; later rounds name it
+                               (``dp_round_of``), are charged 0 and are refused past its
+                               declared ``dp_rounds``
     algorithm/<digest>         an analysis implementation's digest, its reviews; approved once
                                reviewed by ≥ 2 members of ≥ 2 organisations (vantage6 store
                                policy); a study with ``approved_algorithms_only`` refuses
@@ -111,6 +115,11 @@ class QueryArgs(Args):
     dp_sensitivity: int | None = Field(default=None, ge=1)  # study's unless stated)
     researcher: str | None = Field(default=None, min_length=1, max_length=128)
     algorithm: str | None = Field(default=None, pattern=HEX64)
+    dp_rounds: int = Field(default=1, ge=1, le=25)  # rounds a DP fit's first query pays for
+    dp_round_of: str | None = Field(default=None, pattern=ID)  # a later round: its first query
+
+
+FIT_KEYS = ("dp_rounds", "dp_round_of")
 
 
 class ReviewArgs(Args):
@@ -255,20 +264,53 @@ class Studies(Contract):
             if algo is None or not algo["approved"]:
                 raise ContractError(Code.FORBIDDEN, f"algorithm {args.algorithm} is not an "
                                     "approved implementation")
-        if args.dp_milli_eps:
+        if args.dp_round_of is not None:
+            self._next_round(ctx, s, args)
+        elif args.dp_milli_eps:
             self._charge(ctx, s, args)
-        ctx.put(key, {**args.model_dump(), "by": ctx.caller.id, "height": ctx.height})
+        elif args.dp_rounds != 1:
+            raise ContractError(Code.BAD_ARGS, "dp_rounds without dp_milli_eps")
+        record = {k: v for k, v in args.model_dump().items()
+                  if k not in FIT_KEYS or v != QueryArgs.model_fields[k].default}
+        ctx.put(key, {**record, "by": ctx.caller.id, "height": ctx.height})
         return {"query": args.query_id}
 
     @staticmethod
-    def _charge(ctx: Context, s: dict[str, Any], args: QueryArgs) -> None:
-        """Charge a DP query to ``spent/<study>/<unit>`` (refused over the budget, or when the
-        query states another privacy unit or sensitivity than the study's)."""
+    def _check_unit(s: dict[str, Any], args: QueryArgs) -> str:
+        """The study's privacy unit; refused when the query states another unit or
+        sensitivity."""
         unit, sens = s.get("privacy_unit", "record"), unit_sensitivity(s)
         if args.privacy_unit not in (None, unit) or args.dp_sensitivity not in (None, sens):
             raise ContractError(Code.FORBIDDEN, f"DP query for unit {args.privacy_unit}, "
                                 f"sensitivity {args.dp_sensitivity}; the study's unit is {unit}, "
                                 f"sensitivity {sens}")
+        return str(unit)
+
+    @classmethod
+    def _next_round(cls, ctx: Context, s: dict[str, Any], args: QueryArgs) -> None:
+        """A later round of a DP fit: charged 0, as its first query paid for ``dp_rounds``
+        rounds; refused for another fit's analysis or sites, or past its rounds."""
+        cls._check_unit(s, args)
+        fkey = f"dpfit/{args.study}/{args.dp_round_of}"
+        fit, first = ctx.get(fkey), ctx.get(f"query/{args.study}/{args.dp_round_of}")
+        if args.dp_milli_eps or args.dp_rounds != 1:
+            raise ContractError(Code.BAD_ARGS, "a later round of a DP fit is charged on its "
+                                "first query")
+        if fit is None or first is None or first["analysis"] != args.analysis or sorted(
+                first["sites"]) != sorted(args.sites):
+            raise ContractError(Code.FORBIDDEN, f"no DP fit {args.dp_round_of} of this "
+                                "analysis and sites")
+        if fit["used"] >= fit["rounds"]:
+            raise ContractError(Code.FORBIDDEN, f"DP fit {args.dp_round_of} has used its "
+                                f"{fit['rounds']} rounds")
+        ctx.put(fkey, {**fit, "used": fit["used"] + 1})
+
+    @classmethod
+    def _charge(cls, ctx: Context, s: dict[str, Any], args: QueryArgs) -> None:
+        """Charge a DP query to ``spent/<study>/<unit>`` (refused over the budget, or when the
+        query states another privacy unit or sensitivity than the study's); a DP fit of
+        several rounds is charged whole here, on its first query."""
+        unit = cls._check_unit(s, args)
         total = ctx.get(f"spent/{args.study}") or {"milli_eps": 0}
         # a study registered before privacy units has only the study total: it is its unit's
         per_unit = ctx.get(f"spent/{args.study}/{unit}") or total
@@ -278,6 +320,8 @@ class Studies(Contract):
                                 f"{args.dp_milli_eps} > {s['dp_budget_milli_eps']} milli-eps")
         ctx.put(f"spent/{args.study}/{unit}", {"milli_eps": spent + args.dp_milli_eps})
         ctx.put(f"spent/{args.study}", {"milli_eps": int(total["milli_eps"]) + args.dp_milli_eps})
+        if args.dp_rounds > 1:
+            ctx.put(f"dpfit/{args.study}/{args.query_id}", {"rounds": args.dp_rounds, "used": 1})
 
     @method(ReviewArgs, access=REVIEWERS)
     def review_algorithm(self, ctx: Context, args: ReviewArgs) -> Any:

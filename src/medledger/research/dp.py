@@ -15,6 +15,11 @@ sites are not linked, so one person may be a row at up to ``k`` sites (the study
 ``max_sites_per_person``, by default all its sites); adding or removing that person changes
 the pooled table by up to ``k`` in L1 (``k`` cells by 1, or one cell by ``k``). Every function
 here takes that ``sensitivity`` and scales the noise by it, so ε is spent per person.
+
+Vectors of real-valued sums (DP GLM, ``dpglm``) use OpenDP's Laplace on a float vector with
+L1 distance: the caller gives the L1 sensitivity of one privacy unit's contribution to the
+whole vector (per-row bound × unit sensitivity) and the ε the measurement may spend; the noise
+scale is sensitivity/ε and the ε charged is, again, the measurement's own map (ADR 0053).
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from typing import Any
 import numpy as np
 import opendp.prelude as dp
 
-__all__ = ["count_measurement", "noisy_counts", "noisy_mean"]
+__all__ = ["count_measurement", "noisy_counts", "noisy_mean", "noisy_vector",
+           "vector_measurement"]
 
 dp.enable_features("contrib")
 
@@ -62,3 +68,21 @@ def noisy_mean(total: float, n: int, bound: float, epsilon: float, sensitivity: 
                                dp.absolute_distance(T=float), scale=k / half)
     spent = float(s_meas.map(k * bound)) + float(c_meas.map(k))  # type: ignore[no-untyped-call]
     return float(s_meas(float(total))), float(c_meas(float(n))), spent
+
+
+def vector_measurement(epsilon: float, l1_sensitivity: float) -> Any:
+    """Laplace measurement on a float vector whose L1 sensitivity is ``l1_sensitivity``,
+    spending ``epsilon`` (scale l1_sensitivity/ε per entry)."""
+    if not epsilon > 0 or not l1_sensitivity > 0:
+        raise ValueError(f"want epsilon > 0, sensitivity > 0; got {epsilon}, {l1_sensitivity}")
+    return dp.m.make_laplace(dp.vector_domain(dp.atom_domain(T=float, nan=False)),
+                             dp.l1_distance(T=float), scale=l1_sensitivity / epsilon)
+
+
+def noisy_vector(values: Any, epsilon: float, l1_sensitivity: float
+                 ) -> tuple[np.ndarray[Any, Any], float]:
+    """(noisy vector, ε charged = the measurement's map at ``l1_sensitivity``)."""
+    meas = vector_measurement(epsilon, l1_sensitivity)
+    flat = [float(v) for v in np.asarray(values, dtype=float).ravel()]
+    noisy = np.asarray(meas(flat), dtype=np.float64)
+    return noisy, float(meas.map(float(l1_sensitivity)))

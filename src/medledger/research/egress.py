@@ -8,9 +8,10 @@ numbers whose shape is fixed by the query — never by the site's row count:
 * crosstab: ``counts`` of shape (len(levels[v]) for v in levels)
 * moments: ``total``, ``sum_sq`` scalars
 * histogram: ``counts`` of length len(edges) − 1
-* glm: ``info`` p·p, ``xwz`` p, ``deviance`` scalar (p = 1 + len(x))
-* km: ``d``, ``at_risk`` of length len(grid); cox: ``s0`` G, ``s1`` G·p, ``s2`` G·p·p, ``d`` G,
-  ``x_events`` p (G = len(grid), p = len(x))
+* glm: ``info`` p·p, ``xwz`` p, ``deviance`` scalar (p = 1 + len(x)); a DP fit (``clip``):
+  ``stats`` of length ``dpglm.entries(family, p)``
+* km: ``d``, ``at_risk`` of length len(grid) (``binned``: ``events``, ``censored``);
+  cox: ``s0`` G, ``s1`` G·p, ``s2`` G·p·p, ``d`` G, ``x_events`` p (G = len(grid), p = len(x))
 * masked (secure aggregation): ``layout`` equal to the layout above plus ``n``, ``masked`` hex
   ring elements (≤ 32 hex digits each) of the layout's total length
 """
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from medledger.errors import Code
+from medledger.research import dpglm
 from medledger.research.errors import ResearchError
 
 __all__ = ["EgressRefused", "check", "shapes"]
@@ -49,9 +51,13 @@ def shapes(query: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
         return {"counts": (len(p["edges"]) - 1,)}
     if a == "glm":
         k = len(p["x"]) + 1
+        if p.get("clip") is not None:
+            return {"stats": (dpglm.entries(p["family"], k),)}
         return {"info": (k * k,), "xwz": (k,), "deviance": ()}
     if a in ("km", "cox"):
         g = len(p["grid"])
+        if a == "km" and p.get("binned"):
+            return {"events": (g,), "censored": (g,)}
         if a == "km":
             return {"d": (g,), "at_risk": (g,)}
         k = len(p["x"])

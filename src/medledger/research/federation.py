@@ -39,7 +39,7 @@ import numpy as np
 
 from medledger import __version__
 from medledger.errors import Code
-from medledger.research import audit, glm, stats, survival
+from medledger.research import audit, dpglm, glm, stats, survival
 from medledger.research.errors import DisclosureRefused, QueryRefused, ResearchError
 from medledger.research.secagg import Round
 from medledger.research.site import unflatten
@@ -103,21 +103,42 @@ class SiteClient(Protocol):
                 length: int) -> list[str]: ...
 
 
-def _noisy_counts(milli: int, sensitivity: int
-                  ) -> Callable[[dict[str, Any], int], dict[str, Any]]:
-    """The DP release of a count table (``values["counts"]``) at ``milli`` thousandths of ε:
-    OpenDP integer Laplace on the summed counts (``dp.noisy_counts``) at the privacy unit's
-    count ``sensitivity``."""
+Release = Callable[[dict[str, Any], int], dict[str, Any]]
+
+
+def _noisy_counts(milli: int, sensitivity: int, keys: Sequence[str] = ("counts",)) -> Release:
+    """The DP release of a count table (``values["counts"]``, or the tables ``keys`` side by
+    side, one row in one cell of one of them) at ``milli`` thousandths of ε: OpenDP integer
+    Laplace on the summed counts (``dp.noisy_counts``) at the privacy unit's count
+    ``sensitivity``."""
 
     def noisy(values: dict[str, Any], _n: int) -> dict[str, Any]:
         from medledger.research import dp
 
-        exact = np.rint(np.asarray(values["counts"])).astype(np.int64)
-        table, spent = dp.noisy_counts(exact, milli / 1000, sensitivity)
+        parts = [np.rint(np.asarray(values[k])).astype(np.int64) for k in keys]
+        table, spent = dp.noisy_counts(np.concatenate([q.ravel() for q in parts]),
+                                       milli / 1000, sensitivity)
         if spent > milli / 1000 + 1e-12:
             raise ResearchError(Code.INTERNAL, f"measurement spends {spent}, want "
                                 f"{milli / 1000}")
-        return {"counts": table.tolist()}
+        ends = np.cumsum([q.size for q in parts])[:-1]
+        return {k: t.reshape(q.shape).tolist()
+                for k, q, t in zip(keys, parts, np.split(table, ends), strict=True)}
+
+    return noisy
+
+
+def _noisy_stats(epsilon: float, l1: float) -> Release:
+    """The DP release of a DP GLM's summed ``stats`` vector: OpenDP Laplace on floats at L1
+    sensitivity ``l1`` spending ``epsilon`` (``dp.noisy_vector``; ``dpglm``)."""
+
+    def noisy(values: dict[str, Any], _n: int) -> dict[str, Any]:
+        from medledger.research import dp
+
+        vec, spent = dp.noisy_vector(values["stats"], epsilon, l1)
+        if spent > epsilon * (1 + 1e-9):
+            raise ResearchError(Code.INTERNAL, f"measurement spends {spent}, want {epsilon}")
+        return {"stats": vec.tolist()}
 
     return noisy
 
@@ -143,12 +164,13 @@ class Federation:
     _keys: dict[str, str] = field(default_factory=dict)
 
     def run(self, analysis: str, params: Mapping[str, Any], *, dp_milli_eps: int = 0,
-            release: Callable[[dict[str, Any], int], dict[str, Any]] | None = None
+            release: Release | None = None, dp_fit: Mapping[str, Any] | None = None
             ) -> tuple[dict[str, Any], int]:
         """One query over every site: (summed values, total n). ``dp_milli_eps`` is the privacy
         loss the release will spend (part of the query, so recorded and checked first);
         ``release`` turns the exact sum into what is released (DP noise) before it is hashed,
-        recorded or returned — the exact sum is not kept."""
+        recorded or returned — the exact sum is not kept. ``dp_fit`` ({rounds, round, of?}):
+        one round of a DP fit whose first round was charged the whole fit's ε (ADR 0053)."""
         names = [s.name for s in self.sites]
         if len(names) < self.min_sites:
             raise ResearchError(Code.FORBIDDEN, f"got {len(names)} sites, want >= "
@@ -161,8 +183,8 @@ class Federation:
         for k in ("researcher", "consent"):
             if spec.get(k) is not None:
                 query[k] = plain(spec[k])
-        if dp_milli_eps:
-            query["dp"] = {"milli_eps": dp_milli_eps, **self.privacy()}
+        if dp_milli_eps or dp_fit:
+            query["dp"] = {"milli_eps": dp_milli_eps, **self.privacy(), **(dp_fit or {})}
         if self.disclosure:
             query["disclosure"] = dict(self.disclosure)
         entry: dict[str, Any] = {"query_id": qid, "query": audit.digest(query),
@@ -348,9 +370,51 @@ class Federation:
         counts = self.histogram(variable, edges, epsilon=epsilon)
         return stats.quantiles(np.maximum(counts, 0), np.asarray(edges, dtype=float), probs)
 
+    def _dp_glm(self, family: glm.Family, y: str, x: Sequence[str], offset: str | None,
+                epsilon: float, bounds: Mapping[str, Sequence[float]], steps: int
+                ) -> glm.GlmFit:
+        milli = round(epsilon * 1000)
+        if milli <= 0 or family not in glm.FAMILIES or not 1 <= steps <= 25:
+            raise ResearchError(Code.BAD_ARGS, f"want epsilon >= 0.001, a family of "
+                                f"{glm.FAMILIES} and 1 <= steps <= 25; got {epsilon}, "
+                                f"{family}, {steps}")
+        p = len(x) + 1
+        clip = dpglm.clip_params(family, x, bounds, y)
+        l1 = float(self.privacy()["sensitivity"] * dpglm.entries(family, p))
+        base = {"family": family, "y": y, "x": list(x), "weights": None, "offset": offset,
+                "site_weighted": False, "clip": clip}
+        if family == "gaussian":
+            eps = milli / 1000
+            values, _ = self.run("glm", base, dp_milli_eps=milli, release=_noisy_stats(eps, l1))
+            return dpglm.ssp_fit(np.asarray(values["stats"]), clip, p, l1 / eps)
+        eps = milli / 1000 / steps
+        gamma: np.ndarray[Any, np.dtype[np.float64]] = np.zeros(p)
+        H = np.eye(p)
+        first: str | None = None
+        for j in range(1, steps + 1):
+            fit = {"rounds": steps, "round": j, **({"of": first} if first else {})}
+            values, _ = self.run("glm", {**base, "steps": steps, "beta": gamma.tolist()},
+                                 dp_milli_eps=milli if first is None else 0,
+                                 dp_fit=fit if steps > 1 else None,
+                                 release=_noisy_stats(eps, l1))
+            first = first or self.trail[-1]["query_id"]
+            gamma, H = dpglm.newton_update(np.asarray(values["stats"]), gamma, family, clip,
+                                           l1 / eps)
+        return dpglm.newton_fit(family, gamma, H, clip, steps)
+
     def glm(self, family: glm.Family, y: str, x: Sequence[str], *, weights: str | None = None,
-            offset: str | None = None, tol: float = 1e-10,
-            site_weighted: bool = False) -> glm.GlmFit:
+            offset: str | None = None, tol: float = 1e-10, site_weighted: bool = False,
+            epsilon: float | None = None, bounds: Mapping[str, Sequence[float]] | None = None,
+            steps: int = 6) -> glm.GlmFit:
+        """Federated IRLS, equal to pooled fitting. With ``epsilon`` an ε-DP fit instead
+        (``dpglm``): rows clamped to the study's ``bounds`` {variable: (lo, hi)} for every
+        covariate (and the outcome, gaussian and poisson); gaussian releases noisy sufficient
+        statistics once, binomial and poisson take ``steps`` noisy Newton steps at ε/steps
+        each. The whole ε is charged on the first query, before any site is asked."""
+        if epsilon is not None:
+            if weights or site_weighted:
+                raise ResearchError(Code.BAD_ARGS, "a DP GLM takes no prior weights")
+            return self._dp_glm(family, y, x, offset, epsilon, bounds or {}, steps)
         p = len(x) + 1
         base = {"family": family, "y": y, "x": list(x), "weights": weights, "offset": offset,
                 "site_weighted": site_weighted}
@@ -362,8 +426,23 @@ class Federation:
 
         return glm.fit(round_, p, family, tol=tol)
 
-    def kaplan_meier(self, time: str, event: str, grid: Sequence[float]) -> np.ndarray[Any, Any]:
-        """Pooled S(t) at each grid time (the grid must hold every event time)."""
+    def kaplan_meier(self, time: str, event: str, grid: Sequence[float], *,
+                     epsilon: float | None = None) -> np.ndarray[Any, Any]:
+        """Pooled S(t) at each grid time (the grid must hold every event time). With
+        ``epsilon`` a DP release: sites return events and censorings per grid interval
+        (``survival.km_intervals``; one row in one cell, L1 sensitivity 1 per unit record),
+        integer Laplace on both summed histograms, charged before any site is asked; d and
+        the numbers at risk are derived from the noisy counts (post-processing)."""
+        if epsilon is not None:
+            milli = round(epsilon * 1000)
+            if milli <= 0:
+                raise ResearchError(Code.BAD_ARGS, "want epsilon >= 0.001")
+            noisy = _noisy_counts(milli, self.privacy()["sensitivity"], ("events", "censored"))
+            released, _ = self.run("km", {"time": time, "event": event, "grid": list(grid),
+                                          "binned": True}, dp_milli_eps=milli, release=noisy)
+            dn = survival.km_from_intervals(np.asarray(released["events"], dtype=np.int64),
+                                            np.asarray(released["censored"], dtype=np.int64))
+            return survival.km_combine(*dn)
         values, _ = self.run("km", {"time": time, "event": event, "grid": list(grid)})
         d = np.rint(np.asarray(values["d"])).astype(np.int64)
         n = np.rint(np.asarray(values["at_risk"])).astype(np.int64)

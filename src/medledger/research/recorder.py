@@ -39,6 +39,10 @@ class LedgerRecorder:
                 "dp_milli_eps": int(dp.get("milli_eps", self.dp_milli_eps))}
         if dp:  # the contract checks them against the study's unit and sensitivity
             args.update(privacy_unit=dp.get("unit"), dp_sensitivity=dp.get("sensitivity"))
+        if dp.get("of"):  # a later round of a DP fit, paid for by its first query
+            args["dp_round_of"] = dp["of"]
+        elif int(dp.get("rounds", 1)) > 1:
+            args["dp_rounds"] = int(dp["rounds"])
         if query.get("researcher") is not None:
             args["researcher"] = query["researcher"]
         digest = (query.get("algorithm") or {}).get("digest")

@@ -16,8 +16,10 @@ policy; the effective policy's hash is what the answer carries):
 * ``histogram`` — params ``variable``, ``edges`` [..]
 * ``glm``       — params ``family``, ``y``, ``x`` [..], optional ``weights``, ``offset``, and
   ``beta`` (the current coefficients, intercept first); ``site_weighted`` scales the prior
-  weights by 1/n (the reference fit for contribution)
-* ``km``        — params ``time``, ``event``, ``grid`` (every event time must be on it)
+  weights by 1/n (the reference fit for contribution); with ``clip`` (a DP fit) the clamped,
+  scaled statistics of ``dpglm`` instead, after the same disclosure checks
+* ``km``        — params ``time``, ``event``, ``grid`` (every event time must be on it); with
+  ``binned`` (a DP release) events and censorings per grid interval instead, nothing refused
 * ``cox``       — params ``time``, ``event``, ``x`` [..], ``grid``, ``beta``
 
 Where the rows come from: either a fixed table (``columns``; rows whose ``consent_research`` is
@@ -38,7 +40,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from medledger.errors import Code
-from medledger.research import audit, egress, glm, stats, survival
+from medledger.research import audit, dpglm, egress, glm, stats, survival
 from medledger.research.disclosure import Policy
 from medledger.research.errors import DisclosureRefused, ResearchError
 from medledger.research.secagg import Masker
@@ -240,6 +242,9 @@ class Site:
 
     def _km(self, params: Params, tab: Table, pol: Policy) -> Out:
         _, t, e, grid = self._surv(params, tab, pol)
+        if params.get("binned"):  # for a DP release: interval counts, nothing refused
+            ev, cens = survival.km_intervals(t, e, grid)
+            return int(t.size), {"events": ev.tolist(), "censored": cens.tolist()}
         d, n = survival.km_site(t, e, grid)
         return int(t.size), {"d": d.tolist(), "at_risk": n.tolist()}
 
@@ -276,6 +281,8 @@ class Site:
                                          if c is not None and _is_binary(c)])
             self._glm_cache = {key: data}
         data = self._glm_cache[key]
+        if params.get("clip") is not None:  # a DP fit's clamped statistics (dpglm)
+            return data.X.shape[0], {"stats": dpglm.site_stats(data, params).tolist()}
         step = glm.site_step(data, np.asarray(params["beta"], dtype=float), params["family"])
         return data.X.shape[0], {"info": step.info.ravel().tolist(), "xwz": step.xwz.tolist(),
                                  "deviance": step.deviance}

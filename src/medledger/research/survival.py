@@ -11,6 +11,13 @@ contain every event time; a site with an event off the grid refuses (``BAD_ARGS`
   ℓ = βᵀΣx_ev − Σ_j d_j log S0_j, U = Σx_ev − Σ_j d_j S1_j/S0_j and
   I = Σ_j d_j (S2_j/S0_j − S1_j S1_jᵀ/S0_j²), and takes Newton steps from β = 0 until
   |Δℓ| ≤ tol·(|ℓ| + 0.1); SE = sqrt(diag(I⁻¹)).
+* **Kaplan–Meier for a DP release** (ADR 0053). Each site returns, per grid interval
+  [t_j, t_{j+1}) (the last one open), the events e_j and the censorings c_j in it: every row is
+  in exactly one cell of one of the two (an event before t_0 counts at t_0; a censoring before
+  t_0 is at risk at no grid time and is in none). The coordinator noises the two summed
+  histograms and derives, as post-processing, d_j = max(e_j, 0) and
+  N_j = Σ_{i ≥ j} (max(e_i, 0) + max(c_i, 0)); N is then non-increasing and N_j ≥ d_j. With
+  every event time on the grid and no time before t_0, (d, N) without noise equal ``km_site``'s.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ from numpy.typing import NDArray
 from medledger.errors import Code
 from medledger.research.errors import ResearchError
 
-__all__ = ["CoxFit", "CoxStep", "cox_fit", "cox_site", "km_combine", "km_site", "sum_cox"]
+__all__ = ["CoxFit", "CoxStep", "cox_fit", "cox_site", "km_combine", "km_from_intervals",
+           "km_intervals", "km_site", "sum_cox"]
 
 F64 = NDArray[np.float64]
 
@@ -56,6 +64,27 @@ def km_combine(d: NDArray[np.int64], n: NDArray[np.int64]) -> F64:
     with np.errstate(divide="ignore", invalid="ignore"):
         factor = np.where(n > 0, 1.0 - d / np.maximum(n, 1), 1.0)
     return np.asarray(np.cumprod(factor), dtype=np.float64)
+
+
+def km_intervals(time: F64, event: F64, grid: F64
+                 ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """(events e_j, censorings c_j) per grid interval [t_j, t_{j+1}); no time is refused."""
+    j = np.searchsorted(grid, time, side="right") - 1
+    ev = event > 0
+    e = np.bincount(np.maximum(j[ev], 0), minlength=len(grid)).astype(np.int64)
+    cj = j[~ev]
+    c = np.bincount(cj[cj >= 0], minlength=len(grid)).astype(np.int64)
+    return e, c
+
+
+def km_from_intervals(events: NDArray[np.int64], censored: NDArray[np.int64]
+                      ) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """(d, N) per grid time from (noisy) interval counts: negatives taken as 0, N_j the
+    reverse cumulative sum of events and censorings from j on (post-processing)."""
+    e = np.maximum(np.asarray(events, dtype=np.int64), 0)
+    c = np.maximum(np.asarray(censored, dtype=np.int64), 0)
+    n = np.cumsum((e + c)[::-1])[::-1]
+    return e, np.asarray(n, dtype=np.int64)
 
 
 @dataclass(frozen=True)

@@ -289,17 +289,18 @@ class Studies(Contract):
     @classmethod
     def _next_round(cls, ctx: Context, s: dict[str, Any], args: QueryArgs) -> None:
         """A later round of a DP fit: charged 0, as its first query paid for ``dp_rounds``
-        rounds; refused for another fit's analysis or sites, or past its rounds."""
+        rounds; refused for another analysis, other sites or variables, or past its rounds."""
         cls._check_unit(s, args)
         fkey = f"dpfit/{args.study}/{args.dp_round_of}"
         fit, first = ctx.get(fkey), ctx.get(f"query/{args.study}/{args.dp_round_of}")
         if args.dp_milli_eps or args.dp_rounds != 1:
             raise ContractError(Code.BAD_ARGS, "a later round of a DP fit is charged on its "
                                 "first query")
-        if fit is None or first is None or first["analysis"] != args.analysis or sorted(
-                first["sites"]) != sorted(args.sites):
+        same = first is not None and (first["analysis"], sorted(first["sites"]), sorted(
+            first["variables"])) == (args.analysis, sorted(args.sites), sorted(args.variables))
+        if fit is None or not same:
             raise ContractError(Code.FORBIDDEN, f"no DP fit {args.dp_round_of} of this "
-                                "analysis and sites")
+                                "analysis, sites and variables")
         if fit["used"] >= fit["rounds"]:
             raise ContractError(Code.FORBIDDEN, f"DP fit {args.dp_round_of} has used its "
                                 f"{fit['rounds']} rounds")

@@ -192,6 +192,12 @@ def test_a_newton_fit_is_charged_whole_on_its_first_query_before_any_site_is_ask
              "variables": sorted([*x, y]), "sites": SITES, "dp_round_of": "q1"}
     assert h.code_of(RESEARCHER, "query", extra) == "forbidden"
     assert h.code_of(RESEARCHER, "query", {**extra, "dp_round_of": "q2"}) == "forbidden"
+    h.state.data["studies/dpfit/s1/q1"] = b'{"rounds":9,"used":3}'  # room left: then only
+    assert h.code_of(RESEARCHER, "query", {**extra, "variables": ["sbp"]}) == "forbidden"
+    h.call(RESEARCHER, "query", extra)  # the same analysis, sites and variables pass, free
+    assert h.get("spent/s1/record") == {"milli_eps": 500}
+    h.state.data["studies/dpfit/s1/q1"] = b'{"rounds":3,"used":3}'
+    extra = {**extra, "query_id": "x5"}
     assert h.code_of(RESEARCHER, "query", {**extra, "dp_round_of": "q1",
                                            "dp_milli_eps": 1}) == "bad_args"
     fed.glm("gaussian", "sbp", ["age", "bmi", "smoker"], epsilon=eps, bounds=BOUNDS)

@@ -17,7 +17,7 @@ from tests.unit.research.conftest import pooled as pooled_rows
 from tests.unit.research.harness import RESEARCHER, SITES, StudyHarness, active, gateway
 
 from medledger.contracts.base import ContractError
-from medledger.research import audit, survival
+from medledger.research import audit, dp, survival
 from medledger.research.contract import Studies
 from medledger.research.errors import QueryRefused
 from medledger.research.federation import Federation
@@ -143,6 +143,7 @@ def test_dp_km_is_charged_before_sites_and_records_noisy_counts_only() -> None:
     assert np.all(np.diff(n) <= 0) and np.all(d <= n) and np.all(np.diff(s1) <= 0)
     q = entry["artifacts"]["query"]
     assert q["dp"] == {"milli_eps": 500, "unit": "record", "sensitivity": 1}
+    assert dp.noisy_counts(np.zeros(2 * len(GRID), dtype=np.int64), 0.5)[1] == 0.5  # the map
     assert h.get(f"query/s1/{entry['query_id']}")["analysis"] == "survival"
     fed.kaplan_meier("months", "died", GRID, epsilon=0.5)
     asked = [len(s.audit) for s in sites]

@@ -87,12 +87,16 @@ class LocalCluster:
         chain: str = "medledger-local",
         postgres: str | None = None,
         nats_servers: int = 3,
+        members: Sequence[tuple[str, str]] | None = None,
     ) -> LocalCluster:
+        """Lay out a cluster of ``orgs`` (id, name, kind); ``members`` (id, role) beside each
+        organisation's root, default the ``DEMO_MEMBERS`` of those organisations."""
         if (root / "cluster.json").exists():
             raise MedLedgerError(Code.ALREADY_EXISTS, f"{root} already holds a cluster")
         root.mkdir(parents=True, exist_ok=True)
         ids = {o[0] for o in orgs}
-        members = [m for m in DEMO_MEMBERS if m[0].split("/")[0] in ids]
+        if members is None:
+            members = [m for m in DEMO_MEMBERS if m[0].split("/")[0] in ids]
         genesis, ring = new_consortium(chain, orgs, time.time_ns() // 1_000_000, members)
         (root / "genesis.json").write_bytes(genesis.encoded)
         ring.save(root / "keyring.json")

@@ -9,15 +9,20 @@ is its own leaf.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
 
 import orjson
 
 from medledger.client.client import Client
+from medledger.errors import Code
 from medledger.gateway.envelope import leaf_id
 from medledger.gateway.errors import GatewayError
 
-__all__ = ["Anchorer", "LedgerAnchorer", "StateReader", "leaf_id"]
+if TYPE_CHECKING:
+    from medledger.client.http import HttpTransport
+
+__all__ = ["Anchorer", "LedgerAnchorer", "PeerState", "StateReader", "leaf_id"]
 
 
 class Anchorer(Protocol):
@@ -55,3 +60,23 @@ class LedgerAnchorer:
     def anchored_root(self, batch_id: str) -> str | None:
         raw = self.state.get_state(f"registry/batch/{self.org}/{batch_id}")
         return None if raw is None else str(orjson.loads(raw)["root"])
+
+
+class PeerState:
+    """A ``StateReader`` over a node's HTTP API (signed ``GET /v1/state/<contract>/<key>``):
+    a gateway whose ledger is its organisation's cluster peer reads anchored roots there."""
+
+    def __init__(self, http: HttpTransport) -> None:
+        self.http = http
+
+    def get_state(self, key: str) -> bytes | None:
+        from medledger.client.http import ProblemError
+
+        contract, _, rest = key.partition("/")
+        try:
+            doc = self.http.get(f"/v1/state/{contract}/{quote(rest, safe='/')}")
+        except ProblemError as exc:
+            if exc.code == Code.NOT_FOUND:
+                return None
+            raise
+        return orjson.dumps(doc["value"])

@@ -8,7 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from medledger.client.client import Client
-from medledger.gateway.anchor import Anchorer, LedgerAnchorer
+from medledger.consortium.bootstrap import Keyring
+from medledger.gateway.anchor import Anchorer, LedgerAnchorer, PeerState
 from medledger.gateway.deid import Pseudonymizer, PseudonymKey
 from medledger.gateway.errors import GatewayError
 from medledger.gateway.pipeline import FileReport, Gateway, Hl7Report
@@ -54,6 +55,23 @@ def ledger(ws_dir: Path, site: str, member: str | None = None,
     with ws.node(max_block_txs=100, max_wait=0.005) as started:
         yield LedgerAnchorer(Client(started, started.chain_id, who, ring.signing[who]),
                              started.store)
+
+
+@contextmanager
+def peer_ledger(url: str, site: str, ring: Keyring, member: str | None = None
+                ) -> Iterator[LedgerAnchorer]:
+    """An anchorer signing as ``member`` (default ``<site>/gateway`` or ``<site>/root``)
+    through the hospital's own cluster peer at ``url`` (its HTTP API; docs/cluster.md): batch
+    roots are posted there, ordered with every organisation's transactions, and read back from
+    that peer's state. ``ring`` holds the member's key (a peer directory's ``keyring.json``)."""
+    from medledger.client.http import HttpTransport
+
+    who = gateway_member(list(ring.signing), site, member)
+    if who not in ring.signing:
+        raise GatewayError(f"no key for {who} in the keyring")
+    with HttpTransport(url, who, ring.signing[who]) as http:
+        chain = str(http.health()["chain_id"])
+        yield LedgerAnchorer(Client(http, chain, who, ring.signing[who]), PeerState(http))
 
 
 def ingest_files(vault: Vault, key: PseudonymKey, files: Sequence[tuple[Path, Profile]],

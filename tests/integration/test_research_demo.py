@@ -22,6 +22,7 @@ def test_research_demo(tmp_path: Path) -> None:
     assert "withdrew" in lines["consent revoked"]
     assert lines["privacy budget left"] == "ε = 0.0 of 1.0"
     assert "refused before any site was asked" in lines["third DP query"]
+    assert lines["DP Kaplan–Meier, stroke-free (ε = 0.5)"].startswith("1 y 0.")
     assert lines["after a one-byte change"].startswith("q1/response-")
     assert lines["a split off the rule"].startswith("refused: conflict")
     assert lines["revenue split recheck"].startswith("follows the declared rule")

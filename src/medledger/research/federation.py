@@ -407,10 +407,12 @@ class Federation:
             epsilon: float | None = None, bounds: Mapping[str, Sequence[float]] | None = None,
             steps: int = 6) -> glm.GlmFit:
         """Federated IRLS, equal to pooled fitting. With ``epsilon`` an ε-DP fit instead
-        (``dpglm``): rows clamped to the study's ``bounds`` {variable: (lo, hi)} for every
+        (``dpglm``): rows clamped to the declared ``bounds`` {variable: (lo, hi)} for every
         covariate (and the outcome, gaussian and poisson); gaussian releases noisy sufficient
         statistics once, binomial and poisson take ``steps`` noisy Newton steps at ε/steps
-        each. The whole ε is charged on the first query, before any site is asked."""
+        each. The bounds and ``steps`` are query parameters, so inside the query's hash that is
+        on the ledger before dispatch; the whole ε is charged on the first query, before any
+        site is asked."""
         if epsilon is not None:
             if weights or site_weighted:
                 raise ResearchError(Code.BAD_ARGS, "a DP GLM takes no prior weights")

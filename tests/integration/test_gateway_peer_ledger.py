@@ -1,10 +1,12 @@
 """A gateway anchoring through a node's HTTP API (``gateway.service.peer_ledger``), as a
 hospital's gateway does through its own cluster peer: batch roots are posted over a real
 loopback port and read back from the node's state (``anchor.PeerState``); ``verify`` checks
-the vault against them. The cluster itself: ``tests/cluster/test_research_cluster.py``."""
+the vault against them; the CLI does the same with ``--ledger PEER_DIR``. The cluster itself:
+``tests/cluster/test_research_cluster.py``."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -13,8 +15,11 @@ from pathlib import Path
 import orjson
 import pytest
 import uvicorn
+from typer.testing import CliRunner
 
 from medledger.api.app import create_app
+from medledger.cli.main import app
+from medledger.cluster.local import PeerConfig
 from medledger.consortium.bootstrap import Keyring
 from medledger.gateway import service
 from medledger.gateway.deid import PseudonymKey
@@ -83,3 +88,30 @@ def test_a_gateway_anchors_through_a_node_over_http(served: tuple[Workspace, Nod
             pass
     finally:
         vault.close()
+
+
+def test_the_gateway_cli_anchors_through_a_peer_directory(
+        served: tuple[Workspace, Node, str], tmp_path: Path) -> None:
+    """``--ledger DIR`` where DIR is a cluster peer's directory (``peer.json``, its own
+    organisation's keyring): ``gateway ingest`` anchors and ``gateway verify`` reads the roots
+    back through that peer's HTTP API."""
+    ws, node, url = served
+    peer = tmp_path / "peers" / "hosp-a"
+    peer.mkdir(parents=True)
+    PeerConfig("hosp-a", "ledger.db", [], int(url.rsplit(":", 1)[1])).save(peer / "peer.json")
+    Keyring({k: v for k, v in ws.keyring().signing.items()
+             if k.startswith("hosp-a/")}).save(peer / "keyring.json")
+    names = generate(tmp_path / "syn", seed=4, persons=40, rows=60)
+    files = [str(tmp_path / "syn" / n) for n in names if n.startswith("hosp-a/")]
+    PseudonymKey.generate(tmp_path / "pseudonym.json")
+    common = ["--vault", str(tmp_path / "vault"), "--ledger", str(peer), "--json"]
+    runner = CliRunner()
+    done = runner.invoke(app, ["gateway", "ingest", *files, *common,
+                               "--pseudonym-key", str(tmp_path / "pseudonym.json")])
+    assert done.exit_code == 0, done.output
+    height = node.height
+    assert node.store.scan_state("registry/batch/hosp-a/")  # anchored on the node behind
+    checked = runner.invoke(app, ["gateway", "verify", *common])
+    assert checked.exit_code == 0, checked.output
+    doc = json.loads(checked.output)
+    assert doc["ok"] and doc["anchored"] >= 1 and node.height == height

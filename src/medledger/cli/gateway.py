@@ -27,7 +27,9 @@ PseudoKeyOpt = typer.Option(..., "--pseudonym-key", envvar="MEDLEDGER_PSEUDONYM_
                             help="Consortium pseudonym key file (JSON: version, key); kept "
                             "outside the gateway.")
 LedgerOpt = typer.Option(None, "--ledger", help="Workspace directory of the embedded node to "
-                         "anchor on (omit: batches stay pending).")
+                         "anchor on, or the hospital's cluster peer directory (peer.json: "
+                         "anchors go through that peer's HTTP API); omit: batches stay "
+                         "pending.")
 MemberOpt = typer.Option(None, "--member", help="Signing member (default <site>/gateway, "
                          "else <site>/root).")
 JsonOpt = typer.Option(False, "--json", help="Print JSON.")
@@ -300,7 +302,8 @@ def _vault_site(v: Vault) -> str:
 
 @app.command("anchor")
 def anchor(vault: Path = VaultOpt, vault_key: Path | None = VaultKeyOpt,
-           ledger: Path = typer.Option(..., "--ledger", help="Workspace of the embedded node."),
+           ledger: Path = typer.Option(..., "--ledger", help="Workspace of the embedded node, "
+                                       "or the hospital's cluster peer directory."),
            member: str | None = MemberOpt) -> None:
     """Anchor batches still pending (from runs without a ledger)."""
     from medledger.gateway.verify import anchor_pending

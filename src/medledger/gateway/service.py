@@ -41,9 +41,16 @@ def gateway_member(node_keys: Sequence[str], site: str, member: str | None) -> s
 def ledger(ws_dir: Path, site: str, member: str | None = None,
            node: Node | None = None) -> Iterator[LedgerAnchorer]:
     """An anchorer signing as ``member`` (default ``<site>/gateway`` or ``<site>/root``) on the
-    embedded node of workspace ``ws_dir`` (started here unless ``node`` is given)."""
+    embedded node of workspace ``ws_dir`` (started here unless ``node`` is given) — or, when
+    ``ws_dir`` is a cluster peer's directory (``peer.json``, as ``cluster up`` lays it out),
+    through that peer's HTTP API with the directory's keyring (``peer_ledger``)."""
     from medledger.workspace import Workspace
 
+    if node is None and (ws_dir / "peer.json").is_file():
+        with peer_ledger(_peer_url(ws_dir), site, Keyring.load(ws_dir / "keyring.json"),
+                         member) as anchorer:
+            yield anchorer
+        return
     ws = Workspace(ws_dir)
     ring = ws.keyring()
     who = gateway_member(list(ring.signing), site, member)
@@ -72,6 +79,16 @@ def peer_ledger(url: str, site: str, ring: Keyring, member: str | None = None
     with HttpTransport(url, who, ring.signing[who]) as http:
         chain = str(http.health()["chain_id"])
         yield LedgerAnchorer(Client(http, chain, who, ring.signing[who]), PeerState(http))
+
+
+def _peer_url(peer_dir: Path) -> str:
+    from medledger.cluster.local import PeerConfig
+
+    cfg = PeerConfig.load(peer_dir / "peer.json")
+    if cfg.http_tls_cert:  # HttpTransport has no CA option yet
+        raise GatewayError(f"peer {cfg.org} serves HTTPS; the gateway reaches plain-HTTP "
+                           "peers only")
+    return f"http://{cfg.http_host}:{cfg.http_port}"
 
 
 def ingest_files(vault: Vault, key: PseudonymKey, files: Sequence[tuple[Path, Profile]],

@@ -1,17 +1,17 @@
 """A study on the cluster (issue 6, "Real parts": sites on the cluster when it exists).
 
 One peer process per organisation — four hospitals and the research centre — each on its own
-PostgreSQL schema, ordering through a 3-server NATS JetStream cluster (``LocalCluster``).
-Each hospital's gateway ingests its synthetic exports (``synth.generate(hospitals=4)``) into its
-own vault and anchors the batch roots through *its own* peer's HTTP API
-(``gateway.service.peer_ledger``), and grants its patients' consents there. The researcher
-registers a study through the research peer; each hospital approves through its own peer. Each
-research site runs as its own process (``medledger research site --ledger postgresql://…``) and
-reads its hospital peer's PostgreSQL store: the recorded query, the study terms and the consents
-at the query's height. A secure federated count, binomial GLM and Kaplan–Meier are compared
-with statsmodels on exactly the consenting patients' rows (``tests.support.research_vault``),
-and every peer holds the same study records — query, response and result hashes, written at
-the same heights — as the coordinator's trail.
+PostgreSQL schema, ordering through a 3-server NATS JetStream cluster (``LocalCluster``). Each
+hospital's gateway ingests its synthetic exports (``synth.generate(hospitals=4)``) into its own
+vault and anchors the batch roots through *its own* peer's HTTP API with the keys in its peer
+directory (``gateway.service.ledger(DIR/peers/<org>)``), and grants its patients' consents
+there. The researcher registers a study through the research peer; each hospital approves
+through its own peer. Each research site runs as its own process (``medledger research site
+--ledger postgresql://…``) and reads its hospital peer's PostgreSQL store: the recorded query,
+the study terms and the consents at the query's height. A secure federated count, binomial GLM
+and Kaplan–Meier are compared with statsmodels on exactly the consenting patients' rows
+(``tests.support.research_vault``), and every peer holds the same study records — query,
+response and result hashes, written at the same heights — as the coordinator's trail.
 """
 
 from __future__ import annotations
@@ -145,9 +145,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterWorld]:
                          {h: Vault(root / "vaults" / h) for h in HOSPITALS}, set())
         vaults = w.vaults
         names = generate(root / "syn", seed=31, persons=200, rows=500, hospitals=4)
-        for h in HOSPITALS:  # each gateway anchors through its own peer
+        for h in HOSPITALS:  # each gateway anchors through its own peer, with its own keys
             files = [root / "syn" / n for n in names if n.startswith(h + "/")]
-            with service.peer_ledger(c.url(h), h, w.ring) as anchorer:
+            with service.ledger(root / "cluster" / "peers" / h, h) as anchorer:
+                assert anchorer.client.member_id == f"{h}/gateway"
                 service.ingest_export_dir(w.vaults[h], PSEUDONYM_KEY, files, h, anchorer)
                 report = verify(w.vaults[h], anchorer)  # roots read back from that peer
                 assert report.ok and report.anchored >= 1, report.to_doc()

@@ -85,6 +85,7 @@ class Peer:
         self.exchange: Exchange = Exchange(self.link, self.names, store, org=org, key=key,
                                  org_keys=genesis.org_keys(), witnesses=options.witnesses,
                                  needed=options.quorum)
+        self.exchange.behind = lambda: max(0, self._stream_height() - self.node.height)
         self.node.on_durable.append(self.exchange.block_durable)
         self.node.final_size = lambda: self.exchange.state.final_size
         self.node.cluster_status = self.status
@@ -109,6 +110,9 @@ class Peer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _stream_height(self) -> int:
+        return self.orderer.stream_height if self.orderer else self.node.height
 
     def status(self) -> dict[str, Any]:
         """Height, roots, finality and lag, for ``cluster status`` and ``/v1/health``."""

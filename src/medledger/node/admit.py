@@ -78,6 +78,41 @@ def admit_batch(
     return result
 
 
+def verify_batch(
+    raws: Sequence[bytes], chain_id: str, reader: Reader, now: int
+) -> list[Admitted | MedLedgerError]:
+    """Decode and verify the signatures of transactions the ordering service delivered.
+
+    The part of ``admit_batch`` a cluster peer reuses when it executes a block: canonical
+    decoding, chain id, and every signature against the signer's key valid at ``now``. Nonces
+    and earlier copies are not looked up (one read per transaction): the executor decides them
+    at the block, as it re-decides everything but the signature arithmetic. The result list
+    matches ``raws`` one to one."""
+    out: list[Admitted | MedLedgerError] = []
+    txs: list[Transaction] = []
+    for raw in raws:
+        try:
+            tx = decode(raw)
+            if tx.chain != chain_id:
+                raise RejectedError(Code.WRONG_CHAIN, f"got {tx.chain!r}, want {chain_id!r}")
+            txs.append(tx)
+        except MedLedgerError as exc:
+            out.append(exc)
+            continue
+        out.append(Admitted(tx, ()))
+    records = reader.get_states(list({f"consortium/member/{s.by}": None
+                                      for t in txs for s in t.sigs}))
+    keys_of: dict[tuple[str, str], bytes] = {}
+    for i, item in enumerate(out):
+        if isinstance(item, Admitted):
+            try:
+                out[i] = Admitted(item.tx, tuple(_check_sig(item.tx, s, records, keys_of, now)
+                                                 for s in item.tx.sigs))
+            except MedLedgerError as exc:
+                out[i] = exc
+    return out
+
+
 def _check_sig(
     tx: Transaction,
     sig: Signature,

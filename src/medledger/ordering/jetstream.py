@@ -21,6 +21,7 @@ A ``Link`` runs the NATS client's event loop on its own thread; the node's threa
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import itertools
@@ -446,6 +447,7 @@ class ClusterOrderer:
         capacity: int = 100_000,
         submit_timeout: float = 15.0,
         feed_depth: int = 32,
+        prepare_depth: int = 4,
     ) -> None:
         self.link, self.names, self.prepare = link, names, prepare
         self.sequencer = sequencer
@@ -454,6 +456,7 @@ class ClusterOrderer:
         self.on_duplicate: Callable[[list[bytes]], None] = lambda ids: None
         self.on_fault: Callable[[MedLedgerError], None] = lambda exc: None
         self._blocks: queue.Queue[Batch[Any] | MedLedgerError] = queue.Queue(feed_depth)
+        self.prepare_depth = prepare_depth  # blocks being prepared at once, ahead of the node
         self._inflight = 0
         self._local: dict[bytes, Any] = {}  # tx id -> this peer's admitted item, until fed
         self._lock = threading.Lock()
@@ -545,6 +548,9 @@ class ClusterOrderer:
         return bool(ack.duplicate)
 
     async def _feed(self, start_height: int) -> None:
+        """Read cuts and their transactions; prepare up to ``prepare_depth`` blocks at once
+        (their signatures verify in parallel, e.g. while a peer catches up) and hand them to
+        the node strictly in order."""
         names, js = self.names, self.link.js
         blocks = StreamReader(js, names.blocks_stream, names.blocks_subject, start_height + 1)
         txs: StreamReader | None = None
@@ -563,21 +569,29 @@ class ClusterOrderer:
                     log.debug("feed start: %r", exc)
                     await _sleep_or_stop(self._stop, 0.2)
         buffered: list[Entry] = []
+        loop = asyncio.get_running_loop()
+        preparing: collections.deque[tuple[int, int, asyncio.Future[list[Any]]]] = \
+            collections.deque()
         try:
             while not self._stop.is_set():
-                got = await blocks.read(64, timeout=0.25)
+                # many cuts at once while behind; while at the head a cut arrives alone
+                got = await blocks.read(256, timeout=0.25)
                 for entry in got:
                     try:
                         cut = BlockCut.decode(entry.data)
+                        expected = 1 if prev_last is None else prev_last + 1
+                        if cut.first != expected and not (prev_last is None and start_height > 0):
+                            raise MedLedgerError(
+                                Code.ORDERING_FAULT, f"block {entry.seq} starts at tx message "
+                                f"{cut.first}, want {expected}")
                     except MedLedgerError as exc:
+                        # the blocks before it first: every peer halts at the same height
+                        while preparing:
+                            if not await self._deliver(*preparing.popleft()):
+                                return
                         await self._fault(exc)
                         return
-                    expected = 1 if prev_last is None else prev_last + 1
-                    if cut.first != expected and not (prev_last is None and start_height > 0):
-                        await self._fault(MedLedgerError(
-                            Code.ORDERING_FAULT, f"block {entry.seq} starts at tx message "
-                            f"{cut.first}, want {expected}"))
-                        return
+                    self.stream_height = max(self.stream_height, entry.seq)
                     if txs is None:
                         txs = StreamReader(js, names.txs_stream, names.txs_subject, cut.first)
                     raws: list[bytes] = []
@@ -585,28 +599,43 @@ class ClusterOrderer:
                     while not buffered or buffered[-1].seq < cut.last:
                         if self._stop.is_set():
                             return
-                        buffered.extend(await txs.read(512, timeout=0.25))
+                        buffered.extend(await txs.read(1024, timeout=0.25))
                     for e in buffered:
                         if e.seq > cut.last:
                             break
                         raws.extend(unframe_txs(e.data))
                     buffered = [e for e in buffered if e.seq > cut.last]
-                    items = await asyncio.get_running_loop().run_in_executor(
-                        None, self._items, raws)
-                    self.stream_height = entry.seq
-                    batch: Batch[Any] = Batch(items, cut.time, entry.seq)
-                    while not self._stop.is_set():
-                        try:
-                            self._blocks.put_nowait(batch)
-                            break
-                        except queue.Full:
-                            await asyncio.sleep(0.005)
-                    self.height = entry.seq
+                    preparing.append((entry.seq, cut.time,
+                                      loop.run_in_executor(None, self._items, raws)))
                     prev_last = cut.last
+                    # hand over finished blocks; wait for the oldest only when enough are
+                    # in flight
+                    while preparing and (preparing[0][2].done()
+                                         or len(preparing) >= self.prepare_depth):
+                        if not await self._deliver(*preparing.popleft()):
+                            return
+                while preparing:  # nothing more to read for now: hand over the rest
+                    if not await self._deliver(*preparing.popleft()):
+                        return
         finally:
+            for _, _, fut in preparing:
+                fut.cancel()
             await blocks.close()
             if txs is not None:
                 await txs.close()
+
+    async def _deliver(self, height: int, time: int, prepared: asyncio.Future[list[Any]]) -> bool:
+        """Queue block ``height`` for the node once prepared; False when stopping."""
+        items = await prepared
+        batch: Batch[Any] = Batch(items, time, height)
+        while not self._stop.is_set():
+            try:
+                self._blocks.put_nowait(batch)
+                self.height = height
+                return True
+            except queue.Full:
+                await asyncio.sleep(0.005)
+        return False
 
     def _items(self, raws: list[bytes]) -> list[Any]:
         """Items in stream order: this peer's own admitted ones, the rest prepared."""

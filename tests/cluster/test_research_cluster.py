@@ -248,7 +248,7 @@ def test_a_study_on_the_cluster(world: ClusterWorld, sites: list[HttpSite]) -> N
         try:
             block = store.block(top)
             assert block is not None
-            got = {"block": block.hash.hex()}
+            got: dict[str, Any] = {"block": block.hash.hex()}
             for key, field, want_hash in keys:
                 found = store.state_at(key, top)
                 assert found is not None and found[1] is not None, (org, key)

@@ -53,7 +53,7 @@ pytestmark = pytest.mark.integration
 HOSPITALS = ["hosp-a", "hosp-b", "hosp-c", "hosp-d"]
 VARS = [*STUDY_VARS, "days_to_stroke", "stroke"]
 ANALYSES = ["crosstab", "glm", "moments", "survival"]
-LEVELS = {"sex": ["F", "M"], "hypertension": [0.0, 1.0]}
+LEVELS: dict[str, list[object]] = {"sex": ["F", "M"], "hypertension": [0.0, 1.0]}
 
 
 @pytest.fixture(scope="module")

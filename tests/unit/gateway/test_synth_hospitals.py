@@ -21,7 +21,7 @@ KW = {"seed": 13, "persons": 80, "rows": 90}
 def _content(path: Path) -> object:
     if path.suffix == ".xlsx":  # the workbook's zip carries a timestamp; compare its cells
         wb = openpyxl.load_workbook(path, read_only=True)
-        return [list(r) for r in wb.active.iter_rows(values_only=True)]  # type: ignore[union-attr]
+        return [list(r) for r in wb.active.iter_rows(values_only=True)]
     return path.read_bytes()
 
 
@@ -31,8 +31,8 @@ def _rows(path: Path) -> list[list[str]]:
 
 
 def test_more_hospitals_leave_the_first_three_unchanged(tmp_path: Path) -> None:
-    three = generate(tmp_path / "3", **KW)  # type: ignore[arg-type]
-    five = generate(tmp_path / "5", hospitals=5, **KW)  # type: ignore[arg-type]
+    three = generate(tmp_path / "3", **KW)
+    five = generate(tmp_path / "5", hospitals=5, **KW)
     assert site_names(5) == ["hosp-a", "hosp-b", "hosp-c", "hosp-d", "hosp-e"]
     assert [n for n in five if n.split("/")[0] in site_names(3)] == three
     for name in three:
@@ -52,7 +52,7 @@ def test_more_hospitals_leave_the_first_three_unchanged(tmp_path: Path) -> None:
 
 
 def test_a_fourth_hospital_is_ingested_as_its_truth_says(tmp_path: Path) -> None:
-    names = generate(tmp_path / "syn", hospitals=6, **KW)  # type: ignore[arg-type]
+    names = generate(tmp_path / "syn", hospitals=6, **KW)
     key = PseudonymKey("k1", b"\x07" * 32)
     vaults = []
     for site in ("hosp-d", "hosp-e", "hosp-f"):

@@ -11,7 +11,8 @@ numbers whose shape is fixed by the query — never by the site's row count:
 * glm: ``info`` p·p, ``xwz`` p, ``deviance`` scalar (p = 1 + len(x)); a DP fit (``clip``):
   ``stats`` of length ``dpglm.entries(family, p)``
 * km: ``d``, ``at_risk`` of length len(grid) (``binned``: ``events``, ``censored``);
-  cox: ``s0`` G, ``s1`` G·p, ``s2`` G·p·p, ``d`` G, ``x_events`` p (G = len(grid), p = len(x))
+  cox: ``s0`` G, ``s1`` G·p, ``s2`` G·p·p, ``d`` G, ``x_events`` p (G = len(grid), p = len(x));
+  a DP fit (``clip``): ``stats`` of length ``dpcox.length(G, p)``
 * masked (secure aggregation): ``layout`` equal to the layout above plus ``n``, ``masked`` hex
   ring elements (≤ 32 hex digits each) of the layout's total length
 """
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from medledger.errors import Code
-from medledger.research import dpglm
+from medledger.research import dpcox, dpglm
 from medledger.research.errors import ResearchError
 
 __all__ = ["EgressRefused", "check", "shapes"]
@@ -61,6 +62,8 @@ def shapes(query: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
         if a == "km":
             return {"d": (g,), "at_risk": (g,)}
         k = len(p["x"])
+        if p.get("clip") is not None:
+            return {"stats": (dpcox.length(g, k),)}
         return {"s0": (g,), "s1": (g * k,), "s2": (g * k * k,), "d": (g,), "x_events": (k,)}
     raise EgressRefused(f"unknown analysis {a!r}")
 

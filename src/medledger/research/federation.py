@@ -39,7 +39,7 @@ import numpy as np
 
 from medledger import __version__
 from medledger.errors import Code
-from medledger.research import audit, dpglm, glm, stats, survival
+from medledger.research import audit, dpcox, dpglm, glm, stats, survival
 from medledger.research.errors import DisclosureRefused, QueryRefused, ResearchError
 from medledger.research.secagg import Round
 from medledger.research.site import unflatten
@@ -104,6 +104,7 @@ class SiteClient(Protocol):
 
 
 Release = Callable[[dict[str, Any], int], dict[str, Any]]
+F64 = glm.F64
 
 
 def _noisy_counts(milli: int, sensitivity: int, keys: Sequence[str] = ("counts",)) -> Release:
@@ -387,20 +388,32 @@ class Federation:
             eps = milli / 1000
             values, _ = self.run("glm", base, dp_milli_eps=milli, release=_noisy_stats(eps, l1))
             return dpglm.ssp_fit(np.asarray(values["stats"]), clip, p, l1 / eps)
+        b = l1 * steps / (milli / 1000)
+
+        def update(noisy: F64, gamma: F64) -> tuple[F64, F64]:
+            return dpglm.newton_update(noisy, gamma, family, clip, b)
+
+        gamma, H = self._noisy_newton("glm", base, milli, steps, l1, p, update)
+        return dpglm.newton_fit(family, gamma, H, clip, steps)
+
+    def _noisy_newton(self, analysis: str, base: Mapping[str, Any], milli: int, steps: int,
+                      l1: float, p: int, update: Callable[[F64, F64], tuple[F64, F64]]
+                      ) -> tuple[F64, F64]:
+        """``steps`` DP rounds from γ = 0, each releasing the sites' ``stats`` at ε/steps;
+        the first query is charged the whole ``milli``, the others name it (ADR 0053)."""
         eps = milli / 1000 / steps
-        gamma: np.ndarray[Any, np.dtype[np.float64]] = np.zeros(p)
-        H = np.eye(p)
+        gamma: F64 = np.zeros(p)
+        info: F64 = np.eye(p)
         first: str | None = None
         for j in range(1, steps + 1):
             fit = {"rounds": steps, "round": j, **({"of": first} if first else {})}
-            values, _ = self.run("glm", {**base, "steps": steps, "beta": gamma.tolist()},
+            values, _ = self.run(analysis, {**base, "steps": steps, "beta": gamma.tolist()},
                                  dp_milli_eps=milli if first is None else 0,
                                  dp_fit=fit if steps > 1 else None,
                                  release=_noisy_stats(eps, l1))
             first = first or self.trail[-1]["query_id"]
-            gamma, H = dpglm.newton_update(np.asarray(values["stats"]), gamma, family, clip,
-                                           l1 / eps)
-        return dpglm.newton_fit(family, gamma, H, clip, steps)
+            gamma, info = update(np.asarray(values["stats"], dtype=np.float64), gamma)
+        return gamma, info
 
     def glm(self, family: glm.Family, y: str, x: Sequence[str], *, weights: str | None = None,
             offset: str | None = None, tol: float = 1e-10, site_weighted: bool = False,
@@ -428,6 +441,25 @@ class Federation:
 
         return glm.fit(round_, p, family, tol=tol)
 
+    def _dp_cox(self, time: str, event: str, x: Sequence[str], grid: Sequence[float],
+                epsilon: float, bounds: Mapping[str, Sequence[float]], steps: int
+                ) -> survival.CoxFit:
+        milli = round(epsilon * 1000)
+        if milli <= 0 or not x or not 1 <= steps <= 25:
+            raise ResearchError(Code.BAD_ARGS, f"want epsilon >= 0.001, covariates and "
+                                f"1 <= steps <= 25; got {epsilon}, {list(x)}, {steps}")
+        clip = {"x": dpglm.clip_params("binomial", x, bounds, event)["x"]}
+        p, G = len(x), len(grid)
+        l1 = float(self.privacy()["sensitivity"] * dpcox.l1_bound(p))
+        base = {"time": time, "event": event, "x": list(x), "grid": list(grid), "clip": clip}
+        b = l1 * steps / (milli / 1000)
+
+        def update(noisy: F64, gamma: F64) -> tuple[F64, F64]:
+            return dpcox.newton_update(noisy, gamma, G, b)
+
+        gamma, info = self._noisy_newton("cox", base, milli, steps, l1, p, update)
+        return dpcox.cox_fit(gamma, info, clip, steps)
+
     def kaplan_meier(self, time: str, event: str, grid: Sequence[float], *,
                      epsilon: float | None = None) -> np.ndarray[Any, Any]:
         """Pooled S(t) at each grid time (the grid must hold every event time). With
@@ -450,9 +482,15 @@ class Federation:
         n = np.rint(np.asarray(values["at_risk"])).astype(np.int64)
         return survival.km_combine(d, n)
 
-    def cox(self, time: str, event: str, x: Sequence[str], grid: Sequence[float]
-            ) -> survival.CoxFit:
-        """Cox proportional hazards, Breslow ties, by federated Newton–Raphson."""
+    def cox(self, time: str, event: str, x: Sequence[str], grid: Sequence[float], *,
+            epsilon: float | None = None, bounds: Mapping[str, Sequence[float]] | None = None,
+            steps: int = 6) -> survival.CoxFit:
+        """Cox proportional hazards, Breslow ties, by federated Newton–Raphson. With
+        ``epsilon`` an ε-DP fit (``dpcox``): covariates clamped to the declared ``bounds``,
+        ``steps`` noisy Newton steps on per-interval sums at ε/steps each, the whole ε charged
+        on the first query before any site is asked."""
+        if epsilon is not None:
+            return self._dp_cox(time, event, x, grid, epsilon, bounds or {}, steps)
         k, g = len(x), len(grid)
         base = {"time": time, "event": event, "x": list(x), "grid": list(grid)}
 

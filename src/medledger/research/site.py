@@ -20,7 +20,8 @@ policy; the effective policy's hash is what the answer carries):
   scaled statistics of ``dpglm`` instead, after the same disclosure checks
 * ``km``        — params ``time``, ``event``, ``grid`` (every event time must be on it); with
   ``binned`` (a DP release) events and censorings per grid interval instead, nothing refused
-* ``cox``       — params ``time``, ``event``, ``x`` [..], ``grid``, ``beta``
+* ``cox``       — params ``time``, ``event``, ``x`` [..], ``grid``, ``beta``; with ``clip`` (a
+  DP fit) the interval sums of ``dpcox`` instead
 
 Where the rows come from: either a fixed table (``columns``; rows whose ``consent_research`` is
 false are never used) or a ``source`` that builds the table for each query — the gateway vault
@@ -40,7 +41,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from medledger.errors import Code
-from medledger.research import audit, dpglm, egress, glm, stats, survival
+from medledger.research import audit, dpcox, dpglm, egress, glm, stats, survival
 from medledger.research.disclosure import Policy
 from medledger.research.errors import DisclosureRefused, ResearchError
 from medledger.research.secagg import Masker
@@ -250,6 +251,8 @@ class Site:
 
     def _cox(self, params: Params, tab: Table, pol: Policy) -> Out:
         X, t, e, grid = self._surv(params, tab, pol)
+        if params.get("clip") is not None:  # a DP fit's interval sums (dpcox)
+            return int(t.size), {"stats": dpcox.site_stats(X, t, e, grid, params).tolist()}
         st = survival.cox_site(X, t, e, grid, np.asarray(params["beta"], dtype=float))
         return int(t.size), {"s0": st.s0.tolist(), "s1": st.s1.ravel().tolist(),
                              "s2": st.s2.ravel().tolist(), "d": st.d.tolist(),

@@ -3,12 +3,22 @@ signed by the consortium's CA is refused."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import signal
+import ssl
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
+from medledger.client.client import Client
+from medledger.client.http import HttpTransport
+from medledger.cluster.local import LocalCluster, PeerConfig
 from medledger.cluster.natsd import free_port
 from medledger.cluster.peer import Peer, PeerOptions
 from medledger.consortium.bootstrap import new_consortium
@@ -66,3 +76,114 @@ def test_peer_over_mutual_tls(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def _routez(http_port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/routez", timeout=2) as r:
+        doc: dict[str, Any] = json.loads(r.read())
+        return doc
+
+
+def _conf(root: Path, name: str, port: int, http: int, cluster: int, routes: list[int],
+          cert: Path, ca: Path) -> Path:
+    """A server config in the shape docs/deployment.md gives: mutual TLS for clients and for
+    routes (``cert`` serves both: each server dials the others with it)."""
+    route_urls = ", ".join(f"nats-route://127.0.0.1:{p}" for p in routes)
+    tls = (f'cert_file: "{cert}", key_file: "{cert.with_suffix(".key")}", '
+           f'ca_file: "{ca}", verify: true')
+    path = root / f"{name}.conf"
+    path.write_text(
+        f"server_name: {name}\nlisten: 127.0.0.1:{port}\nhttp: 127.0.0.1:{http}\n"
+        f'jetstream {{ store_dir: "{root / "js" / name}" }}\n'
+        f"tls {{ {tls} }}\n"
+        f"cluster {{\n  name: medledger\n  listen: 127.0.0.1:{cluster}\n  no_advertise: true\n"
+        f"  routes: [ {route_urls} ]\n  tls {{ {tls} }}\n}}\n")
+    return path
+
+
+def test_routes_and_peer_api_over_tls(tmp_path: Path) -> None:
+    """Three NATS servers whose routes are mutual TLS (a server with a certificate from another
+    CA gets no route), R3 streams over them, and a `medledger peer run` process that reaches
+    NATS over mutual TLS and serves its API over HTTPS only (docs/deployment.md)."""
+    binary = require_binary("nats-server")
+    make_ca(tmp_path, server="api", clients=("peer",), dual=("n1", "n2", "n3"))
+    other = tmp_path / "other"
+    other.mkdir()
+    make_ca(other, server="x", clients=(), dual=("rogue",))
+    names = ["n1", "n2", "n3", "rogue"]
+    ports = {n: (free_port(), free_port(), free_port()) for n in names}
+    good = [ports[n][2] for n in names[:3]]
+    procs = []
+    try:
+        for n in names:
+            cert = (other if n == "rogue" else tmp_path) / f"{n}.pem"
+            ca = (other if n == "rogue" else tmp_path) / "ca.pem"
+            conf = _conf(tmp_path, n, *ports[n], routes=good, cert=cert, ca=ca)
+            procs.append(subprocess.Popen([binary, "-c", str(conf)],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        deadline = time.monotonic() + 20
+        while not all(_port_routes(ports[n][1]) == 2 for n in names[:3]):
+            assert time.monotonic() < deadline, {n: _port_routes(ports[n][1]) for n in names}
+            time.sleep(0.2)
+        time.sleep(1.0)  # the rogue has dialled every route by now (it did so at start)
+        assert _port_routes(ports["rogue"][1]) == 0
+        assert all(_port_routes(ports[n][1]) == 2 for n in names[:3])
+
+        c = LocalCluster.create(tmp_path / "c", [("hosp-a", "Hospital A", "hospital"),
+                                                 ("hosp-b", "Hospital B", "hospital"),
+                                                 ("cdc", "CDC", "cdc")], chain="tls-routes")
+        pdir = c.root / "peers" / "hosp-a"
+        cfg = PeerConfig.load(pdir / "peer.json")
+        cfg.servers = [f"tls://127.0.0.1:{ports[n][0]}" for n in names[:3]]
+        cfg.witnesses = ["hosp-a"]
+        cfg.nats_tls_ca, cfg.nats_tls_cert, cfg.nats_tls_key = (
+            str(tmp_path / "ca.pem"), str(tmp_path / "peer.pem"), str(tmp_path / "peer.key"))
+        cfg.http_tls_cert, cfg.http_tls_key = str(tmp_path / "api.pem"), str(tmp_path / "api.key")
+        cfg.save(pdir / "peer.json")
+        c.start_peer("hosp-a")
+        base = f"https://127.0.0.1:{cfg.http_port}"
+        verify = ssl.create_default_context(cafile=str(tmp_path / "ca.pem"))
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = httpx.get(base + "/v1/health", verify=verify, timeout=2)
+                if r.status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, (pdir / "peer.log").read_text()[-800:]
+            time.sleep(0.3)
+        with pytest.raises(httpx.HTTPError):  # no plain HTTP on the API port
+            httpx.get(f"http://127.0.0.1:{cfg.http_port}/v1/health", timeout=2)
+        with pytest.raises(httpx.ConnectError):  # a client that does not trust the CA
+            httpx.get(base + "/v1/health", timeout=2)
+        ring = c.keyring()
+        with HttpTransport(base, transport=httpx.HTTPTransport(verify=verify)) as http:
+            client = Client(http, c.chain, "hosp-a/gw", ring.signing["hosp-a/gw"])
+            receipt = client.call("registry", "register", {
+                "record_id": "tls-1", "record_type": "Encounter", "source_system": "HIS",
+                "schema_version": "1", "content_hash": "ab" * 32})
+            assert receipt.ok, receipt
+        streams = _jsz(ports["n1"][1])
+        assert streams and all(s.get("config", {}).get("num_replicas") == 3 for s in streams)
+    finally:
+        with contextlib.suppress(Exception):
+            c.kill_peer("hosp-a", signal.SIGTERM)
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(10)
+
+
+def _port_routes(http_port: int) -> int:
+    try:
+        return int(_routez(http_port).get("num_routes", 0))
+    except OSError:
+        return -1
+
+
+def _jsz(http_port: int) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/jsz?streams=true&config=true",
+                                timeout=2) as r:
+        doc = json.loads(r.read())
+    return [s for acc in doc.get("account_details", []) for s in acc.get("stream_detail", [])]

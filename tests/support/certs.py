@@ -23,8 +23,12 @@ def _write(path: Path, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) 
     path.with_suffix(".pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
-def make_ca(root: Path, *, server: str = "nats", clients: tuple[str, ...] = ("peer",)) -> None:
-    """Write ca.pem, <server>.pem/.key (SAN 127.0.0.1, localhost) and <client>.pem/.key."""
+def make_ca(root: Path, *, server: str = "nats", clients: tuple[str, ...] = ("peer",),
+            servers: tuple[str, ...] = (), dual: tuple[str, ...] = ()) -> None:
+    """Write ca.pem, <server>.pem/.key (SAN 127.0.0.1, localhost) and <client>.pem/.key; more
+    server certificates for ``servers``, and for ``dual`` certificates good for both ends of a
+    connection (server and client authentication, with the SAN) — what a NATS route needs, as
+    each server dials the others with its own certificate."""
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (x509.CertificateBuilder().subject_name(_name("MedLedger test CA"))
@@ -34,14 +38,17 @@ def make_ca(root: Path, *, server: str = "nats", clients: tuple[str, ...] = ("pe
           .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
           .sign(ca_key, hashes.SHA256()))
     (root / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    for cn, usage in [(server, ExtendedKeyUsageOID.SERVER_AUTH),
-                      *[(c, ExtendedKeyUsageOID.CLIENT_AUTH) for c in clients]]:
+    both = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    for cn, usage in [(server, [ExtendedKeyUsageOID.SERVER_AUTH]),
+                      *[(s, [ExtendedKeyUsageOID.SERVER_AUTH]) for s in servers],
+                      *[(c, [ExtendedKeyUsageOID.CLIENT_AUTH]) for c in clients],
+                      *[(d, both) for d in dual]]:
         key = ec.generate_private_key(ec.SECP256R1())
         b = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(ca.subject)
              .public_key(key.public_key()).serial_number(x509.random_serial_number())
              .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
-             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False))
-        if usage == ExtendedKeyUsageOID.SERVER_AUTH:
+             .add_extension(x509.ExtendedKeyUsage(usage), critical=False))
+        if ExtendedKeyUsageOID.SERVER_AUTH in usage:
             b = b.add_extension(x509.SubjectAlternativeName([
                 x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
                 critical=False)

@@ -1,6 +1,6 @@
-"""DP GLM and DP Kaplan–Meier on a real embedded ledger (ADR 0053): a noisy Newton fit is
-charged whole on its first recorded query, its later rounds are recorded at no charge, a DP
-KM release is charged once, an overspend is refused before any site is asked (also after a
+"""DP GLM, DP Cox and DP Kaplan–Meier on a real embedded ledger (ADR 0053): a noisy Newton
+fit is charged whole on its first recorded query, its later rounds are recorded at no charge,
+a DP KM release is charged once, an overspend is refused before any site is asked (also after a
 restart), and ``medledger research verify`` matches every hash of the bundle."""
 
 from __future__ import annotations
@@ -81,22 +81,28 @@ def test_dp_fit_and_km_on_the_ledger(tmp_path: Path) -> None:
                                                   for h in HOSPITALS})
         fed = Federation(sites, study="s1", secure=True, recorder=rec,
                          privacy_unit="person", unit_sensitivity=2)
-        fit = fed.glm("binomial", "event", ["age", "smoker"], epsilon=0.6, bounds=BOUNDS,
+        fit = fed.glm("binomial", "event", ["age", "smoker"], epsilon=0.4, bounds=BOUNDS,
                       steps=3)
         assert np.all(np.isfinite(fit.coef)) and fit.iterations == 3
-        curve = fed.kaplan_meier("days", "died", GRID, epsilon=0.4)
+        cox = fed.cox("days", "died", ["age", "smoker"], GRID, epsilon=0.3, bounds=BOUNDS,
+                      steps=2)
+        assert np.all(np.isfinite(cox.coef)) and cox.iterations == 2
+        curve = fed.kaplan_meier("days", "died", GRID, epsilon=0.3)
         assert np.all(np.diff(curve) <= 0)
         asked = [len(s.audit) for s in sites]
         with pytest.raises(ResearchError, match="DP budget"):
             fed.kaplan_meier("days", "died", GRID, epsilon=0.1)
-        assert [len(s.audit) for s in sites] == asked == [4] * 3
+        assert [len(s.audit) for s in sites] == asked == [6] * 3
         # the refused query stays in the trail but is not on the ledger (as in the demo)
         audit.write_bundle(bundle, fed.trail[:-1])
     assert _state(ws, "spent/s1/person") == {"milli_eps": 1000}
     assert _state(ws, "dpfit/s1/q1") == {"rounds": 3, "used": 3}
-    assert [_state(ws, f"query/s1/q{i}")["dp_milli_eps"] for i in (1, 2, 3, 4)] == [600, 0, 0,
-                                                                                    400]
+    assert _state(ws, "dpfit/s1/q4") == {"rounds": 2, "used": 2}
+    assert [_state(ws, f"query/s1/q{i}")["dp_milli_eps"] for i in range(1, 7)] == [
+        400, 0, 0, 300, 0, 300]
     assert _state(ws, "query/s1/q3")["dp_round_of"] == "q1"
+    assert (_state(ws, "query/s1/q5")["dp_round_of"], _state(ws, "query/s1/q5")["analysis"]
+            ) == ("q4", "survival")
     with ws.node(max_wait=0.001) as node:  # a restarted peer replays the account
         again = Client(node, node.chain_id, "research/dr", ring.signing["research/dr"])
         r = again.call("studies", "query", {

@@ -5,6 +5,9 @@ them (``combine``/``fit`` functions). Modules:
 
 * ``stats`` — counts, cross-tabulations, moments, histograms and exact binned quantiles;
 * ``glm`` — gaussian / binomial / poisson GLM by federated IRLS (identical to pooled fitting);
+* ``survival`` — Kaplan–Meier and Cox (Breslow) on a protocol time grid;
+* ``dp``, ``dpglm``, ``dpcox`` — DP releases through OpenDP: the measurements, DP GLM (noisy
+  sufficient statistics, noisy Newton) and DP Cox (per-interval sums, noisy Newton);
 * ``disclosure`` — each site's disclosure-control policy and checks (DataSHIELD-like defaults);
 * ``secagg`` — secure aggregation by pairwise masking (X25519 seeds) over fixed-point integers;
 * ``contract`` — the ``studies`` contract: protocol fixed before data are touched, audit hashes;

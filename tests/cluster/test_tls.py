@@ -23,6 +23,7 @@ from medledger.cluster.natsd import free_port
 from medledger.cluster.peer import Peer, PeerOptions
 from medledger.consortium.bootstrap import new_consortium
 from medledger.errors import Code, MedLedgerError
+from medledger.gateway import service
 from medledger.installed import default_registry
 from medledger.ledger.store.sqlite import SQLiteStore
 from medledger.ordering.jetstream import Link, tls_context
@@ -164,6 +165,20 @@ def test_routes_and_peer_api_over_tls(tmp_path: Path) -> None:
                 "record_id": "tls-1", "record_type": "Encounter", "source_system": "HIS",
                 "schema_version": "1", "content_hash": "ab" * 32})
             assert receipt.ok, receipt
+        # the organisation's gateway reads the peer directory and anchors over HTTPS, checking
+        # the API certificate against http_tls_ca
+        cfg.http_tls_ca = str(tmp_path / "ca.pem")
+        cfg.save(pdir / "peer.json")
+        with service.ledger(pdir, "hosp-a", member="hosp-a/gw") as anchorer:
+            assert anchorer.anchor("b-tls", "cd" * 32, 3, "Observation", "LIS", "1")["height"]
+            assert anchorer.anchored_root("b-tls") == "cd" * 32
+        cfg.http_tls_ca = str(other / "ca.pem")  # a CA that did not sign the API certificate
+        cfg.save(pdir / "peer.json")
+        with pytest.raises(MedLedgerError) as refused, \
+                service.ledger(pdir, "hosp-a", member="hosp-a/gw"):
+            pass
+        assert refused.value.code == Code.NODE_UNAVAILABLE
+        assert "certificate" in refused.value.message.lower()
         streams = _jsz(ports["n1"][1])
         assert streams and all(s.get("config", {}).get("num_replicas") == 3 for s in streams)
     finally:

@@ -17,6 +17,7 @@ answers with something that is not a problem, is ``node_unavailable``.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -124,6 +125,15 @@ def parse_sse(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
         yield name, "\n".join(data)
 
 
+def _trust(ca: str | None) -> ssl.SSLContext | bool:
+    if ca is None:
+        return True
+    try:
+        return ssl.create_default_context(cafile=ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise RejectedError(Code.BAD_ARGS, f"CA file {ca}: {exc}") from None
+
+
 class HttpTransport:
     """Talks to one node's HTTP API; thread-safe. Close it (or use ``with``) when done."""
 
@@ -136,12 +146,17 @@ class HttpTransport:
         wait_timeout: float = 30.0,
         workers: int = 8,
         transport: httpx.BaseTransport | None = None,
+        ca: str | None = None,
     ) -> None:
+        """``ca``: a PEM file of the CA that signed the node's HTTPS certificate (a consortium
+        CA, docs/deployment.md); without it an ``https://`` node is checked against the
+        system's trust store."""
         self.member_id, self.key, self.wait_timeout = member_id, key, wait_timeout
         base = base_url.rstrip("/").removesuffix("/v1")  # accept ".../v1" as printed by the CLI
         self._http = httpx.Client(
             base_url=base,
             transport=transport,
+            verify=_trust(ca),
             timeout=httpx.Timeout(wait_timeout + 15.0, connect=10.0),
         )
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="http-submit")

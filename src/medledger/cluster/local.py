@@ -54,13 +54,15 @@ class PeerConfig:
     max_wait_ms: int = 20
     admit_processes: int = 1
     # TLS (paths relative to the peer directory or absolute): CA that signed the NATS servers'
-    # certificates, this peer's client certificate and key for mutual TLS, and the HTTP API's
-    # own certificate and key
+    # certificates, this peer's client certificate and key for mutual TLS, the HTTP API's
+    # own certificate and key, and the CA that signed it (for the organisation's own clients
+    # that read this directory, such as its gateway)
     nats_tls_ca: str | None = None
     nats_tls_cert: str | None = None
     nats_tls_key: str | None = None
     http_tls_cert: str | None = None
     http_tls_key: str | None = None
+    http_tls_ca: str | None = None
 
     def save(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=1))

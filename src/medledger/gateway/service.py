@@ -47,8 +47,9 @@ def ledger(ws_dir: Path, site: str, member: str | None = None,
     from medledger.workspace import Workspace
 
     if node is None and (ws_dir / "peer.json").is_file():
-        with peer_ledger(_peer_url(ws_dir), site, Keyring.load(ws_dir / "keyring.json"),
-                         member) as anchorer:
+        url, ca = _peer_url(ws_dir)
+        with peer_ledger(url, site, Keyring.load(ws_dir / "keyring.json"), member,
+                         ca=ca) as anchorer:
             yield anchorer
         return
     ws = Workspace(ws_dir)
@@ -65,30 +66,33 @@ def ledger(ws_dir: Path, site: str, member: str | None = None,
 
 
 @contextmanager
-def peer_ledger(url: str, site: str, ring: Keyring, member: str | None = None
-                ) -> Iterator[LedgerAnchorer]:
+def peer_ledger(url: str, site: str, ring: Keyring, member: str | None = None, *,
+                ca: str | None = None) -> Iterator[LedgerAnchorer]:
     """An anchorer signing as ``member`` (default ``<site>/gateway`` or ``<site>/root``)
     through the hospital's own cluster peer at ``url`` (its HTTP API; docs/cluster.md): batch
     roots are posted there, ordered with every organisation's transactions, and read back from
-    that peer's state. ``ring`` holds the member's key (a peer directory's ``keyring.json``)."""
+    that peer's state. ``ring`` holds the member's key (a peer directory's ``keyring.json``);
+    ``ca`` the CA of an ``https://`` peer's certificate (default: the system's trust store)."""
     from medledger.client.http import HttpTransport
 
     who = gateway_member(list(ring.signing), site, member)
     if who not in ring.signing:
         raise GatewayError(f"no key for {who} in the keyring")
-    with HttpTransport(url, who, ring.signing[who]) as http:
+    with HttpTransport(url, who, ring.signing[who], ca=ca) as http:
         chain = str(http.health()["chain_id"])
         yield LedgerAnchorer(Client(http, chain, who, ring.signing[who]), PeerState(http))
 
 
-def _peer_url(peer_dir: Path) -> str:
+def _peer_url(peer_dir: Path) -> tuple[str, str | None]:
+    """(API base URL, CA file or None) of the peer configured in ``peer_dir``: HTTPS when the
+    peer serves its API with a certificate, checked against ``http_tls_ca`` when given."""
     from medledger.cluster.local import PeerConfig
 
     cfg = PeerConfig.load(peer_dir / "peer.json")
-    if cfg.http_tls_cert:  # HttpTransport has no CA option yet
-        raise GatewayError(f"peer {cfg.org} serves HTTPS; the gateway reaches plain-HTTP "
-                           "peers only")
-    return f"http://{cfg.http_host}:{cfg.http_port}"
+    if not cfg.http_tls_cert:
+        return f"http://{cfg.http_host}:{cfg.http_port}", None
+    ca = None if cfg.http_tls_ca is None else str(peer_dir / cfg.http_tls_ca)
+    return f"https://{cfg.http_host}:{cfg.http_port}", ca
 
 
 def ingest_files(vault: Vault, key: PseudonymKey, files: Sequence[tuple[Path, Profile]],

@@ -360,6 +360,10 @@ class Node:
         except BaseException as exc:  # a store failure: stop, fail every waiter
             self._failure = exc
             log.exception("commit loop stopped")
+            # the block in flight, if its write succeeds (say the orderer failed, not the
+            # store), is the peer's head: it halts at the same height as every other peer
+            with contextlib.suppress(BaseException):
+                self._finish_write()
             with self._lock:
                 for fut in self._pending.values():
                     if not fut.done():

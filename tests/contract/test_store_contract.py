@@ -347,6 +347,13 @@ def test_writes_range_lists_each_blocks_writes_in_key_order(history: Store) -> N
     assert history.writes_range(5, 9) == [] and history.writes_range(3, 3) == []
 
 
+def test_block_writes_returns_only_the_asked_keys_of_that_block(history: Store) -> None:
+    assert history.block_writes(2, ["a", "b"]) == {"a": b"2", "b": None}
+    assert history.block_writes(1, ["b", "b", "c"]) == {"b": b"1"}  # c has no row at 1
+    assert history.block_writes(4, ["a", "b", "c"]) == {"b": b"4"}
+    assert history.block_writes(4, []) == {} and history.block_writes(9, ["a"]) == {}
+
+
 def test_writes_range_sorts_keys_as_writes_root_does(store: Store) -> None:
     """Code-point order = UTF-8 byte order (not a locale's): the order of ``sorted(keys)``."""
     keys = ["b", "B", "a/b", "a-b", "a_b", "a", "\u00e9", "e\u0301", "\U0001f600", "\uffff",
@@ -528,6 +535,12 @@ def test_nodes(store: Store) -> None:
     assert list(store.node_rows(0)) == [(i, h32(f"leaf {i}")) for i in range(4)]
     assert list(store.node_rows(1)) == [(0, h32("n1.0")), (1, h32("n1.1"))]
     assert list(store.node_rows(2)) == [(0, h32("n2"))]
+    assert store.node_range(0, 1, 4) == [h32(f"leaf {i}") for i in range(1, 4)]
+    assert store.node_range(1, 0, 2) == [h32("n1.0"), h32("n1.1")]
+    assert store.node_range(2, 0, 1) == [h32("n2")] and store.node_range(0, 2, 2) == []
+    for level, start, stop in ((0, 2, 5), (1, 1, 3), (3, 0, 1), (2, 0, 2)):
+        with pytest.raises(KeyError):
+            store.node_range(level, start, stop)
     assert list(store.node_rows(3)) == []
 
 

@@ -33,14 +33,19 @@ def seal(
     tx_ids: Sequence[bytes],
     raws: Sequence[bytes],
     executed: Executed,
+    records: bool = True,
 ) -> Sealed:
-    """Append the block's leaves to ``log`` (mutated) and build header and commit."""
+    """Append the block's leaves to ``log`` (mutated) and build header and commit.
+
+    ``records=False`` leaves the commit's ``txs`` empty: the verifier compares headers, writes
+    and nodes with the stored ones and never stores transactions, so it skips building them."""
     first = log.size
     nodes: list[tuple[int, bytes]] = []
-    records = []
-    for i, (tid, raw, result) in enumerate(zip(tx_ids, raws, executed.encoded, strict=True)):
-        nodes.extend(log.append(merkle.leaf_hash(leaf_data_raw(tid, height, result))))
-        records.append(TxRecord(first + i, tid, height, raw, result))
+    append, leaf_hash = log.append, merkle.leaf_hash
+    for tid, result in zip(tx_ids, executed.encoded, strict=True):
+        nodes.extend(append(leaf_hash(leaf_data_raw(tid, height, result))))
+    txs = [TxRecord(first + i, tid, height, raw, result) for i, (tid, raw, result)
+           in enumerate(zip(tx_ids, raws, executed.encoded, strict=True))] if records else []
     w_root = writes_root(executed.writes)
     header = BlockHeader(
         chain=chain, height=height, prev=prev_hash, time=time, txs=len(tx_ids),
@@ -49,6 +54,6 @@ def seal(
     )
     raw_header = header.encode()
     block = StoredBlock(height, header.hash, raw_header, first, len(tx_ids))
-    commit = BlockCommit(block, records, dict(executed.writes), nodes,
+    commit = BlockCommit(block, txs, dict(executed.writes), nodes,
                          (log.size, log.to_hashes()))
     return Sealed(header, commit)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from medledger.errors import MedLedgerError
+from medledger.ledger.merkle import node_id
 
 
 class StoreError(MedLedgerError):
@@ -128,7 +129,8 @@ class Store(ABC):
     @abstractmethod
     def block_writes(self, height: int, keys: Sequence[str]) -> dict[str, bytes | None]:
         """Stored writes of block ``height`` for ``keys`` (a key without a row is absent;
-        a deletion maps to None)."""
+        a deletion maps to None). Values are returned as stored (verify compares them byte
+        for byte with the replayed writes)."""
 
     @abstractmethod
     def writes_range(self, start: int, stop: int) -> list[tuple[int, str, bytes | None]]:
@@ -144,6 +146,13 @@ class Store(ABC):
     @abstractmethod
     def get_nodes(self, ids: Sequence[int]) -> list[bytes]:
         """Merkle node hashes by id (``merkle.node_id``); KeyError if one is missing."""
+
+    def node_range(self, level: int, start: int, stop: int) -> list[bytes]:
+        """Hashes of the stored nodes ``(level, i)`` for ``start <= i < stop``, in order;
+        KeyError if one is missing. A level's ids are contiguous, so a backend can serve this
+        as one range of ids (verify reads each block's new nodes so, level by level); the
+        default asks ``get_nodes``."""
+        return self.get_nodes([node_id(level, i) for i in range(start, stop)])
 
     @abstractmethod
     def node_rows(self, level: int) -> Iterator[tuple[int, bytes]]:

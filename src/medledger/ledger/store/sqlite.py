@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from medledger.errors import Code
+from medledger.ledger.merkle import node_id
 from medledger.ledger.store.base import BlockCommit, Store, StoredBlock, StoreError, TxRecord
 
 SCHEMA = """
@@ -259,9 +260,13 @@ class SQLiteStore(Store):
                                         (*before, *chunk, *after))
 
     def block_writes(self, height: int, keys: Sequence[str]) -> dict[str, bytes | None]:
-        sql = "SELECT key, value FROM state WHERE height = ? AND key IN ({})"
-        # values stay as stored: a hand-edited TEXT value then differs from the replayed bytes
-        return dict(self._select_in(sql, list(dict.fromkeys(keys)), before=(height,)))
+        # one range of the (height, key) index, filtered here: verify asks for all of a
+        # block's writes, and binding them as IN lists cost twice as much (ADR 0057).
+        # Values stay as stored: a hand-edited TEXT value then differs from the replayed bytes
+        want = set(keys)
+        rows = self._db.execute("SELECT key, value FROM state INDEXED BY state_by_height "
+                                "WHERE height = ?", (height,))
+        return {k: v for k, v in rows if k in want}
 
     def writes_range(self, start: int, stop: int) -> list[tuple[int, str, bytes | None]]:
         rows = self._db.execute(
@@ -310,6 +315,18 @@ class SQLiteStore(Store):
         rows = dict(self._db.execute(f"SELECT id, hash FROM log_nodes WHERE id IN ({marks})",
                                      unique))
         return [bytes(rows[i]) for i in ids]
+
+    def node_range(self, level: int, start: int, stop: int) -> list[bytes]:
+        if start >= stop:
+            return []
+        rows = self._db.execute(
+            "SELECT hash FROM log_nodes WHERE id >= ? AND id <= ? ORDER BY id",
+            (node_id(level, start), node_id(level, stop - 1)),
+        ).fetchall()
+        if len(rows) != stop - start:  # ids are unique: the count tells whether one is missing
+            raise KeyError(f"{stop - start - len(rows)} Merkle nodes of level {level} in "
+                           f"[{start}, {stop}) missing")
+        return [_blob(h) or b"" for (h,) in rows]
 
     def node_rows(self, level: int) -> Iterator[tuple[int, bytes]]:
         lo, hi = level << 56, (level + 1) << 56

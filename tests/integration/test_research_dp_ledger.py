@@ -93,8 +93,9 @@ def test_dp_fit_and_km_on_the_ledger(tmp_path: Path) -> None:
         with pytest.raises(ResearchError, match="DP budget"):
             fed.kaplan_meier("days", "died", GRID, epsilon=0.1)
         assert [len(s.audit) for s in sites] == asked == [6] * 3
-        # the refused query stays in the trail but is not on the ledger (as in the demo)
-        audit.write_bundle(bundle, fed.trail[:-1])
+        # the refused query was never dispatched: it is not in the trail either
+        assert len(fed.trail) == 6
+        audit.write_bundle(bundle, fed.trail)
     assert _state(ws, "spent/s1/person") == {"milli_eps": 1000}
     assert _state(ws, "dpfit/s1/q1") == {"rounds": 3, "used": 3}
     assert _state(ws, "dpfit/s1/q4") == {"rounds": 2, "used": 2}
@@ -117,4 +118,4 @@ def test_dp_fit_and_km_on_the_ledger(tmp_path: Path) -> None:
     ok = CliRunner().invoke(app, ["research", "verify", str(bundle), "--study", "s1",
                                   "--dir", str(ws.root)])
     assert ok.exit_code == 0, ok.output
-    assert f"{(len(fed.trail) - 1) * 5} hashes match" in ok.output
+    assert f"{len(fed.trail) * 5} hashes match" in ok.output

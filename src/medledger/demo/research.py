@@ -232,7 +232,7 @@ def _scenario(ws: Workspace, out: DemoResult, root: Path) -> None:
             f"{x['site']}: n {x['n']}, φ {x['phi_micro'] / PHI_SCALE:.4f}, leave-one-out "
             f"{x['loo_micro'] / PHI_SCALE:.4f}, share {x['share_ppm'] / 1e6:.3f}, revenue "
             f"{x['revenue']:,}" for x in args["shares"]))
-        audit.write_bundle(bundle, [*fed.trail[:-1], *ref.trail])
+        audit.write_bundle(bundle, [*fed.trail, *ref.trail])
         for v in vaults.values():
             v.close()
     store = ws.store()

@@ -191,12 +191,14 @@ class Federation:
         entry: dict[str, Any] = {"query_id": qid, "query": audit.digest(query),
                                  "responses": {}, "outcomes": {}, "policies": {},
                                  "artifacts": {"query": query, "responses": {}}}
-        self.trail.append(entry)
         sent = query
         if self.recorder:
+            # a query the ledger refuses (e.g. over the DP budget) was never dispatched: it
+            # does not enter the trail, so an audit bundle holds only recorded queries
             height = self.recorder.query(qid, query, entry["query"])
             if isinstance(height, int):  # not hashed: tells a site how far its ledger must be
                 sent = {**query, "recorded_at": height}
+        self.trail.append(entry)
         try:
             if self.secure:
                 total, n = self._secure(sent, entry)

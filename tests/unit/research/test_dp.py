@@ -55,14 +55,15 @@ def test_third_query_over_a_two_query_budget_is_refused_before_data_access() -> 
     with pytest.raises(ContractError, match="DP budget"):
         fed.crosstab({"sex": ["F", "M"]}, epsilon=0.5)
     assert [len(s.audit) for s in fed.sites] == after_two  # type: ignore[attr-defined]
+    assert len(fed.trail) == 2  # the refused query was never dispatched nor kept
     assert after_two == [b + 2 for b in before]
     assert h.get("spent/s1") == {"milli_eps": 1000}
     assert np.all(np.abs(t1 - exact) < 60)  # noisy, but a count table
     # what the trail keeps and hashes is the released (noisy) table, with n withheld
-    first = fed.trail[-3]["artifacts"]["result"]
+    first = fed.trail[-2]["artifacts"]["result"]
     assert first == {"values": {"counts": t1.tolist()}, "n": -1}
-    assert fed.trail[-3]["result"] == audit.digest(first)
-    assert "values" not in json.dumps(fed.trail[-3]["artifacts"]["responses"])  # masked only
+    assert fed.trail[-2]["result"] == audit.digest(first)
+    assert "values" not in json.dumps(fed.trail[-2]["artifacts"]["responses"])  # masked only
 
 
 def test_budget_survives_a_restart() -> None:

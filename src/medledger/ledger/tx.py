@@ -34,6 +34,8 @@ MAX_TX_BYTES = 64 * 1024
 BODY_FIELDS = frozenset(
     {"args", "chain", "contract", "cosigners", "method", "nonce", "signer", "time"}
 )
+ENVELOPE_FIELDS = frozenset({"body", "sigs"})
+SIG_FIELDS = frozenset({"by", "kid", "sig"})
 MEMBER_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}/[a-z0-9][a-z0-9._-]{0,62}\Z")
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}\Z")
 KID = re.compile(r"^[0-9a-f]{16}\Z")  # \Z: "$" would also accept a trailing newline
@@ -48,7 +50,10 @@ class Signature:
 
 @dataclass(frozen=True, slots=True)
 class Transaction:
-    """A decoded, canonically encoded, structurally valid transaction (signatures unchecked)."""
+    """A decoded, canonically encoded, structurally valid transaction (signatures unchecked).
+
+    Built only by ``decode`` (or ``decode_trusted`` from bytes ``decode`` accepted), so the body's
+    fields have the types ``decode`` checks; the accessors return them as they are."""
 
     raw: bytes
     tx_id: bytes
@@ -58,15 +63,18 @@ class Transaction:
 
     @property
     def chain(self) -> str:
-        return str(self.body["chain"])
+        chain: str = self.body["chain"]
+        return chain
 
     @property
     def contract(self) -> str:
-        return str(self.body["contract"])
+        contract: str = self.body["contract"]
+        return contract
 
     @property
     def method(self) -> str:
-        return str(self.body["method"])
+        method: str = self.body["method"]
+        return method
 
     @property
     def args(self) -> dict[str, Any]:
@@ -75,7 +83,8 @@ class Transaction:
 
     @property
     def signer(self) -> str:
-        return str(self.body["signer"])
+        signer: str = self.body["signer"]
+        return signer
 
     @property
     def cosigners(self) -> list[str]:
@@ -84,11 +93,13 @@ class Transaction:
 
     @property
     def nonce(self) -> int:
-        return int(self.body["nonce"])
+        nonce: int = self.body["nonce"]
+        return nonce
 
     @property
     def time(self) -> int:
-        return int(self.body["time"])
+        time: int = self.body["time"]
+        return time
 
 
 def make_body(
@@ -157,7 +168,7 @@ def decode(raw: bytes, *, max_bytes: int = MAX_TX_BYTES) -> Transaction:
         doc = canonical.decode(raw)
     except canonical.CanonicalError as exc:
         raise RejectedError(exc.code, exc.message) from None
-    if type(doc) is not dict or set(doc) != {"body", "sigs"}:
+    if type(doc) is not dict or doc.keys() != ENVELOPE_FIELDS:
         raise RejectedError(Code.BAD_ENVELOPE, "want an object with exactly 'body' and 'sigs'")
     body, sig_docs = doc["body"], doc["sigs"]
     _check_body(body)
@@ -177,7 +188,7 @@ def decode(raw: bytes, *, max_bytes: int = MAX_TX_BYTES) -> Transaction:
 
 
 def _check_body(body: Any) -> None:
-    if type(body) is not dict or set(body) != BODY_FIELDS:
+    if type(body) is not dict or body.keys() != BODY_FIELDS:
         got = sorted(body) if type(body) is dict else type(body).__name__
         raise RejectedError(
             Code.BAD_ENVELOPE, f"body fields: got {got}, want {sorted(BODY_FIELDS)}"
@@ -195,9 +206,10 @@ def _check_body(body: Any) -> None:
     if type(body["args"]) is not dict:
         raise RejectedError(Code.BAD_ENVELOPE, "body.args must be an object")
     cos = body["cosigners"]
-    if type(cos) is not list or any(type(c) is not str or not MEMBER_ID.match(c) for c in cos):
+    if type(cos) is not list or (cos and any(type(c) is not str or not MEMBER_ID.match(c)
+                                             for c in cos)):
         raise RejectedError(Code.BAD_ENVELOPE, "body.cosigners must be a list of member ids")
-    if cos != sorted(set(cos)) or body["signer"] in cos:
+    if cos and (cos != sorted(set(cos)) or body["signer"] in cos):
         raise RejectedError(Code.BAD_ENVELOPE, "cosigners must be sorted, unique, not the signer")
 
 
@@ -206,7 +218,7 @@ def _parse_sigs(docs: Any) -> tuple[Signature, ...]:
         raise RejectedError(Code.MISSING_SIGNATURE, "sigs must be a non-empty list")
     out = []
     for d in docs:
-        if type(d) is not dict or set(d) != {"by", "kid", "sig"}:
+        if type(d) is not dict or d.keys() != SIG_FIELDS:
             raise RejectedError(Code.BAD_ENVELOPE, "each signature has exactly by, kid, sig")
         if type(d["by"]) is not str or type(d["kid"]) is not str or type(d["sig"]) is not str:
             raise RejectedError(Code.BAD_ENVELOPE, "signature fields must be strings")

@@ -81,13 +81,15 @@ class ClusterBench:
 class _Monitor:
     """Polls every peer's health; keeps (time, log_size, final_size, height) per peer."""
 
-    def __init__(self, c: LocalCluster, interval: float = 0.05) -> None:
+    def __init__(self, c: LocalCluster, interval: float = 0.05,
+                 orgs: Sequence[str] | None = None) -> None:
         self.c, self.interval = c, interval
-        self.series: dict[str, list[tuple[float, int, int, int]]] = {o: [] for o in c.peers}
+        self.series: dict[str, list[tuple[float, int, int, int]]] = {
+            o: [] for o in (orgs or c.peers)}
         self._stop = threading.Event()
         # one poller per peer, so a slow answer from one does not delay the others' samples
         self._threads = [threading.Thread(target=self._run, args=(o,), daemon=True)
-                         for o in c.peers]
+                         for o in self.series]
 
     def start(self) -> _Monitor:
         for t in self._threads:
@@ -112,6 +114,16 @@ class _Monitor:
         self._stop.set()
         for t in self._threads:
             t.join()
+
+    def wait_size(self, size: int, timeout: float = 300) -> None:
+        """Until every watched peer's newest sample shows a log of ``size`` transactions (the
+        peers answer no extra requests for it)."""
+        deadline = time.monotonic() + timeout
+        while not all(s and s[-1][1] >= size for s in self.series.values()):
+            if time.monotonic() > deadline:
+                last = {o: s[-1][1] if s else None for o, s in self.series.items()}
+                raise BenchError(f"peers did not reach log size {size}: {last}")
+            time.sleep(0.02)
 
     def size_at(self, org: str, t: float) -> int:
         best = 0
@@ -266,7 +278,7 @@ def _throughput(c: LocalCluster, out: ClusterBench, raws: dict[str, list[bytes]]
     load = _Load()
     t0 = time.monotonic()
     _drive(c, raws, batch, threads_per_peer, load)
-    _wait_all(c, end)
+    mon.wait_size(end)
     t1 = time.monotonic()
     deadline = time.monotonic() + 60  # the last checkpoints become final
     while any(mon.series[o][-1][2] < end for o in c.peers if mon.series[o]) and \
@@ -293,14 +305,14 @@ def _throughput(c: LocalCluster, out: ClusterBench, raws: dict[str, list[bytes]]
 def _catch_up(c: LocalCluster, out: ClusterBench, laggard: str, end: int) -> None:
     """Start the stopped peer; its replay rate from its first health answer (the process
     start and its store's opening excluded) to holding all ``end`` transactions."""
-    mon = _Monitor(c).start()
+    mon = _Monitor(c, orgs=[laggard]).start()  # only it is polled: it does the work timed
     t2 = time.monotonic()
     c.start_peer(laggard)
     c.wait_healthy(orgs=[laggard])
     t3 = time.monotonic()
-    _wait_all(c, end, [laggard])
-    t4 = time.monotonic()
+    mon.wait_size(end)
     mon.stop()
+    t4 = next(ts for ts, size, _, _ in mon.series[laggard] if size >= end)
     ser = [x for x in mon.series.get(laggard) or [] if x[0] >= t2]
     first_t, first_size = (ser[0][0], ser[0][1]) if ser else (t3, 0)
     out.catchup_txs = end - first_size

@@ -42,10 +42,9 @@ from medledger.ledger.state import HistoricalState, MemoryState, writes_root
 from medledger.ledger.store.base import BlockCommit, Store, StoredBlock, TxRecord
 from medledger.ledger.tx import Signature, Transaction, decode
 
-CHUNK_TXS = 4096
 PARALLEL_MIN_TXS = 50_000  # below this, process start-up costs more than it saves
-# young-generation threshold during replay: above the ~25k containers a chunk of CHUNK_TXS
-# decoded transactions keeps alive, so the collector does not re-walk them (ADR 0057)
+# young-generation threshold during replay: above the containers a block's decoded
+# transactions and results keep alive, so the collector does not re-walk them (ADR 0057)
 REPLAY_GC_THRESHOLD0 = 50_000
 
 
@@ -151,36 +150,16 @@ class _Replayer:
         stop: int,
         progress: Callable[[int, int], None] | None,
     ) -> None:
-        for blocks, decoded in self._chunks(start, stop):
-            for blk, recs in blocks:
-                prev = self._block(state, log, prev, blk, recs, decoded)
-                if progress:
-                    progress(blk.height, stop - 1)
+        for h in range(start, stop):
+            blk = self.store.block(h)
+            if blk is None:
+                self.out.fail(h, "block", f"block {h} missing below the head")
+                raise _Stop
+            recs = self.store.txs_range(blk.first_index, blk.first_index + blk.tx_count)
+            prev = self._block(state, log, prev, blk, recs)
+            if progress:
+                progress(h, stop - 1)
         self.out.log_size, self.out.log_hashes = log.size, log.to_hashes()
-
-    def _chunks(
-        self, start: int, stop: int
-    ) -> Iterator[tuple[list[tuple[StoredBlock, list[TxRecord]]], dict[bytes, Transaction]]]:
-        h = start
-        while h < stop:
-            blocks: list[tuple[StoredBlock, list[TxRecord]]] = []
-            decoded: dict[bytes, Transaction] = {}
-            count = 0
-            while h < stop and count < CHUNK_TXS:
-                blk = self.store.block(h)
-                if blk is None:
-                    self.out.fail(h, "block", f"block {h} missing below the head")
-                    raise _Stop
-                recs = self.store.txs_range(blk.first_index, blk.first_index + blk.tx_count)
-                for r in recs:
-                    try:
-                        decoded[r.tx_id] = decode(r.raw)
-                    except MedLedgerError:
-                        continue  # reported when the block is replayed
-                blocks.append((blk, recs))
-                count += max(1, len(recs))
-                h += 1
-            yield blocks, decoded
 
     def _block(
         self,
@@ -189,17 +168,21 @@ class _Replayer:
         prev: BlockHeader,
         blk: StoredBlock,
         recs: list[TxRecord],
-        decoded: dict[bytes, Transaction],
     ) -> BlockHeader:
         h = blk.height
         if blk.first_index != log.size or len(recs) != blk.tx_count:
             self.out.fail(h, "block", f"block {h} claims txs [{blk.first_index}, "
                           f"+{blk.tx_count}); log has {log.size}, store returned {len(recs)}")
             raise _Stop
-        txs = []
+        # each block's transactions are decoded just before it runs: their objects are then
+        # still in the CPU's caches when the executor reads them (ADR 0057)
+        txs: list[Transaction] = []
         for i, r in enumerate(recs):
-            tx = decoded.get(r.tx_id)
-            if tx is None or tx.raw != r.raw or tx.tx_id != r.tx_id:
+            try:
+                tx: Transaction | None = decode(r.raw)
+            except MedLedgerError:
+                tx = None
+            if tx is None or tx.tx_id != r.tx_id:
                 self.out.fail(h, "tx", f"transaction at log index {r.index} does not decode "
                               "or its id is not SHA-256 of its bytes")
                 raise _Stop

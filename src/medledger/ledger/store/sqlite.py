@@ -264,9 +264,9 @@ class SQLiteStore(Store):
         # block's writes, and binding them as IN lists cost twice as much (ADR 0057).
         # Values stay as stored: a hand-edited TEXT value then differs from the replayed bytes
         want = set(keys)
-        rows = self._db.execute("SELECT key, value FROM state INDEXED BY state_by_height "
-                                "WHERE height = ?", (height,))
-        return {k: v for k, v in rows if k in want}
+        rows = dict(self._db.execute("SELECT key, value FROM state INDEXED BY state_by_height "
+                                     "WHERE height = ?", (height,)))
+        return rows if rows.keys() == want else {k: v for k, v in rows.items() if k in want}
 
     def writes_range(self, start: int, stop: int) -> list[tuple[int, str, bytes | None]]:
         rows = self._db.execute(

@@ -236,6 +236,9 @@ def test_blocks_and_transactions(store: Store) -> None:
     assert store.txs_range(0, 10) == [*c1.txs, *c3.txs]
     assert store.txs_range(2, 4) == [c1.txs[2], c3.txs[0]]
     assert store.txs_range(5, 9) == []
+    assert store.tx_rows(1, 5) == [(t.index, t.tx_id, t.height, t.raw, t.result)
+                                   for t in (*c1.txs[1:], *c3.txs)]
+    assert store.tx_rows(5, 9) == [] and store.tx_rows(2, 2) == []
     rec = c3.txs[1]
     assert store.tx(rec.tx_id) == rec
     assert (rec.index, rec.height) == (4, 3)

@@ -37,8 +37,8 @@ def seal(
 ) -> Sealed:
     """Append the block's leaves to ``log`` (mutated) and build header and commit.
 
-    ``records=False`` leaves the commit's ``txs`` empty: the verifier compares headers, writes
-    and nodes with the stored ones and never stores transactions, so it skips building them."""
+    ``records=False`` leaves the commit's ``txs`` empty (and ``raws`` unread): the verifier
+    compares headers, writes and nodes with the stored ones and never stores transactions."""
     first = log.size
     nodes: list[tuple[int, bytes]] = []
     append, leaf_hash = log.append, merkle.leaf_hash

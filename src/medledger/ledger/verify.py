@@ -39,7 +39,7 @@ from medledger.ledger.checkpoint import CheckpointError, verify_checkpoint
 from medledger.ledger.checkpoint import key_id as note_key_id
 from medledger.ledger.execute import Executed, Executor
 from medledger.ledger.state import HistoricalState, MemoryState, writes_root
-from medledger.ledger.store.base import BlockCommit, Store, StoredBlock, TxRecord
+from medledger.ledger.store.base import BlockCommit, Store, StoredBlock, TxRow
 from medledger.ledger.tx import Signature, Transaction, decode
 
 PARALLEL_MIN_TXS = 50_000  # below this, process start-up costs more than it saves
@@ -155,7 +155,7 @@ class _Replayer:
             if blk is None:
                 self.out.fail(h, "block", f"block {h} missing below the head")
                 raise _Stop
-            recs = self.store.txs_range(blk.first_index, blk.first_index + blk.tx_count)
+            recs = self.store.tx_rows(blk.first_index, blk.first_index + blk.tx_count)
             prev = self._block(state, log, prev, blk, recs)
             if progress:
                 progress(h, stop - 1)
@@ -167,7 +167,7 @@ class _Replayer:
         log: merkle.CompactRange,
         prev: BlockHeader,
         blk: StoredBlock,
-        recs: list[TxRecord],
+        recs: list[TxRow],
     ) -> BlockHeader:
         h = blk.height
         if blk.first_index != log.size or len(recs) != blk.tx_count:
@@ -177,34 +177,32 @@ class _Replayer:
         # each block's transactions are decoded just before it runs: their objects are then
         # still in the CPU's caches when the executor reads them (ADR 0057)
         txs: list[Transaction] = []
-        for i, r in enumerate(recs):
+        for i, (index, tx_id, height, raw, _) in enumerate(recs):
             try:
-                tx: Transaction | None = decode(r.raw)
+                tx: Transaction | None = decode(raw)
             except MedLedgerError:
                 tx = None
-            if tx is None or tx.tx_id != r.tx_id:
-                self.out.fail(h, "tx", f"transaction at log index {r.index} does not decode "
+            if tx is None or tx.tx_id != tx_id:
+                self.out.fail(h, "tx", f"transaction at log index {index} does not decode "
                               "or its id is not SHA-256 of its bytes")
                 raise _Stop
-            if r.height != h or r.index != blk.first_index + i:
-                self.out.fail(h, "tx", f"transaction at log index {r.index} has the wrong "
+            if height != h or index != blk.first_index + i:
+                self.out.fail(h, "tx", f"transaction at log index {index} has the wrong "
                               "height or index")
                 raise _Stop
             txs.append(tx)
 
         stored = self._decode_header(blk)
         executed = self.executor.execute_block(state, txs, h, stored.time, _sig_ok)
-        for i, (r, res, enc) in enumerate(
-            zip(recs, executed.results, executed.encoded, strict=True)
-        ):
-            if enc != r.result:
-                self.out.fail(h, "result", f"tx {i} of block {h} ({r.tx_id.hex()[:16]}…): "
-                              f"stored result differs from replay (replay code {res['code']})")
-                raise _Stop
+        if executed.encoded != [r[4] for r in recs]:
+            i, r, res = next((i, r, res) for i, (r, res, enc) in enumerate(
+                zip(recs, executed.results, executed.encoded, strict=True)) if enc != r[4])
+            self.out.fail(h, "result", f"tx {i} of block {h} ({r[1].hex()[:16]}…): "
+                          f"stored result differs from replay (replay code {res['code']})")
+            raise _Stop
         sealed = seal(chain=prev.chain, height=h, time=stored.time, prev_hash=prev.hash,
-                      prev_state_root=prev.state_root, log=log,
-                      tx_ids=[t.tx_id for t in txs], raws=[t.raw for t in txs], executed=executed,
-                      records=False)
+                      prev_state_root=prev.state_root, log=log, tx_ids=[t.tx_id for t in txs],
+                      raws=(), executed=executed, records=False)
         self._compare_block(blk, sealed.commit.block, h)
         self._compare_stored(h, sealed.commit)
         if stored.time < prev.time:

@@ -30,6 +30,9 @@ class TxRecord:
     result: bytes  # canonical result document
 
 
+TxRow = tuple[int, bytes, int, bytes, bytes]  # a TxRecord's fields, in order
+
+
 @dataclass(frozen=True, slots=True)
 class StoredBlock:
     height: int
@@ -94,6 +97,12 @@ class Store(ABC):
     @abstractmethod
     def txs_range(self, start: int, stop: int) -> list[TxRecord]:
         """Transactions with log index start <= index < stop, in order."""
+
+    def tx_rows(self, start: int, stop: int) -> list[TxRow]:
+        """``txs_range`` as plain tuples ``(index, tx_id, height, raw, result)``: verify reads
+        every transaction once and needs no record objects. The default converts
+        ``txs_range``; a backend may return its rows as they come."""
+        return [(r.index, r.tx_id, r.height, r.raw, r.result) for r in self.txs_range(start, stop)]
 
     @abstractmethod
     def tx(self, tx_id: bytes) -> TxRecord | None: ...

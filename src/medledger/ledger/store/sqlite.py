@@ -19,7 +19,14 @@ from typing import Any
 
 from medledger.errors import Code
 from medledger.ledger.merkle import node_id
-from medledger.ledger.store.base import BlockCommit, Store, StoredBlock, StoreError, TxRecord
+from medledger.ledger.store.base import (
+    BlockCommit,
+    Store,
+    StoredBlock,
+    StoreError,
+    TxRecord,
+    TxRow,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB NOT NULL);
@@ -216,6 +223,13 @@ class SQLiteStore(Store):
             "SELECT * FROM txs WHERE idx>=? AND idx<? ORDER BY idx", (start, stop)
         )
         return [TxRecord(*r) for r in rows]
+
+    def tx_rows(self, start: int, stop: int) -> list[TxRow]:
+        rows: list[TxRow] = self._db.execute(
+            "SELECT idx, tx_id, height, raw, result FROM txs WHERE idx>=? AND idx<? ORDER BY idx",
+            (start, stop),
+        ).fetchall()
+        return rows
 
     def tx(self, tx_id: bytes) -> TxRecord | None:
         row = self._db.execute("SELECT * FROM txs WHERE tx_id=?", (tx_id,)).fetchone()

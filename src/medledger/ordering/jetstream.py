@@ -639,8 +639,9 @@ class ClusterOrderer:
 
     def _items(self, raws: list[bytes]) -> list[Any]:
         """Items in stream order: this peer's own admitted ones, the rest prepared."""
-        with self._lock:
-            local = [self._local.pop(hashlib.sha256(r).digest(), None) for r in raws]
+        with self._lock:  # (a peer that submitted nothing, e.g. one catching up, skips hashing)
+            local = [self._local.pop(hashlib.sha256(r).digest(), None) for r in raws] \
+                if self._local else [None] * len(raws)
         foreign = [r for r, mine in zip(raws, local, strict=True) if mine is None]
         if not foreign:
             return local

@@ -28,3 +28,29 @@ def test_prepare_stream_pre_verifies_keeps_order_and_drops_only_undecodable(
     assert {a.tx.raw for a in verified} == set(good)  # the forged signature is not pre-verified
     pub = ledger.ring.signing["hosp-a/gw"].public
     assert all(a.keys == (pub,) and a.tx == decode(a.tx.raw) for a in verified)
+
+
+def test_verify_batch_verdicts_one_to_one_without_nonce_reads(ledger: Ledger) -> None:
+    """The stream's pre-check: decoding, chain id and signatures against the signer's key. A
+    transaction reusing a spent nonce still verifies (ingress refuses it; for the stream the
+    executor decides it at its block)."""
+    from medledger.errors import Code, MedLedgerError
+    from medledger.node.admit import Admitted, verify_batch
+
+    used = _anchor(ledger, 0)
+    assert ledger.node.submit(used).result(10).ok
+    first = _anchor(ledger, 1, nonce=decode(used).nonce)  # another tx reusing that nonce
+    other_chain = _anchor(ledger, 2, chain="another-chain")
+    unknown_key = _anchor(ledger, 3, key=SigningKey.generate())
+    tampered = _anchor(ledger, 4).replace(b'"s4"', b'"s9"')  # still canonical, sig broken
+    raws = [first, other_chain, unknown_key, tampered, b"[]"]
+    got = verify_batch(raws, ledger.node.chain_id, ledger.node.store, ledger.clock())
+    assert isinstance(got[0], Admitted) and got[0].tx.raw == first
+    assert got[0].keys == (ledger.ring.signing["hosp-a/gw"].public,)
+    from medledger.node.admit import admit_batch  # (ingress, by contrast, reads the nonce)
+
+    ingress = admit_batch([first], ledger.node.chain_id, ledger.node.store, ledger.clock())
+    assert isinstance(ingress[0], MedLedgerError) and ingress[0].code == Code.REPLAYED_NONCE
+    codes = [g.code for g in got[1:] if isinstance(g, MedLedgerError)]
+    assert codes == [Code.WRONG_CHAIN, Code.UNKNOWN_SIGNER, Code.BAD_SIGNATURE,
+                     Code.BAD_ENVELOPE]

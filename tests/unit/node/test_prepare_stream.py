@@ -6,7 +6,9 @@ from __future__ import annotations
 from tests.conftest import Ledger
 
 from medledger.crypto.keys import SigningKey
+from medledger.errors import Code, MedLedgerError
 from medledger.ledger.tx import decode
+from medledger.node.admit import Admitted, admit_batch, verify_batch
 
 
 def _anchor(ledger: Ledger, i: int, **kw: object) -> bytes:
@@ -34,9 +36,6 @@ def test_verify_batch_verdicts_one_to_one_without_nonce_reads(ledger: Ledger) ->
     """The stream's pre-check: decoding, chain id and signatures against the signer's key. A
     transaction reusing a spent nonce still verifies (ingress refuses it; for the stream the
     executor decides it at its block)."""
-    from medledger.errors import Code, MedLedgerError
-    from medledger.node.admit import Admitted, verify_batch
-
     used = _anchor(ledger, 0)
     assert ledger.node.submit(used).result(10).ok
     first = _anchor(ledger, 1, nonce=decode(used).nonce)  # another tx reusing that nonce
@@ -47,8 +46,7 @@ def test_verify_batch_verdicts_one_to_one_without_nonce_reads(ledger: Ledger) ->
     got = verify_batch(raws, ledger.node.chain_id, ledger.node.store, ledger.clock())
     assert isinstance(got[0], Admitted) and got[0].tx.raw == first
     assert got[0].keys == (ledger.ring.signing["hosp-a/gw"].public,)
-    from medledger.node.admit import admit_batch  # (ingress, by contrast, reads the nonce)
-
+    # ingress, by contrast, reads the nonce
     ingress = admit_batch([first], ledger.node.chain_id, ledger.node.store, ledger.clock())
     assert isinstance(ingress[0], MedLedgerError) and ingress[0].code == Code.REPLAYED_NONCE
     codes = [g.code for g in got[1:] if isinstance(g, MedLedgerError)]

@@ -59,9 +59,10 @@ def _check(value: JSON, depth: int = 0) -> None:
     raise CanonicalError(Code.NON_CANONICAL, f"type {t.__name__} is not JSON")
 
 
-def check(value: JSON) -> None:
-    """Raise CanonicalError unless ``value`` can be encoded (JSON, no floats, safe integers)."""
-    _check(value)
+def check(value: JSON, depth: int = 0) -> None:
+    """Raise CanonicalError unless ``value`` can be encoded (JSON, no floats, safe integers);
+    ``depth`` is how deep ``value`` sits in the document it belongs to (nesting limit 32)."""
+    _check(value, depth)
 
 
 def encode(value: JSON) -> bytes:

@@ -165,7 +165,7 @@ def decode(raw: bytes, *, max_bytes: int = MAX_TX_BYTES) -> Transaction:
     if len(raw) > max_bytes:
         raise RejectedError(Code.TOO_LARGE, f"got {len(raw)} bytes, cap is {max_bytes}")
     try:
-        doc = canonical.decode(raw)
+        doc = _canonical_doc(raw)
     except canonical.CanonicalError as exc:
         raise RejectedError(exc.code, exc.message) from None
     if type(doc) is not dict or doc.keys() != ENVELOPE_FIELDS:
@@ -185,6 +185,55 @@ def decode(raw: bytes, *, max_bytes: int = MAX_TX_BYTES) -> Transaction:
     # and no signature field can contain that sequence).
     signed = SIG_DOMAIN + raw[8 : raw.rindex(b',"sigs":[')]
     return Transaction(raw, tx_id(raw), body, signed, sigs)
+
+
+def _canonical_doc(raw: bytes) -> Any:
+    """``canonical.decode(raw)``, walking only ``body.args`` for types when the rest of the
+    envelope already has the shape and types ``decode`` requires (strings, safe non-negative
+    integers, the fixed containers: nothing there can be a float or a big integer). Anything
+    else goes through ``canonical.decode`` itself, so the same bytes are accepted, with the same
+    value, and every rejection has the same code and message (ADR 0057)."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return canonical.decode(raw)
+    if _plain_envelope(doc):
+        try:
+            canonical.check(doc["body"]["args"], depth=2)
+            if canonical.encode_checked_parts(doc) == raw:
+                return doc
+        except (canonical.CanonicalError, orjson.JSONEncodeError):
+            pass
+    return canonical.decode(raw)
+
+
+def _plain_envelope(doc: Any) -> bool:
+    """True if ``doc`` (from ``orjson.loads``: keys are strings) has the envelope's containers
+    and every value outside ``body.args`` is a string or an integer in [0, 2**53 - 1]."""
+    if type(doc) is not dict or doc.keys() != ENVELOPE_FIELDS:
+        return False
+    body, sigs = doc["body"], doc["sigs"]
+    if type(body) is not dict or body.keys() != BODY_FIELDS or type(body["args"]) is not dict:
+        return False
+    if (type(body["chain"]) is not str or type(body["contract"]) is not str
+            or type(body["method"]) is not str or type(body["signer"]) is not str):
+        return False
+    nonce, time = body["nonce"], body["time"]
+    if (type(nonce) is not int or type(time) is not int
+            or not 0 <= nonce <= canonical.MAX_SAFE_INT or not 0 <= time <= canonical.MAX_SAFE_INT):
+        return False
+    cos = body["cosigners"]
+    if type(cos) is not list or (cos and any(type(c) is not str for c in cos)):
+        return False
+    if type(sigs) is not list:
+        return False
+    for d in sigs:
+        if type(d) is not dict:
+            return False
+        for v in d.values():
+            if type(v) is not str:
+                return False
+    return True
 
 
 def _check_body(body: Any) -> None:

@@ -6,7 +6,10 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from medledger.crypto import canonical
 from medledger.crypto.keys import SigningKey, b64
@@ -343,3 +346,61 @@ def test_signatures_must_be_sorted_unique_and_expected() -> None:
     assert refused(wire({"body": b, "sigs": [alice, bob, bob]})) == Code.BAD_ENVELOPE
     carol = sig_doc("hosp-c/carol", CAROL, b)
     assert refused(wire({"body": b, "sigs": [alice, bob, carol]})) == Code.BAD_ENVELOPE
+
+
+# -- the envelope fast path of decode agrees with canonical.decode ------------------------------
+
+_scalars = (st.none() | st.booleans() | st.text(max_size=6)
+            | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+            | st.floats(allow_nan=False, allow_infinity=False))
+_json = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=40)
+
+
+@st.composite
+def _envelopes(draw: st.DrawFn) -> bytes:
+    """Envelope-shaped documents: each field either of the right type or any JSON value, sorted
+    or not, sometimes with a byte changed."""
+    b = body(args=draw(st.dictionaries(st.text(max_size=5), _json, max_size=4)))
+    for field in draw(st.sets(st.sampled_from(sorted(b)), max_size=2)):
+        b[field] = draw(_json)
+    sigs: Any = [sig_doc("hosp-a/alice")]
+    if draw(st.booleans()):
+        sigs[0]["kid"] = draw(_json)
+    doc: Any = {"body": b, "sigs": sigs} if draw(st.integers(0, 9)) else draw(_json)
+    raw = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS if draw(st.booleans()) else 0)
+    if raw and draw(st.booleans()):
+        i = draw(st.integers(0, len(raw) - 1))
+        raw = raw[:i] + bytes([draw(st.integers(0, 255))]) + raw[i + 1:]
+    return raw
+
+
+def _outcome(fn: Callable[[bytes], Any], raw: bytes) -> tuple[str, Any]:
+    try:
+        return "ok", fn(raw)
+    except canonical.CanonicalError as exc:
+        return "error", (exc.code, exc.message)
+
+
+@settings(max_examples=600, deadline=None)
+@given(raw=_envelopes())
+def test_envelope_fast_path_accepts_and_refuses_exactly_as_canonical_decode(raw: bytes) -> None:
+    assert _outcome(txmod._canonical_doc, raw) == _outcome(canonical.decode, raw)
+
+
+def test_envelope_fast_path_still_walks_args_and_the_rest() -> None:
+    """Floats, big integers and deep nesting are refused wherever they are (the reference is
+    canonical.decode's own answer, and the cases do reach the fast path's checks)."""
+    deep: Any = "x"
+    for _ in range(31):
+        deep = [deep]
+    cases = [body(args={"a": 1.5}), body(args={"a": [2**53]}), body(args={"a": deep}),
+             body(nonce=2**53), body(cosigners=[1.0])]
+    for b in cases:
+        raw = orjson.dumps({"body": b, "sigs": [sig_doc("hosp-a/alice")]},
+                           option=orjson.OPT_SORT_KEYS)
+        got = _outcome(txmod._canonical_doc, raw)
+        assert got[0] == "error" and got == _outcome(canonical.decode, raw)
+    ok = wire({"body": body(args={"a": [[["x"]]], "n": -(2**53 - 1)}),
+               "sigs": [sig_doc("hosp-a/alice")]})
+    assert _outcome(txmod._canonical_doc, ok) == ("ok", canonical.decode(ok))

@@ -131,5 +131,5 @@ class MemoryState:
     def apply(self, writes: Mapping[str, bytes | None]) -> None:
         """Layer ``writes`` on top (a deletion is kept as None so it hides the base)."""
         self.data.update(writes)
-        for k in writes:
-            self._base_reads.pop(k, None)
+        for k in self._base_reads.keys() & writes.keys():  # C loop over the smaller of the two
+            del self._base_reads[k]

@@ -16,8 +16,6 @@ response and result hashes, written at the same heights — as the coordinator's
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -59,8 +57,8 @@ from tests.support.research_vault import (
     register_args,
     statsmodels_fit,
 )
-from tests.support.services import PG_DSN, free_port, require_binary, require_port
-from tests.support.sites import wait_for_sites
+from tests.support.services import PG_DSN, require_binary, require_port
+from tests.support.sites import CLI, site_processes
 
 pytestmark = [pytest.mark.integration, pytest.mark.nats, pytest.mark.postgres]
 HOSPITALS = site_names(4)
@@ -170,25 +168,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterWorld]:
 @pytest.fixture
 def sites(world: ClusterWorld, tmp_path: Path) -> Iterator[list[HttpSite]]:
     """One research site process per hospital, reading its hospital peer's PostgreSQL store."""
-    procs: list[subprocess.Popen[bytes]] = []
-    clients: list[HttpSite] = []
-    try:
-        for h in HOSPITALS:
-            port = free_port()
-            procs.append(subprocess.Popen([
-                sys.executable, "-m", "medledger.cli.main", "research", "site", "--name", h,
-                "--vault", str(world.root / "vaults" / h), "--ledger", world.stores[h],
-                "--audit-log", str(tmp_path / f"{h}.log"), "--port", str(port)]))
-            clients.append(HttpSite(h, f"http://127.0.0.1:{port}"))
-        wait_for_sites(list(zip(procs, clients, strict=True)))
-        yield clients
-    finally:
-        for client in clients:
-            client.close()
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=10)
+    with site_processes([(h, [*CLI, "--name", h, "--vault", str(world.root / "vaults" / h),
+                              "--ledger", world.stores[h], "--audit-log",
+                              str(tmp_path / f"{h}.log")])
+                         for h in HOSPITALS]) as started:
+        yield [client for _, client in started]
 
 
 def _study(w: ClusterWorld) -> tuple[str, int]:

@@ -7,7 +7,6 @@ coordinator received."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,37 +20,24 @@ from medledger.research.federation import Federation
 from medledger.research.http import HttpSite
 from medledger.research.sitelog import read_log
 from medledger.research.synth import site_tables
-from tests.support.services import free_port
-from tests.support.sites import wait_for_sites
+from tests.support.sites import MODULE, Started, site_processes
 
 pytestmark = pytest.mark.integration
 SITES = [("hosp-a", 300, 1), ("hosp-b", 500, 2), ("hosp-c", 700, 3), ("hosp-d", 900, 4)]
 
 
 @pytest.fixture
-def processes(tmp_path: Path) -> Iterator[list[tuple[subprocess.Popen[bytes], HttpSite]]]:
-    out = []
-    try:
-        for name, rows, seed in SITES:
-            port = free_port()
-            proc = subprocess.Popen([sys.executable, "-m", "medledger.research.http", "--name",
-                                     name, "--rows", str(rows), "--seed", str(seed), "--port",
-                                     str(port), "--audit-log", str(tmp_path / f"{name}.log")])
-            out.append((proc, HttpSite(name, f"http://127.0.0.1:{port}")))
-        wait_for_sites(out)
+def processes(tmp_path: Path) -> Iterator[Started]:
+    with site_processes([(name, [*MODULE, "--name", name, "--rows", str(rows), "--seed",
+                                 str(seed), "--audit-log", str(tmp_path / f"{name}.log")])
+                         for name, rows, seed in SITES]) as out:
         yield out
-    finally:
-        for proc, client in out:
-            client.close()
-            proc.terminate()
-        for proc, _ in out:
-            proc.wait(timeout=10)
 
 
 def test_sites_over_http(processes: list[tuple[subprocess.Popen[bytes], HttpSite]],
                          tmp_path: Path) -> None:
     clients = [c for _, c in processes]
-    fed = Federation(clients, secure=True, on_dropout="recover")  # type: ignore[arg-type]
+    fed = Federation(clients, secure=True, on_dropout="recover")
     fit = fed.glm("binomial", "event", ["age", "smoker", "bmi"])
     tables = [site_tables([rows], seed=seed)[0] for _, rows, seed in SITES]
     keep = [t["consent_research"] for t in tables]

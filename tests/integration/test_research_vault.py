@@ -13,8 +13,6 @@ from ``consent.model.decide``). A patient who revokes is absent from the next qu
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -38,8 +36,7 @@ from tests.support.research_vault import (
     statsmodels_fit,
     vault_world,
 )
-from tests.support.services import free_port
-from tests.support.sites import wait_for_sites
+from tests.support.sites import CLI, MODULE, site_processes
 
 pytestmark = pytest.mark.integration
 HOSPITALS = ["hosp-a", "hosp-b", "hosp-c"]
@@ -153,25 +150,10 @@ def test_vault_sites_run_kaplan_meier_and_cox_recorded_as_survival(world: World)
 
 @pytest.fixture
 def http_sites(world: World) -> Iterator[list[HttpSite]]:
-    procs, clients = [], []
-    try:
-        for i, h in enumerate(HOSPITALS):
-            port = free_port()
-            args = ["--name", h, "--vault", str(world.root / "vaults" / h), "--ledger",
-                    str(world.ws.root), "--port", str(port)]
-            cmd = ([sys.executable, "-m", "medledger.research.http", *args] if i else
-                   [sys.executable, "-m", "medledger.cli.main", "research", "site", *args])
-            procs.append(subprocess.Popen(cmd))
-            clients.append(HttpSite(h, f"http://127.0.0.1:{port}"))
-        wait_for_sites(list(zip(procs, clients, strict=True)))
-        yield clients
-    finally:
-        for c in clients:
-            c.close()
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(timeout=10)
+    with site_processes([(h, [*(MODULE if i else CLI), "--name", h, "--vault",
+                              str(world.root / "vaults" / h), "--ledger", str(world.ws.root)])
+                         for i, h in enumerate(HOSPITALS)]) as started:
+        yield [client for _, client in started]
 
 
 def test_vault_sites_over_http(world: World, http_sites: list[HttpSite]) -> None:

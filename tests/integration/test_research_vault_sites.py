@@ -23,7 +23,6 @@ its profiles rewritten, and a separate run would share no persons with the other
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -46,8 +45,7 @@ from tests.support.research_vault import (
     statsmodels_fit,
     vault_world,
 )
-from tests.support.services import free_port
-from tests.support.sites import wait_for_sites
+from tests.support.sites import CLI, MODULE, Started, site_processes
 
 pytestmark = pytest.mark.integration
 HOSPITALS = ["hosp-a", "hosp-b", "hosp-c", "hosp-d"]
@@ -63,30 +61,17 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         yield w
 
 
-Sites = list[tuple[subprocess.Popen[bytes], HttpSite]]
+Sites = Started
 
 
 @pytest.fixture
 def sites(world: World, tmp_path: Path) -> Iterator[Sites]:
     """One site process per hospital: its own vault, the workspace's ledger, its own log."""
-    out: Sites = []
-    try:
-        for i, h in enumerate(HOSPITALS):
-            port = free_port()
-            args = ["--name", h, "--vault", str(world.root / "vaults" / h), "--ledger",
-                    str(world.ws.root), "--audit-log", str(tmp_path / f"{h}.log"),
-                    "--port", str(port)]
-            cmd = ([sys.executable, "-m", "medledger.research.http", *args] if i % 2 else
-                   [sys.executable, "-m", "medledger.cli.main", "research", "site", *args])
-            out.append((subprocess.Popen(cmd), HttpSite(h, f"http://127.0.0.1:{port}")))
-        wait_for_sites(out)
+    with site_processes([(h, [*(MODULE if i % 2 else CLI), "--name", h, "--vault",
+                              str(world.root / "vaults" / h), "--ledger", str(world.ws.root),
+                              "--audit-log", str(tmp_path / f"{h}.log")])
+                         for i, h in enumerate(HOSPITALS)]) as out:
         yield out
-    finally:
-        for proc, client in out:
-            client.close()
-            proc.terminate()
-        for proc, _ in out:
-            proc.wait(timeout=10)
 
 
 def _state(w: World, key: str) -> Any:

@@ -69,7 +69,7 @@ def encode(value: JSON) -> bytes:
     """Return the canonical bytes of ``value``; raises CanonicalError for floats and non-JSON."""
     _check(value)
     try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        return _sized(orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
     except orjson.JSONEncodeError as exc:  # e.g. a lone surrogate in a string
         raise CanonicalError(Code.NON_CANONICAL, f"not encodable: {exc}") from None
 
@@ -77,7 +77,16 @@ def encode(value: JSON) -> bytes:
 def encode_checked_parts(value: JSON) -> bytes:
     """Canonical bytes of a value assembled only from parts already checked by ``encode``
     (skips the type walk; the caller vouches for it)."""
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    return _sized(orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
+
+
+def _sized(out: bytes) -> bytes:
+    """A copy of orjson's output in an allocation of its own size (same bytes).
+
+    orjson writes into a buffer of at least 1 KiB and shrinks it in place; encoded values are
+    kept (state writes, results), and keeping orjson's buffers made the heap grow: replaying a
+    chain took 1.15 page faults per transaction, 0.24 with the copy (ADR 0057)."""
+    return bytes(memoryview(out))
 
 
 def decode(data: bytes) -> JSON:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from medledger.ledger.store.base import BlockCommit, StoredBlock
 from medledger.ledger.store.sqlite import SQLiteStore
 
 
@@ -39,4 +40,23 @@ def test_a_store_from_before_the_height_index_gets_it_on_open(tmp_path: Path) ->
     store = SQLiteStore(path)
     assert store.writes_range(1, 3) == [(1, "j", b"1"), (1, "k", b"1"), (2, "k", None)]
     assert "state_by_height" in [r[1] for r in store._db.execute("PRAGMA index_list(state)")]
+    store.close()
+
+
+
+def test_node_range_refuses_a_node_edited_into_text(tmp_path: Path) -> None:
+    """verify reads a block's nodes with node_range: a hash rewritten as TEXT is reported as
+    missing (KeyError, like a deleted one) instead of being read back as bytes."""
+    path = tmp_path / "store.db"
+    store = SQLiteStore(path)
+    block = StoredBlock(0, bytes(32), b"{}", 0, 0)
+    store.init(b"genesis", BlockCommit(block, [], {}, [(0, b"a" * 32), (1, b"b" * 32)], (0, [])))
+    assert store.node_range(0, 0, 2) == [b"a" * 32, b"b" * 32]
+    db = sqlite3.connect(path)
+    db.execute("UPDATE log_nodes SET hash = ? WHERE id = 1", ("b" * 32,))
+    db.commit()
+    db.close()
+    with pytest.raises(KeyError):
+        store.node_range(0, 0, 2)
+    assert store.node_range(0, 0, 1) == [b"a" * 32]
     store.close()

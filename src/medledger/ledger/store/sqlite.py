@@ -340,7 +340,10 @@ class SQLiteStore(Store):
         if len(rows) != stop - start:  # ids are unique: the count tells whether one is missing
             raise KeyError(f"{stop - start - len(rows)} Merkle nodes of level {level} in "
                            f"[{start}, {stop}) missing")
-        return [_blob(h) or b"" for (h,) in rows]
+        hashes = [h for (h,) in rows]
+        if any(type(h) is not bytes for h in hashes):  # written as BLOBs only: edited by hand
+            raise KeyError(f"a Merkle node of level {level} in [{start}, {stop}) is not a BLOB")
+        return hashes
 
     def node_rows(self, level: int) -> Iterator[tuple[int, bytes]]:
         lo, hi = level << 56, (level + 1) << 56

@@ -33,13 +33,21 @@ def b64(data: bytes) -> str:
 
 
 def unb64(text: str, *, length: int | None = None) -> bytes:
-    """Strict standard base64 decoding; ``length`` checks the decoded size."""
+    """Strict standard base64 decoding; ``length`` checks the decoded size.
+
+    Only the one canonical spelling is accepted: padding bits must be zero (RFC 4648 §3.5), so
+    no two strings decode to the same bytes — otherwise one signed body could travel under two
+    transaction ids (the id hashes the envelope's bytes)."""
     try:
         # what base64.b64decode(..., validate=True) does, without its wrappers (hot: every
         # transaction signature is decoded through here)
-        raw = binascii.a2b_base64(text.encode("ascii"), strict_mode=True)
+        data = text.encode("ascii")
+        raw = binascii.a2b_base64(data, strict_mode=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
         raise BadKeyError(Code.BAD_ENVELOPE, f"not standard base64: {text[:40]!r}") from None
+    if binascii.b2a_base64(raw, newline=False) != data:
+        raise BadKeyError(Code.BAD_ENVELOPE, f"non-canonical base64 (padding bits set): "
+                                             f"{text[:40]!r}")
     if length is not None and len(raw) != length:
         raise BadKeyError(Code.BAD_ENVELOPE, f"got {len(raw)} bytes, want {length}")
     return raw

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 
 import pytest
@@ -123,3 +124,10 @@ def test_base64_is_strict() -> None:
         assert info.value.code == Code.BAD_ENVELOPE
     with pytest.raises(BadKeyError):
         unb64(b64(raw[:31]), length=32)
+    # one canonical spelling: the 2 unused bits before '=' must be zero (RFC 4648 §3.5)
+    text = b64(raw)  # 32 bytes: 44 characters ending in one '='
+    flipped = text[:-2] + chr(ord(text[-2]) + 1) + "="
+    assert base64.b64decode(flipped) == raw  # a lenient decoder takes it
+    with pytest.raises(BadKeyError) as info:
+        unb64(flipped)
+    assert info.value.code == Code.BAD_ENVELOPE and "padding" in info.value.message

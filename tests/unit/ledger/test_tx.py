@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 from collections.abc import Callable
 from typing import Any
@@ -315,6 +316,26 @@ def test_undecodable_signature_is_bad_signature(sig_text: str) -> None:
         refused(wire({"body": body(), "sigs": [{**GOOD_SIG, "sig": sig_text}]}))
         == Code.BAD_SIGNATURE
     )
+
+
+def _padding_bit_set(text: str) -> str:
+    """The same bytes spelled with a padding bit set: the last data character before '=='
+    carries 4 unused bits (a 64-byte signature is 88 characters ending in '==')."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    assert text.endswith("==")
+    last = alphabet.index(text[-3])
+    assert last & 0xF == 0
+    return text[:-3] + alphabet[last | 1] + "=="
+
+
+def test_a_signature_spelled_with_padding_bits_set_is_refused() -> None:
+    """Two spellings of one signature would give one signed body two transaction ids."""
+    good = sig_doc("hosp-a/alice")
+    other = _padding_bit_set(good["sig"])
+    assert base64.b64decode(other) == base64.b64decode(good["sig"])  # lenient decoders agree
+    assert txmod.decode(wire({"body": body(), "sigs": [good]})).sigs[0].sig
+    assert refused(wire({"body": body(), "sigs": [{**good, "sig": other}]})) == \
+        Code.BAD_SIGNATURE
 
 
 def test_missing_signature() -> None:

@@ -17,7 +17,6 @@ import multiprocessing
 import os
 import threading
 import time as _time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -38,7 +37,6 @@ from medledger.ledger.checkpoint import Checkpoint, sign_checkpoint
 from medledger.ledger.execute import Executed, Executor
 from medledger.ledger.store.base import BlockCommit, Store, StoreError
 from medledger.ledger.tx import Signature, Transaction, decode
-from medledger.ledger.tx import tx_id as raw_tx_id
 from medledger.node.admit import (
     Admitted,
     admit_batch,
@@ -121,9 +119,6 @@ def checkpoint_origin(chain_id: str) -> str:
     return f"medledger/{chain_id}"
 
 
-OWN_ADMITTED_MAX = 50_000  # admitted txs remembered until the ordering service delivers them
-
-
 class Node:
     """One peer's ledger on one store, with solo ordering."""
 
@@ -164,10 +159,6 @@ class Node:
         self._procs: ProcessPoolExecutor | None = None
         self._procs_n = admit_processes if store.opener() is not None else 0
         self._pending: dict[bytes, Future[Receipt]] = {}
-        # on a cluster peer (once ``prepare_stream`` is in use): what this node's own admission
-        # decided about each tx it published, by tx id, so the copy the ordering service
-        # delivers back is not decoded and verified a second time (bounded; see prepare_stream)
-        self._own: OrderedDict[bytes, Admitted] | None = None
         self._admit_lock = threading.Lock()
         self._admit_seq = self._admit_next = 0
         self._admit_ready: dict[int, _Admission] = {}
@@ -344,12 +335,6 @@ class Node:
                 else:
                     self._pending[a.tx.tx_id] = fut
                     fresh.append(a)
-            own = self._own
-            if own is not None:
-                for a in fresh:
-                    own[a.tx.tx_id] = a
-                while len(own) > OWN_ADMITTED_MAX:  # never delivered back (say, not published)
-                    own.popitem(last=False)
             try:
                 self.orderer.put(fresh)
             except RuntimeError:  # closed meanwhile
@@ -496,50 +481,28 @@ class Node:
         pickling both ways, cost more CPU per transaction than the GIL time it saved.) Only
         the signature check is reused (keyed by the exact public key); execution re-checks
         signer, key validity, nonce and everything else. Bytes that do not decode are
-        dropped; the rest keep their order.
-
-        Transactions this node admitted itself come back with the very bytes it checked (same
-        tx id = SHA-256 of the bytes): for those the admission's own decoding and signature
-        verdict are reused — this process's check, not the engine's word."""
+        dropped; the rest keep their order."""
         if not raws:
             return []
-        with self._lock:
-            if self._own is None:
-                self._own = OrderedDict()
-            own = self._own
-            mine = [own.pop(raw_tx_id(raw), None) for raw in raws]
-        todo = [raw for raw, m in zip(raws, mine, strict=True)
-                if m is None or m.tx.raw != raw]
-        checked: list[Admitted | None] = []
-        if todo:
-            size = max(64, -(-len(todo) // self._verify_threads))
-            parts = [todo[i : i + size] for i in range(0, len(todo), size)]
-            now = self._clock()
-            jobs = [self._pool.submit(verify_batch, p, self.chain_id, self.store, now)
-                    for p in parts]
-            for part, job in zip(parts, jobs, strict=True):
-                for raw, verdict in zip(part, job.result(), strict=True):
-                    if isinstance(verdict, Admitted):
-                        checked.append(verdict)
-                        continue
-                    try:  # the executor decides: it may be valid at its block, or not
-                        checked.append(Admitted(decode(raw), ()))
-                    except MedLedgerError:
-                        checked.append(None)
+        size = max(64, -(-len(raws) // self._verify_threads))
+        parts = [list(raws[i : i + size]) for i in range(0, len(raws), size)]
+        now = self._clock()
+        jobs = [self._pool.submit(verify_batch, p, self.chain_id, self.store, now)
+                for p in parts]
         out: list[Admitted] = []
-        it = iter(checked)
-        for raw, m in zip(raws, mine, strict=True):
-            got = m if m is not None and m.tx.raw == raw else next(it)
-            if got is not None:
-                out.append(got)
+        for part, job in zip(parts, jobs, strict=True):
+            for raw, verdict in zip(part, job.result(), strict=True):
+                if isinstance(verdict, Admitted):
+                    out.append(verdict)
+                else:  # the executor decides: it may be valid at its block, or not
+                    with contextlib.suppress(MedLedgerError):
+                        out.append(Admitted(decode(raw), ()))
         return out
 
     def fail_pending(self, tx_ids: Sequence[bytes], exc: MedLedgerError) -> None:
         """Fail the waiters of ``tx_ids`` (e.g. the ordering service refused them)."""
         with self._lock:
             for tid in tx_ids:
-                if self._own is not None:
-                    self._own.pop(tid, None)
                 fut = self._pending.pop(tid, None)
                 if fut is not None and not fut.done():
                     fut.set_exception(exc)

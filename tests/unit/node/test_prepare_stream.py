@@ -3,7 +3,6 @@ pre-verify their signatures off the commit thread, without ever dropping a decod
 
 from __future__ import annotations
 
-import pytest
 from tests.conftest import Ledger
 
 from medledger.crypto.keys import SigningKey
@@ -53,30 +52,3 @@ def test_verify_batch_verdicts_one_to_one_without_nonce_reads(ledger: Ledger) ->
     codes = [g.code for g in got[1:] if isinstance(g, MedLedgerError)]
     assert codes == [Code.WRONG_CHAIN, Code.UNKNOWN_SIGNER, Code.BAD_SIGNATURE,
                      Code.BAD_ENVELOPE]
-
-
-def test_a_peers_own_admitted_txs_are_not_verified_again(
-    ledger: Ledger, monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Once the node reads a stream, what its own admission decided about a tx it published is
-    reused when the same bytes come back (same tx id), never for other bytes; the memory is
-    bounded and emptied as the copies arrive."""
-    from medledger.node import node as node_mod
-
-    node = ledger.node
-    stranger = _anchor(ledger, 100)
-    assert [a.tx.raw for a in node.prepare_stream([stranger])] == [stranger]  # starts memory
-    mine = _anchor(ledger, 101)
-    assert node.submit(mine).result(10).ok
-    own = node._own
-    assert own is not None and list(own) == [decode(mine).tx_id]
-    admitted = own[decode(mine).tx_id]
-    other = _anchor(ledger, 102)
-    out = node.prepare_stream([other, mine])
-    assert out[1] is admitted  # this process's own check, reused as it was
-    assert out[0] is not admitted and out[0].tx.raw == other and out[0].keys
-    assert len(own) == 0
-    monkeypatch.setattr(node_mod, "OWN_ADMITTED_MAX", 3)
-    for i in range(5):
-        assert node.submit(_anchor(ledger, 200 + i)).result(10).ok
-    assert len(own) == 3

@@ -335,12 +335,18 @@ class Node:
                 else:
                     self._pending[a.tx.tx_id] = fut
                     fresh.append(a)
-            try:
-                self.orderer.put(fresh)
-            except RuntimeError:  # closed meanwhile
+        # outside self._lock: an orderer may answer at once on this thread (a cluster's publish
+        # acknowledged as a duplicate settles waiters, which takes self._lock). Batches still
+        # reach the orderer in submission order: the caller holds _admit_lock.
+        try:
+            self.orderer.put(fresh)
+        except RuntimeError:  # closed meanwhile
+            with self._lock:
                 for a in fresh:
-                    fut = self._pending.pop(a.tx.tx_id)
-                    fut.set_exception(RejectedError(Code.NODE_UNAVAILABLE, "node is stopping"))
+                    waiter = self._pending.pop(a.tx.tx_id, None)
+                    if waiter is not None and not waiter.done():
+                        waiter.set_exception(RejectedError(Code.NODE_UNAVAILABLE,
+                                                           "node is stopping"))
 
     # -- ordering and commit -------------------------------------------------------------
 

@@ -3,12 +3,21 @@ pre-verify their signatures off the commit thread, without ever dropping a decod
 
 from __future__ import annotations
 
-from tests.conftest import Ledger
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import Clock, Consortium, Ledger
 
 from medledger.crypto.keys import SigningKey
 from medledger.errors import Code, MedLedgerError
+from medledger.installed import default_registry
+from medledger.ledger.store.sqlite import SQLiteStore
 from medledger.ledger.tx import decode
 from medledger.node.admit import Admitted, admit_batch, verify_batch
+from medledger.node.node import Node
+from medledger.ordering.solo import SoloOrderer
 
 
 def _anchor(ledger: Ledger, i: int, **kw: object) -> bytes:
@@ -52,3 +61,39 @@ def test_verify_batch_verdicts_one_to_one_without_nonce_reads(ledger: Ledger) ->
     codes = [g.code for g in got[1:] if isinstance(g, MedLedgerError)]
     assert codes == [Code.WRONG_CHAIN, Code.UNKNOWN_SIGNER, Code.BAD_SIGNATURE,
                      Code.BAD_ENVELOPE]
+
+
+def test_an_orderer_that_answers_on_the_admitting_thread_does_not_deadlock(
+    tmp_path: Path, consortium: Consortium, clock: Clock,
+) -> None:
+    """A cluster's publish can be acknowledged (as a duplicate) before the orderer's callback is
+    attached, so the orderer settles waiters on the thread that hands it the batch. CI hung on
+    that once: the node held its own lock while handing over."""
+
+    class Eager(SoloOrderer[Admitted]):
+        node: Node
+
+        def put(self, items: Sequence[Admitted]) -> None:
+            self.node.settle_committed([a.tx.tx_id for a in items])  # takes the node's lock
+            super().put(items)
+
+    def make(n: Node) -> Eager:
+        o = Eager(max_wait=0.001, clock=clock)
+        o.node = n
+        return o
+
+    node = Node.create(SQLiteStore(tmp_path / "l.db"), consortium.genesis, default_registry(),
+                       signer=("hosp-a", consortium.ring.signing["hosp-a/root"]),
+                       max_wait=0.001, clock=clock, orderer=make).start()
+    ledger = Ledger(node, consortium.ring, clock)
+    got: list[Any] = []
+    t = threading.Thread(target=lambda: got.append(node.submit(_anchor(ledger, 1)).result(10)),
+                         daemon=True)
+    t.start()
+    t.join(15)
+    deadlocked = t.is_alive()
+    if not deadlocked:  # (a deadlocked node cannot be stopped: leave it to the daemon thread)
+        node.stop()
+        node.store.close()
+    assert not deadlocked, "submit never returned: the node deadlocked on its own lock"
+    assert got and got[0].ok

@@ -23,11 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 import psycopg
 import pytest
-import statsmodels.api as sm
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
@@ -48,14 +46,12 @@ from tests.support.research_vault import (
     PSEUDONYM_KEY,
     STUDY_VARS,
     caller,
+    check_against_pooled,
     consent_mix,
-    km_reference,
     members,
-    pooled_crosstab,
     pooled_rows,
     reference,
     register_args,
-    statsmodels_fit,
 )
 from tests.support.services import PG_DSN, require_binary, require_port
 from tests.support.sites import CLI, site_processes
@@ -200,20 +196,7 @@ def test_a_study_on_the_cluster(world: ClusterWorld, sites: list[HttpSite]) -> N
     col = pooled_rows(w.vaults, w.consenting, VARS)
     everyone = sum(len(reference(v)) for v in w.vaults.values())
 
-    table = fed.crosstab({"sex": ["F", "M"], "hypertension": [0.0, 1.0]})
-    assert table.tolist() == pooled_crosstab(col).tolist()
-    assert 100 < table.sum() < everyone
-
-    fit = fed.glm("binomial", "hypertension", ["age", "female", "visits"])
-    ref, n = statsmodels_fit(col, "hypertension", ["age", "female", "visits"],
-                             sm.families.Binomial())
-    assert fit.n == n
-    assert np.max(np.abs(fit.coef - ref.params)) <= 1e-6
-    assert np.max(np.abs(fit.se - ref.bse)) <= 1e-6
-
-    grid, want, events = km_reference(col)
-    assert events >= 10
-    assert np.max(np.abs(fed.kaplan_meier("days_to_stroke", "stroke", grid) - want)) <= 1e-9
+    check_against_pooled(fed, col, everyone)
 
     # every peer holds the same study records, written at the same heights
     top = max(w.heights().values())

@@ -30,6 +30,7 @@ from medledger.research.vault import vault_site
 from tests.support.research_vault import (
     STUDY_VARS,
     World,
+    check_against_pooled,
     km_reference,
     pooled_crosstab,
     reference,
@@ -57,16 +58,7 @@ def test_vault_sites_in_process_agree_with_pooled_consenting_rows(world: World) 
     fed = Federation(sites, study=sid, secure=True, recorder=w.recorder(sid))
 
     col = w.pooled(STUDY_VARS)
-    table = fed.crosstab({"sex": ["F", "M"], "hypertension": [0.0, 1.0]})
-    assert table.tolist() == pooled_crosstab(col).tolist()
-    assert 100 < table.sum() < sum(len(reference(v)) for v in w.vaults.values())
-
-    fit = fed.glm("binomial", "hypertension", ["age", "female", "visits"])
-    ref, n = statsmodels_fit(col, "hypertension", ["age", "female", "visits"],
-                             sm.families.Binomial())
-    assert fit.n == n
-    assert np.max(np.abs(fit.coef - ref.params)) <= 1e-6
-    assert np.max(np.abs(fit.se - ref.bse)) <= 1e-6
+    check_against_pooled(fed, col, sum(len(reference(v)) for v in w.vaults.values()), km=False)
 
     fit = fed.glm("gaussian", "glucose", ["age", "diabetes"])
     ref, n = statsmodels_fit(col, "glucose", ["age", "diabetes"], sm.families.Gaussian())

@@ -37,9 +37,10 @@ from medledger.research.federation import Federation
 from medledger.research.http import HttpSite
 from medledger.research.sitelog import read_log
 from tests.support.research_vault import (
+    LEVELS,
     STUDY_VARS,
     World,
-    km_reference,
+    check_against_pooled,
     pooled_crosstab,
     reference,
     statsmodels_fit,
@@ -51,7 +52,6 @@ pytestmark = pytest.mark.integration
 HOSPITALS = ["hosp-a", "hosp-b", "hosp-c", "hosp-d"]
 VARS = [*STUDY_VARS, "days_to_stroke", "stroke"]
 ANALYSES = ["crosstab", "glm", "moments", "survival"]
-LEVELS: dict[str, list[object]] = {"sex": ["F", "M"], "hypertension": [0.0, 1.0]}
 
 
 @pytest.fixture(scope="module")
@@ -88,21 +88,7 @@ def test_four_vault_site_processes_agree_with_pooled_consenting_rows(
     col = w.pooled(VARS)
     everyone = sum(len(reference(v)) for v in w.vaults.values())
 
-    table = fed.crosstab(LEVELS)
-    assert table.tolist() == pooled_crosstab(col).tolist()
-    assert 100 < table.sum() < everyone  # the patients without a research consent are out
-
-    fit = fed.glm("binomial", "hypertension", ["age", "female", "visits"])
-    ref, n = statsmodels_fit(col, "hypertension", ["age", "female", "visits"],
-                             sm.families.Binomial())
-    assert fit.n == n
-    assert np.max(np.abs(fit.coef - ref.params)) <= 1e-6
-    assert np.max(np.abs(fit.se - ref.bse)) <= 1e-6
-
-    grid, want, events = km_reference(col)
-    assert events >= 10
-    surv = fed.kaplan_meier("days_to_stroke", "stroke", grid)
-    assert np.max(np.abs(surv - want)) <= 1e-9
+    table = check_against_pooled(fed, col, everyone)
 
     one = w.seen_at(1)  # a revocation reaches every site process through the ledger
     w.revoke(one)

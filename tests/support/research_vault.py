@@ -179,6 +179,33 @@ def km_reference(col: Col) -> tuple[list[float], np.ndarray[Any, Any], int]:
     return grid, np.where(idx >= 0, ref.surv_prob[np.maximum(idx, 0)], 1.0), int(e.sum())
 
 
+LEVELS: dict[str, list[object]] = {"sex": ["F", "M"], "hypertension": [0.0, 1.0]}
+
+
+def check_against_pooled(fed: Any, col: Col, everyone: int, *, km: bool = True
+                         ) -> np.ndarray[Any, Any]:
+    """The federated count table and binomial GLM (and, with ``km``, Kaplan–Meier of
+    ``days_to_stroke``) equal the pooled computation over ``col``, the consenting rows;
+    ``everyone`` is the number of patients in the vaults (some must be left out). Returns the
+    count table."""
+    table: np.ndarray[Any, Any] = np.asarray(fed.crosstab(LEVELS))
+    assert table.tolist() == pooled_crosstab(col).tolist()
+    assert 100 < table.sum() < everyone  # the patients without a research consent are out
+
+    fit = fed.glm("binomial", "hypertension", ["age", "female", "visits"])
+    ref, n = statsmodels_fit(col, "hypertension", ["age", "female", "visits"],
+                             sm.families.Binomial())
+    assert fit.n == n
+    assert np.max(np.abs(fit.coef - ref.params)) <= 1e-6
+    assert np.max(np.abs(fit.se - ref.bse)) <= 1e-6
+    if km:
+        grid, want, events = km_reference(col)
+        assert events >= 10
+        surv = fed.kaplan_meier("days_to_stroke", "stroke", grid)
+        assert np.max(np.abs(surv - want)) <= 1e-9
+    return table
+
+
 def seen_at(vaults: Mapping[str, Vault], consenting: set[str], k: int) -> str:
     """A consenting patient with known sex present in exactly ``k`` vaults."""
     refs = [reference(v) for v in vaults.values()]

@@ -43,15 +43,7 @@ def admit_batch(
     raws: Sequence[bytes], chain_id: str, reader: Reader, now: int
 ) -> list[Admitted | MedLedgerError]:
     """Check each transaction; the result list matches ``raws`` one to one."""
-    out: list[Admitted | MedLedgerError | Transaction] = []
-    for raw in raws:
-        try:
-            tx = decode(raw)
-            if tx.chain != chain_id:
-                raise RejectedError(Code.WRONG_CHAIN, f"got {tx.chain!r}, want {chain_id!r}")
-            out.append(tx)
-        except MedLedgerError as exc:
-            out.append(exc)
+    out = _decode_all(raws, chain_id)
     txs = [t for t in out if isinstance(t, Transaction)]
     nonces = [nonce_key(t.signer, t.nonce) for t in txs]
     signers = {f"consortium/member/{s.by}": None for t in txs for s in t.sigs}
@@ -88,28 +80,35 @@ def verify_batch(
     and earlier copies are not looked up (one read per transaction): the executor decides them
     at the block, as it re-decides everything but the signature arithmetic. The result list
     matches ``raws`` one to one."""
+    decoded = _decode_all(raws, chain_id)
+    records = reader.get_states(list({f"consortium/member/{s.by}": None
+                                      for t in decoded if isinstance(t, Transaction)
+                                      for s in t.sigs}))
+    keys_of: dict[tuple[str, str], bytes] = {}
     out: list[Admitted | MedLedgerError] = []
-    txs: list[Transaction] = []
+    for item in decoded:
+        if not isinstance(item, Transaction):
+            out.append(item)
+            continue
+        try:
+            out.append(Admitted(item, tuple(_check_sig(item, s, records, keys_of, now)
+                                            for s in item.sigs)))
+        except MedLedgerError as exc:
+            out.append(exc)
+    return out
+
+
+def _decode_all(raws: Sequence[bytes], chain_id: str) -> list[Transaction | MedLedgerError]:
+    """Each raw decoded strictly and on ``chain_id``, or the error refusing it, in order."""
+    out: list[Transaction | MedLedgerError] = []
     for raw in raws:
         try:
             tx = decode(raw)
             if tx.chain != chain_id:
                 raise RejectedError(Code.WRONG_CHAIN, f"got {tx.chain!r}, want {chain_id!r}")
-            txs.append(tx)
+            out.append(tx)
         except MedLedgerError as exc:
             out.append(exc)
-            continue
-        out.append(Admitted(tx, ()))
-    records = reader.get_states(list({f"consortium/member/{s.by}": None
-                                      for t in txs for s in t.sigs}))
-    keys_of: dict[tuple[str, str], bytes] = {}
-    for i, item in enumerate(out):
-        if isinstance(item, Admitted):
-            try:
-                out[i] = Admitted(item.tx, tuple(_check_sig(item.tx, s, records, keys_of, now)
-                                                 for s in item.tx.sigs))
-            except MedLedgerError as exc:
-                out[i] = exc
     return out
 
 

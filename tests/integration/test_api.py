@@ -17,7 +17,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import uvicorn
 from fastapi.routing import APIRoute
 
 from medledger.api import (
@@ -44,6 +43,7 @@ from medledger.ledger.block import leaf_data
 from medledger.ledger.checkpoint import make_verifiers, verify_checkpoint, vkey_string
 from medledger.ledger.store.sqlite import SQLiteStore
 from medledger.node.node import Node, Receipt, checkpoint_origin
+from tests.support.serve import served_app
 
 with warnings.catch_warnings():  # starlette warns that it prefers httpx2 over httpx
     warnings.simplefilter("ignore")
@@ -1061,19 +1061,8 @@ def _lab(record_id: str) -> dict[str, Any]:
 
 
 def test_http_transport_end_to_end(env: Env) -> None:
-    port = _free_port()
-    config = uvicorn.Config(
-        create_app(env.node), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-        base = f"http://127.0.0.1:{port}/v1"  # the transport accepts the API root too
+    with served_app(create_app(env.node)) as url:
+        base = f"{url}/v1"  # the transport accepts the API root too
         with HttpTransport(base, GW, env.gw_key) as transport:
             assert transport.health()["chain_id"] == "api-test"
             client = Client(transport, "api-test", GW, env.gw_key)
@@ -1136,10 +1125,6 @@ def test_http_transport_end_to_end(env: Env) -> None:
             with pytest.raises(RejectedError) as info:
                 outsider.get("/v1/blocks/head")
             assert info.value.code is Code.UNAUTHENTICATED
-    finally:
-        server.should_exit = True
-        thread.join(10)
-    assert not thread.is_alive(), "uvicorn did not shut down (an open stream kept it up?)"
 
 
 def test_http_transport_unreachable_node() -> None:

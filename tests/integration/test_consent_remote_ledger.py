@@ -7,14 +7,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 
 from medledger.api.app import create_app
 from medledger.api.routes_exchange import install_holder
@@ -26,6 +23,7 @@ from medledger.consent.model import Reason
 from medledger.consent.remote import HttpLedgerMember, request_records, write_records
 from medledger.consent.sources import MemorySource, SharedRecord
 from medledger.errors import Code, RejectedError
+from tests.support.serve import served_app
 from tests.unit.consent.conftest import (  # noqa: F401 (fixtures)
     PATIENT,
     Parties,
@@ -42,20 +40,8 @@ pytestmark = pytest.mark.integration
 def served(parties: Parties) -> Iterator[tuple[Parties, str]]:  # noqa: F811
     app = create_app(parties.lg.node)
     install_holder(app, parties.holder)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield parties, f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    with served_app(app) as url:
+        yield parties, url
 
 
 @dataclasses.dataclass

@@ -7,14 +7,11 @@ the vault against them; the CLI does the same with ``--ledger PEER_DIR``. The cl
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
 import pytest
-import uvicorn
 from typer.testing import CliRunner
 
 from medledger.api.app import create_app
@@ -29,7 +26,7 @@ from medledger.gateway.vault import Vault
 from medledger.gateway.verify import verify
 from medledger.node.node import Node
 from medledger.workspace import Workspace
-from tests.support.services import free_port
+from tests.support.serve import served_app
 
 pytestmark = pytest.mark.integration
 
@@ -37,21 +34,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[Workspace, Node, str]]:
     ws = Workspace.init(tmp_path / "ws", "gw-peer", members=[("hosp-a/gateway", "gateway")])
-    with ws.node(max_wait=0.005) as node:
-        port = free_port()
-        server = uvicorn.Server(uvicorn.Config(create_app(node), host="127.0.0.1", port=port,
-                                               log_level="warning", lifespan="off"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-        try:
-            yield ws, node, f"http://127.0.0.1:{port}"
-        finally:
-            server.should_exit = True
-            thread.join(10)
+    with ws.node(max_wait=0.005) as node, served_app(create_app(node)) as url:
+        yield ws, node, url
 
 
 def test_a_gateway_anchors_through_a_node_over_http(served: tuple[Workspace, Node, str],

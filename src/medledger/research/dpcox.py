@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from medledger.research.dpglm import covariate_scales, floored
 from medledger.research.glm import F64
 from medledger.research.survival import CoxFit
 
@@ -51,17 +52,13 @@ def length(G: int, p: int) -> int:
     return G * (1 + p + p * (p + 1) // 2) + G + p
 
 
-def _scales(clip: Mapping[str, Any]) -> F64:
-    return np.asarray([max(abs(lo), abs(hi)) for lo, hi in clip["x"]], dtype=np.float64)
-
-
 def site_stats(X: F64, time: F64, event: F64, grid: F64, params: Mapping[str, Any]) -> F64:
     """A site's interval sums at the query's ``beta`` (γ, scaled coordinates), flattened as
     [Σw (G), Σw·z (G·p), Σw·z·zᵀ upper (G·p(p+1)/2), d (G), Σ_events z (p)]."""
     clip = params["clip"]
     lo = np.asarray([c[0] for c in clip["x"]])
     hi = np.asarray([c[1] for c in clip["x"]])
-    Z = np.clip(X, lo, hi) / _scales(clip)
+    Z = np.clip(X, lo, hi) / covariate_scales(clip)
     gamma = np.asarray(params["beta"], dtype=float)
     w = np.exp(Z @ gamma - np.sum(np.abs(gamma)))
     G, p = len(grid), Z.shape[1]
@@ -78,11 +75,6 @@ def site_stats(X: F64, time: F64, event: F64, grid: F64, params: Mapping[str, An
     q = p * (p + 1) // 2
     return np.concatenate([sums[:, 0], sums[:, 1:1 + p].ravel(), sums[:, 1 + p:1 + p + q].ravel(),
                            d, Z[ev].sum(axis=0)])
-
-
-def _floored(M: F64, floor: float) -> F64:
-    vals, vecs = np.linalg.eigh(M)
-    return np.asarray((vecs * np.maximum(vals, floor)) @ vecs.T, dtype=np.float64)
 
 
 def newton_update(noisy: F64, gamma: F64, G: int, b: float) -> tuple[F64, F64]:
@@ -109,7 +101,7 @@ def newton_update(noisy: F64, gamma: F64, G: int, b: float) -> tuple[F64, F64]:
     U = xe - np.sum(d[:, None] * mean1, axis=0)
     info = np.sum(d[:, None, None] * (s2 / s0[:, None, None]
                                       - mean1[:, :, None] * mean1[:, None, :]), axis=0)
-    info = _floored(info, b)
+    info = floored(info, b)
     step = np.linalg.solve(info, U)
     norm = float(np.linalg.norm(step))
     if norm > MAX_STEP:  # a trust region: noise far from the optimum cannot throw γ away
@@ -119,6 +111,6 @@ def newton_update(noisy: F64, gamma: F64, G: int, b: float) -> tuple[F64, F64]:
 
 def cox_fit(gamma: F64, info: F64, clip: Mapping[str, Any], steps: int) -> CoxFit:
     """The reported fit after the last step: β = γ/B, model-based SE from the information."""
-    s = _scales(clip)
+    s = covariate_scales(clip)
     se = np.sqrt(np.diag(np.linalg.inv(info))) / s
     return CoxFit(gamma / s, se, float("nan"), steps, False)

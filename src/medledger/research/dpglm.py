@@ -69,9 +69,14 @@ def clip_params(family: Family, x: Sequence[str], bounds: Mapping[str, Sequence[
     return {"x": [pairs[v] for v in x], "y": pairs[y] if family != "binomial" else None}
 
 
+def covariate_scales(clip: Mapping[str, Any]) -> F64:
+    """B_j = max(|lo_j|, |hi_j|) per clamped covariate: dividing by it puts each in [−1, 1]."""
+    return np.asarray([max(abs(lo), abs(hi)) for lo, hi in clip["x"]], dtype=np.float64)
+
+
 def _scales(clip: Mapping[str, Any]) -> F64:
-    b = [max(abs(lo), abs(hi)) for lo, hi in clip["x"]]
-    return np.asarray([1.0, *b], dtype=np.float64)
+    """The design's column scales: 1 for the intercept, then ``covariate_scales``."""
+    return np.concatenate([[1.0], covariate_scales(clip)])
 
 
 def _scaled(X: F64, clip: Mapping[str, Any]) -> F64:
@@ -121,7 +126,7 @@ def _symmetric(upper: F64, q: int) -> F64:
     return np.asarray(M + np.triu(M, 1).T, dtype=np.float64)
 
 
-def _floored(M: F64, floor: float) -> F64:
+def floored(M: F64, floor: float) -> F64:
     """``M`` with its eigenvalues raised to at least ``floor`` (post-processing)."""
     vals, vecs = np.linalg.eigh(M)
     return np.asarray((vecs * np.maximum(vals, floor)) @ vecs.T, dtype=np.float64)
@@ -130,7 +135,7 @@ def _floored(M: F64, floor: float) -> F64:
 def ssp_fit(noisy: F64, clip: Mapping[str, Any], p: int, b: float) -> GlmFit:
     """The gaussian fit from the noisy statistics; ``b`` is their Laplace scale."""
     A = _symmetric(noisy, p + 1)
-    zz, zu, uu = _floored(A[:p, :p], b), A[:p, p], float(A[p, p])
+    zz, zu, uu = floored(A[:p, :p], b), A[:p, p], float(A[p, p])
     gamma = np.linalg.solve(zz, zu)
     lo, hi = clip["y"]
     by = max(abs(lo), abs(hi))
@@ -147,7 +152,7 @@ def newton_update(noisy: F64, gamma: F64, family: Family, clip: Mapping[str, Any
     """(next γ, floored noisy Hessian) from one step's noisy score and Hessian."""
     p = len(gamma)
     R, V = _bounds(family, clip)
-    H = _floored(_symmetric(noisy[p:], p), b) * V
+    H = floored(_symmetric(noisy[p:], p), b) * V
     step = np.linalg.solve(H, noisy[:p] * R)
     return np.asarray(gamma + step, dtype=np.float64), H
 

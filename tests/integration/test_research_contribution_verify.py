@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import orjson
@@ -14,7 +13,6 @@ from typer.testing import CliRunner
 
 from medledger.cli.main import app
 from medledger.client.client import Client
-from medledger.crypto.keys import SigningKey, b64
 from medledger.research import audit
 from medledger.research.contribution import Shapley, contribution_args
 from medledger.research.disclosure import Policy
@@ -23,18 +21,11 @@ from medledger.research.recorder import LedgerRecorder
 from medledger.research.site import Site
 from medledger.research.synth import site_tables
 from medledger.workspace import Workspace
+from tests.support.research_vault import caller, enroll_study_members
 
 pytestmark = pytest.mark.integration
 HOSPITALS = ["hosp-a", "hosp-b", "hosp-c"]
 RULE = {"method": "blend", "utility": "cd" * 32, "shapley_weight_ppm": 500_000}
-
-
-def _caller(client: Client) -> Any:
-    def call(method: str, args: dict[str, Any]) -> Any:
-        r = client.call("studies", method, args)
-        assert r.ok, r
-        return r
-    return call
 
 
 def _study(ws: Workspace, bundle: Path) -> None:
@@ -43,13 +34,8 @@ def _study(ws: Workspace, bundle: Path) -> None:
         def client(member: str) -> Client:
             return Client(node, node.chain_id, member, ring.signing[member])
 
-        roles = {"research/dr": "researcher", **{f"{h}/dsc": "data-steward" for h in HOSPITALS},
-                 **{f"{h}/gw": "gateway" for h in HOSPITALS}}
-        for member, role in roles.items():
-            ring.signing[member] = key = SigningKey.generate()
-            assert client(f"{member.split('/')[0]}/root").call("consortium", "enroll", {
-                "member": member, "role": role, "public_key": b64(key.public)}).ok
-        dr = _caller(client("research/dr"))
+        enroll_study_members(client, ring, HOSPITALS)
+        dr = caller(client("research/dr"))
         dr("register", {"study": "s1", "protocol": "ab" * 32, "ethics_ref": "IRB-1",
                         "sites": HOSPITALS, "analyses": ["crosstab"], "variables": ["sex"],
                         "contribution": RULE, "revenue_pool": 9000})
@@ -59,7 +45,7 @@ def _study(ws: Workspace, bundle: Path) -> None:
                 cosigners={f"{h}/dsc": ring.signing[f"{h}/dsc"]}).ok
         sites = [Site(h, t, Policy()) for h, t in
                  zip(HOSPITALS, site_tables([400, 600, 800], seed=5), strict=True)]
-        rec = LedgerRecorder("s1", dr, {h: _caller(client(f"{h}/gw")) for h in HOSPITALS})
+        rec = LedgerRecorder("s1", dr, {h: caller(client(f"{h}/gw")) for h in HOSPITALS})
         fed = Federation(sites, study="s1", recorder=rec)
         fed.crosstab({"sex": ["F", "M"]})
         audit.write_bundle(bundle, fed.trail)

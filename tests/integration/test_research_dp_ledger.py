@@ -15,8 +15,6 @@ from typer.testing import CliRunner
 
 from medledger.cli.main import app
 from medledger.client.client import Client
-from medledger.crypto.keys import SigningKey, b64
-from medledger.errors import Code
 from medledger.research import audit
 from medledger.research.disclosure import Policy
 from medledger.research.errors import ResearchError
@@ -25,20 +23,12 @@ from medledger.research.recorder import LedgerRecorder
 from medledger.research.site import Site
 from medledger.research.synth import site_tables
 from medledger.workspace import Workspace
+from tests.support.research_vault import caller, enroll_study_members
 
 pytestmark = pytest.mark.integration
 HOSPITALS = ["hosp-a", "hosp-b", "hosp-c"]
 BOUNDS = {"age": (0.0, 100.0), "smoker": (0.0, 1.0)}
 GRID = [float(d) for d in range(1, 731)]
-
-
-def _caller(client: Client) -> Any:
-    def call(method: str, args: dict[str, Any]) -> Any:
-        r = client.call("studies", method, args)
-        if not r.ok:
-            raise ResearchError(Code.FORBIDDEN, f"{method}: {r}")
-        return r
-    return call
 
 
 def _state(ws: Workspace, key: str) -> Any:
@@ -59,12 +49,7 @@ def test_dp_fit_and_km_on_the_ledger(tmp_path: Path) -> None:
         def client(member: str) -> Client:
             return Client(node, node.chain_id, member, ring.signing[member])
 
-        roles = {"research/dr": "researcher", **{f"{h}/dsc": "data-steward" for h in HOSPITALS},
-                 **{f"{h}/gw": "gateway" for h in HOSPITALS}}
-        for member, role in roles.items():
-            ring.signing[member] = key = SigningKey.generate()
-            assert client(f"{member.split('/')[0]}/root").call("consortium", "enroll", {
-                "member": member, "role": role, "public_key": b64(key.public)}).ok
+        enroll_study_members(client, ring, HOSPITALS)
         dr = client("research/dr")
         assert dr.call("studies", "register", {
             "study": "s1", "protocol": "ab" * 32, "ethics_ref": "IRB-1", "sites": HOSPITALS,
@@ -77,7 +62,7 @@ def test_dp_fit_and_km_on_the_ledger(tmp_path: Path) -> None:
             assert client(f"{h}/root").call(
                 "studies", "approve", {"study": "s1", "site": h, "committee_ref": f"DC-{h}"},
                 cosigners={f"{h}/dsc": ring.signing[f"{h}/dsc"]}).ok
-        rec = LedgerRecorder("s1", _caller(dr), {h: _caller(client(f"{h}/gw"))
+        rec = LedgerRecorder("s1", caller(dr), {h: caller(client(f"{h}/gw"))
                                                   for h in HOSPITALS})
         fed = Federation(sites, study="s1", secure=True, recorder=rec,
                          privacy_unit="person", unit_sensitivity=2)

@@ -17,29 +17,18 @@ from typer.testing import CliRunner
 
 from medledger.cli.main import app
 from medledger.client.client import Client
-from medledger.crypto.keys import SigningKey, b64
-from medledger.errors import Code
 from medledger.research import audit
 from medledger.research.disclosure import Policy
-from medledger.research.errors import ResearchError
 from medledger.research.federation import Federation
 from medledger.research.http import site_app
 from medledger.research.recorder import LedgerRecorder
 from medledger.research.site import Site
 from medledger.research.synth import site_tables
 from medledger.workspace import Workspace
+from tests.support.research_vault import caller, enroll_study_members
 
 pytestmark = pytest.mark.integration
 HOSPITALS = ["hosp-a", "hosp-b", "hosp-c"]
-
-
-def _caller(client: Client) -> Any:
-    def call(method: str, args: dict[str, Any]) -> Any:
-        r = client.call("studies", method, args)
-        if not r.ok:
-            raise ResearchError(Code.FORBIDDEN, f"{method}: {r}")
-        return r
-    return call
 
 
 def test_study_on_the_ledger_and_verify_cli(tmp_path: Path) -> None:
@@ -50,13 +39,7 @@ def test_study_on_the_ledger_and_verify_cli(tmp_path: Path) -> None:
         def client(member: str) -> Client:
             return Client(node, node.chain_id, member, ring.signing[member])
 
-        roles = {"research/dr": "researcher", **{f"{h}/dsc": "data-steward" for h in HOSPITALS},
-                 **{f"{h}/gw": "gateway" for h in HOSPITALS}}
-        for member, role in roles.items():
-            ring.signing[member] = key = SigningKey.generate()
-            org = member.split("/")[0]
-            assert client(f"{org}/root").call("consortium", "enroll", {
-                "member": member, "role": role, "public_key": b64(key.public)}).ok
+        enroll_study_members(client, ring, HOSPITALS)
         dr = client("research/dr")
         assert dr.call("studies", "register", {
             "study": "s1", "protocol": "ab" * 32, "ethics_ref": "IRB-1", "sites": HOSPITALS,
@@ -71,7 +54,7 @@ def test_study_on_the_ledger_and_verify_cli(tmp_path: Path) -> None:
                                              cosigners={f"{h}/dsc": ring.signing[f"{h}/dsc"]}).ok
         sites = [Site(h, t, Policy(), audit_path=tmp_path / f"{h}.log") for h, t in
                  zip(HOSPITALS, site_tables([400, 600, 800], seed=5), strict=True)]
-        rec = LedgerRecorder("s1", _caller(dr), {h: _caller(client(f"{h}/gw"))
+        rec = LedgerRecorder("s1", caller(dr), {h: caller(client(f"{h}/gw"))
                                                   for h in HOSPITALS})
         fed = Federation(sites, study="s1", secure=True, recorder=rec)
         fit = fed.glm("binomial", "event", ["age", "smoker"])

@@ -24,6 +24,8 @@ import statsmodels.api as sm
 from statsmodels.duration.survfunc import SurvfuncRight
 
 from medledger.client.client import Client
+from medledger.consortium.bootstrap import Keyring
+from medledger.crypto.keys import SigningKey, b64
 from medledger.errors import Code
 from medledger.gateway import service
 from medledger.gateway.deid import PseudonymKey
@@ -217,6 +219,18 @@ def seen_at(vaults: Mapping[str, Vault], consenting: set[str], k: int) -> str:
 
 
 # -- a world on the embedded ledger ----------------------------------------------------------
+
+def enroll_study_members(client: Callable[[str], Client], ring: Keyring,
+                         hospitals: Sequence[str]) -> None:
+    """Enrol ``research/dr`` (researcher) and each hospital's ``dsc`` (data steward) and ``gw``
+    (gateway) with fresh keys added to ``ring``, each by its organisation's root."""
+    roles = {"research/dr": "researcher", **{f"{h}/dsc": "data-steward" for h in hospitals},
+             **{f"{h}/gw": "gateway" for h in hospitals}}
+    for member, role in roles.items():
+        ring.signing[member] = key = SigningKey.generate()
+        assert client(f"{member.split('/')[0]}/root").call("consortium", "enroll", {
+            "member": member, "role": role, "public_key": b64(key.public)}).ok
+
 
 def caller(client: Client) -> Callable[[str, dict[str, Any]], Any]:
     """``call(method, args)`` on the ``studies`` contract; a refusal raises."""

@@ -34,6 +34,7 @@ def test_cluster_bench_runs_small(tmp_path: Path) -> None:
     # throughput is measured with every peer running, the non-submitting one included
     assert r.txs == 600 and set(r.per_peer_tps) == {"hosp-a", "hosp-b", "hosp-c", "cdc"}
     assert all(v > 0 for v in r.per_peer_tps.values())
+    assert 1 <= r.blocks <= 600  # the blocks that load took (each holds at least one tx)
     # the stopped peer replays (part of) the second load after its first health answer
     assert 0 < r.catchup_txs <= 600 and r.catchup_tps > 0 and r.behind_seconds > 0
     assert r.paced_txs > 0 and 0 < r.paced_p50_ms <= r.paced_p99_ms

@@ -48,6 +48,7 @@ class ClusterBench:
     txs: int = 0
     seconds: float = 0.0
     per_peer_tps: dict[str, float] = field(default_factory=dict)
+    blocks: int = 0  # blocks the throughput phase's transactions took (slowest peer's count)
     final_p50_ms: float = 0.0  # under the saturating load
     final_p99_ms: float = 0.0
     paced_rate: float = 0.0  # offered tx/s of the paced run
@@ -67,7 +68,8 @@ class ClusterBench:
     def as_dict(self) -> dict[str, Any]:
         return {"peers": self.peers, "txs": self.txs, "seconds": round(self.seconds, 2),
                 "per_peer_tps": {k: round(v) for k, v in self.per_peer_tps.items()},
-                "min_tps": round(self.min_tps), "final_p50_ms": round(self.final_p50_ms, 1),
+                "min_tps": round(self.min_tps), "blocks": self.blocks,
+                "final_p50_ms": round(self.final_p50_ms, 1),
                 "final_p99_ms": round(self.final_p99_ms, 1),
                 "paced_rate": round(self.paced_rate), "paced_txs": self.paced_txs,
                 "paced_p50_ms": round(self.paced_p50_ms, 1),
@@ -291,6 +293,9 @@ def _throughput(c: LocalCluster, out: ClusterBench, raws: dict[str, list[bytes]]
     for org in c.peers:
         last = next((ts for ts, size, _, _ in mon.series[org] if size >= end), t1)
         out.per_peer_tps[org] = total / max(1e-9, last - t0)
+        first_h = next((h for ts, _, _, h in mon.series[org] if ts >= t0), 0)
+        last_h = next((h for _, size, _, h in mon.series[org] if size >= end), 0)
+        out.blocks = max(out.blocks, last_h - first_h)
     lat = []
     for sent_at, org, docs in load.sent:
         for d in docs:
@@ -449,6 +454,8 @@ def summary(b: ClusterBench) -> list[tuple[str, str, str]]:
         ("committed tx/s, slowest peer", f"{b.min_tps:,.0f} with all {len(b.per_peer_tps)} "
          f"peers running ({', '.join(f'{o} {v:,.0f}' for o, v in b.per_peer_tps.items())})",
          ">= 3,000"),
+        ("blocks for that load", f"{b.blocks:,} (mean {b.txs / max(1, b.blocks):,.0f} txs "
+         "per block)", "—"),
         ("submit-to-final p50 / p99, saturated", f"{b.final_p50_ms:,.0f} / "
          f"{b.final_p99_ms:,.0f} ms", "—"),
         (f"submit-to-final p50 / p99 at {b.paced_rate:,.0f} tx/s",

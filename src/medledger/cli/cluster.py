@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -64,7 +65,7 @@ def status(directory: Path = DirOpt, as_json: bool = typer.Option(False, "--json
                   str(p.get("final_height", "-")), str(p.get("lag", "-")),
                   str(p.get("log_root", "-"))[:12], str(p.get("state_root", "-"))[:12],
                   "*" if p.get("sequencer") else "",
-                  ", ".join(f"{a['org']}@{a['height']}" for a in p.get("alarms", [])))
+                  ", ".join(_alarm(a) for a in p.get("alarms", [])))
     console.print(t)
     console.print("nats: " + ", ".join(f"{n} {'up' if up else 'DOWN'}"
                                        for n, up in doc["nats"].items()))
@@ -85,3 +86,10 @@ def down(
     if purge:
         shutil.rmtree(directory)
     console.print(f"cluster in {directory} stopped" + (" and deleted" if purge else ""))
+
+
+def _alarm(a: dict[str, Any]) -> str:
+    """``org@height`` for a checkpoint disagreement; ``clock ±N s`` for a clock-skew alarm."""
+    if a.get("kind") == "clock_skew":
+        return f"clock {a['skew_ms'] / 1000:+.0f} s"
+    return f"{a['org']}@{a['height']}"

@@ -4,7 +4,7 @@ The peer admits what its clients submit (the same ingress checks as the embedded
 publishes it to the chain's TXS stream; it executes every block of the BLOCKS stream from its own
 height on, re-verifying each transaction; it may hold the sequencer lease; and after each
 durable block it witnesses its own checkpoint and exchanges cosignatures with the other peers
-(``cluster/finality.py``).
+(``cluster/finality.py``) and compares the block's time with its own clock (``cluster/clock.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from medledger.cluster.clock import DEFAULT_THRESHOLD_MS, ClockSkew
 from medledger.cluster.finality import Exchange
 from medledger.consortium.genesis import Genesis
 from medledger.contracts.base import Registry
@@ -41,6 +42,8 @@ class PeerOptions:
     witnesses: Sequence[str] | None = None  # organisations whose cosignatures count (default all)
     quorum: int | None = None  # cosignatures needed for finality (default ⌈2n/3⌉)
     tls: ssl.SSLContext | None = None  # TLS to the NATS servers (see ordering.jetstream)
+    # alarm when block times differ from this peer's clock by more than this (ms; 0: never)
+    clock_skew_alarm_ms: int = DEFAULT_THRESHOLD_MS
     node_kw: dict[str, Any] = field(default_factory=dict)
 
 
@@ -87,6 +90,9 @@ class Peer:
                                  needed=options.quorum)
         self.exchange.behind = lambda: max(0, self._stream_height() - self.node.height)
         self.node.on_durable.append(self.exchange.block_durable)
+        self.clock: ClockSkew = ClockSkew(options.clock_skew_alarm_ms)
+        self.node.on_durable.append(lambda h: self.clock.observe(
+            h.time, h.height, self._stream_height() - h.height))
         self.node.final_size = lambda: self.exchange.state.final_size
         self.node.cluster_status = self.status
 
@@ -119,13 +125,17 @@ class Peer:
         head = self.node.head
         fin = self.exchange.state
         stream = self.orderer.stream_height if self.orderer else head.height
+        alarms: list[dict[str, Any]] = [{"kind": "equivocation", "org": a.org, "height": a.height}
+                                        for a in fin.alarms]
+        if (skew := self.clock.alarm()) is not None:
+            alarms.append(skew)
         return {
             "org": self.org, "height": head.height, "log_size": head.log_size,
             "log_root": head.log_root.hex(), "state_root": head.state_root.hex(),
             "block_hash": head.hash.hex(), "final_height": fin.final_height,
             "final_size": fin.final_size, "stream_height": stream,
             "lag": max(0, stream - head.height), "sequencer": self.leading,
-            "alarms": [{"org": a.org, "height": a.height} for a in fin.alarms],
+            **self.clock.status(), "alarms": alarms,
         }
 
     @property

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from types import FrameType
 from typing import NoReturn
 
 import typer
@@ -38,3 +42,21 @@ def error(code: str, message: str, exit_code: int = 2, label: str = "error") -> 
 
 def fail(exc: MedLedgerError, exit_code: int = 2) -> NoReturn:
     error(str(exc.code), exc.message, exit_code)
+
+
+@contextmanager
+def serving_until_sigterm() -> Iterator[None]:
+    """Run a ``uvicorn.run`` inside: SIGTERM (systemd's stop, ``kill``) ends it as Ctrl-C does
+    and returns normally, so the caller's clean-up runs and the process exits 0. Without this,
+    uvicorn re-raises the SIGTERM it caught once it has shut down, and the default action kills
+    the process (status -15) before the node or peer is stopped."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        with suppress(KeyboardInterrupt):  # uvicorn shut down on it, then re-raised it
+            yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt

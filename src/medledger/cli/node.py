@@ -3,14 +3,12 @@ holder gateway for consented exchange, ``consent.serving``)."""
 
 from __future__ import annotations
 
-import signal
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from pathlib import Path
-from types import FrameType
 
 import typer
 
-from medledger.cli.common import WorkspaceOpt, console, workspace
+from medledger.cli.common import WorkspaceOpt, console, serving_until_sigterm, workspace
 from medledger.cli.holder import (
     HolderMemberOpt,
     HolderVaultKeyOpt,
@@ -49,15 +47,6 @@ def start(
                          holder_vault_key, holder_member)
         console.print(f"node for [bold]{node.chain_id}[/] at height {node.height}; "
                       f"API on http://{host}:{port}/v1 (docs at /docs)")
-        previous = signal.signal(signal.SIGTERM, _interrupt)
-        try:
-            with suppress(KeyboardInterrupt):  # uvicorn shut down on it, then re-raised it
-                uvicorn.run(api, host=host, port=port, log_level="warning")
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+        with serving_until_sigterm():
+            uvicorn.run(api, host=host, port=port, log_level="warning")
     console.print(f"stopped at height {node.height}")
-
-
-def _interrupt(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM (systemd, ``kill``) stops the node as Ctrl-C does, once uvicorn has shut down."""
-    raise KeyboardInterrupt

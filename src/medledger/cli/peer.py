@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from medledger.cli.common import console, fail
+from medledger.cli.common import console, fail, serving_until_sigterm
 from medledger.cli.holder import (
     HolderMemberOpt,
     HolderVaultKeyOpt,
@@ -57,7 +57,7 @@ def run(
         opts = PeerOptions(cfg.servers, replicas=cfg.replicas, sequencer=cfg.sequencer,
                            max_block_txs=cfg.max_block_txs, max_wait=cfg.max_wait_ms / 1000,
                            admit_processes=cfg.admit_processes, witnesses=cfg.witnesses,
-                           tls=tls)
+                           tls=tls, clock_skew_alarm_ms=cfg.clock_skew_alarm_ms)
         peer = Peer(store, genesis, default_registry(), org=cfg.org,
                     key=ring.signing[f"{cfg.org}/root"], options=opts)
     except MedLedgerError as exc:
@@ -69,9 +69,10 @@ def run(
                          holder_member)
         console.print(f"peer {cfg.org} of {genesis.chain_id} at height {peer.node.height}; "
                       f"API on http://{cfg.http_host}:{cfg.http_port}/v1")
-        uvicorn.run(api, host=cfg.http_host, port=cfg.http_port,
-                    log_level="warning", ssl_certfile=path(cfg.http_tls_cert),
-                    ssl_keyfile=path(cfg.http_tls_key))
+        with serving_until_sigterm():
+            uvicorn.run(api, host=cfg.http_host, port=cfg.http_port,
+                        log_level="warning", ssl_certfile=path(cfg.http_tls_cert),
+                        ssl_keyfile=path(cfg.http_tls_key))
     store.close()
     console.print(f"peer {cfg.org} stopped at height {peer.node.height}")
 

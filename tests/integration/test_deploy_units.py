@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,9 +28,10 @@ from medledger.client.client import Client
 from medledger.client.http import HttpTransport
 from medledger.cluster.local import LocalCluster, PeerConfig
 from medledger.ledger.store.open import open_store
+from medledger.workspace import DEFAULT_ORGS, Workspace
 from tests.cluster.natsutil import drop_chain, shared_server, unique_chain
 from tests.support.confine import confined
-from tests.support.services import missing, require_binary
+from tests.support.services import free_port, missing, require_binary
 
 pytestmark = [pytest.mark.integration]
 
@@ -281,6 +283,48 @@ def test_confinement_stops_a_peer_writing_into_its_configuration(tmp_path: Path)
     assert "unable to open database" in log.read_text().lower() or \
         "read-only" in log.read_text().lower(), log.read_text()[-1500:]
     assert files(host.conf) == before
+
+
+def test_node_runs_confined_as_its_unit_says(tmp_path: Path) -> None:
+    """The node unit the same way: its workspace under ReadWritePaths (here on a free port
+    instead of the unit's 8400), it serves /v1/health and exits 0 on SIGTERM."""
+    require_root_tools()
+    svc = service("medledger-node.service")
+    assert (svc["ProtectSystem"], svc["PrivateTmp"], svc["NoNewPrivileges"]) == (
+        "strict", "true", "true")
+    state = tmp_path / "var-lib-medledger"
+    Workspace.init(state / "node", unique_chain("deploy-node"), DEFAULT_ORGS[:1])
+    for p in (state, *state.rglob("*")):
+        shutil.chown(p, "nobody", "nogroup")
+    argv = [MEDLEDGER, *(a.replace("/var/lib/medledger", str(state))
+                         for a in exec_start("medledger-node.service"))]
+    port = free_port()
+    argv[argv.index("--port") + 1] = str(port)
+    (tmp_path / "ns").mkdir()
+    log = tmp_path / "node.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            confined(argv, writable=[Path(p.replace("/var/lib/medledger", str(state)))
+                                     for p in svc["ReadWritePaths"].split()],
+                     scratch=tmp_path / "ns", reachable=[Path(sys.executable)]),
+            cwd=REPO, env=SERVICE_ENV, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/health", timeout=2):
+                    break
+            except OSError:
+                assert proc.poll() is None, log.read_text()[-1500:]
+                assert time.monotonic() < deadline, log.read_text()[-1500:]
+                time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=float(svc["TimeoutStopSec"])) == 0, log.read_text()[-1500:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "stopped at height" in log.read_text()
 
 
 # -- compose.yaml ---------------------------------------------------------------------------

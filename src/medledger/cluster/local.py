@@ -53,6 +53,9 @@ class PeerConfig:
     max_block_txs: int = 2000
     max_wait_ms: int = 20
     admit_processes: int = 1
+    # alarm in /v1/health when block times differ from this host's clock by more than this
+    # many ms (0: never; cluster/clock.py)
+    clock_skew_alarm_ms: int = 30_000
     # TLS (paths relative to the peer directory or absolute): CA that signed the NATS servers'
     # certificates, this peer's client certificate and key for mutual TLS, the HTTP API's
     # own certificate and key, and the CA that signed it (for the organisation's own clients

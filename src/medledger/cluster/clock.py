@@ -13,10 +13,10 @@ Each peer estimates the difference when a block becomes durable:
   at the head: no newer cut known (lag 0) for this block *and* for the one before it. A peer
   replaying a backlog sees old block times; the block that ends a backlog was read together
   with the ones before it, so it is not sampled either;
-* the **estimate** is the largest of the last ``window`` samples. The time between the cut and
-  the commit here (delivery, execution, fsync) only makes a sample smaller, never larger, so the
-  largest is the best one, and a single late block (a reconnection after a pause) does not
-  count while a fresher sample is in the window;
+* the **estimate** is the median of the last ``window`` (3) samples: one block delivered late
+  (after a pause or a reconnection: it looks older than it is) does not move it, while a trend
+  — block time held at a former sequencer's value while this clock advances — shows one block
+  later;
 * positive: block times are ahead of this clock (the sequencer's clock is ahead, or block time is
   still held at a former sequencer's larger value); negative: behind. The sequencer itself reads
   ≈ 0 unless block time is held;
@@ -38,7 +38,7 @@ DEFAULT_THRESHOLD_MS = 30_000
 class ClockSkew:
     """Block time minus this peer's clock, estimated from recent blocks seen at the head."""
 
-    def __init__(self, threshold_ms: int = DEFAULT_THRESHOLD_MS, *, window: int = 5,
+    def __init__(self, threshold_ms: int = DEFAULT_THRESHOLD_MS, *, window: int = 3,
                  clock: Callable[[], int] = wall_ms) -> None:
         if threshold_ms < 0 or window < 1:
             raise ValueError("need threshold_ms >= 0 and window >= 1")
@@ -59,18 +59,20 @@ class ClockSkew:
                 self._height = height
             self._prev_at_head = at_head
 
+    def _estimate(self) -> int | None:
+        return sorted(self._samples)[len(self._samples) // 2] if self._samples else None
+
     @property
     def skew_ms(self) -> int | None:
         """The estimate (ms), or None before the first sample."""
         with self._lock:
-            return max(self._samples) if self._samples else None
+            return self._estimate()
 
     def status(self) -> dict[str, Any]:
         """``clock_skew_ms`` (None until measured) and ``clock_skew_height`` (newest sampled
         block), for ``/v1/health``."""
         with self._lock:
-            skew = max(self._samples) if self._samples else None
-            return {"clock_skew_ms": skew, "clock_skew_height": self._height}
+            return {"clock_skew_ms": self._estimate(), "clock_skew_height": self._height}
 
     def alarm(self) -> dict[str, Any] | None:
         """The health alarm entry while the estimate exceeds the threshold, else None."""

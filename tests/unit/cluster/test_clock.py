@@ -27,17 +27,20 @@ def test_samples_only_blocks_seen_at_the_head_after_a_block_at_the_head() -> Non
     assert skew.alarm() is None
 
 
-def test_a_late_block_does_not_count_while_a_fresher_one_is_in_the_window() -> None:
+def test_one_late_block_does_not_move_the_estimate_a_trend_does() -> None:
     clock = Clock(10_000_000)
-    skew = ClockSkew(30_000, window=3, clock=clock)
+    skew = ClockSkew(30_000, clock=clock)
     for h in range(1, 4):
         skew.observe(10_000_000 - 10, h, lag=0)
     skew.observe(10_000_000 - 60_000, 4, lag=0)  # delivered a minute late (a reconnection)
     assert skew.skew_ms == -10 and skew.alarm() is None
-    for h in range(5, 8):  # three late ones in a row: the sequencer's clock is behind
-        skew.observe(10_000_000 - 60_000, h, lag=0)
+    skew.observe(10_000_000 - 60_000, 5, lag=0)  # two in a row: the sequencer is behind
     assert skew.skew_ms == -60_000
     assert skew.alarm() == {"kind": "clock_skew", "skew_ms": -60_000, "threshold_ms": 30_000}
+    for h, t in enumerate((600_000, 600_000, 600_000), start=6):  # block time held ahead ...
+        clock.now = t - 580_000 + h  # ... while this clock advances: the estimate follows
+        skew.observe(t, h, lag=0)
+    assert skew.status() == {"clock_skew_ms": 580_000 - 7, "clock_skew_height": 8}
 
 
 def test_ahead_alarms_above_the_threshold_only_and_zero_disables() -> None:
@@ -49,6 +52,7 @@ def test_ahead_alarms_above_the_threshold_only_and_zero_disables() -> None:
     assert on.skew_ms == 30_000 and on.alarm() is None  # |skew| must exceed the threshold
     for s in (on, off):
         s.observe(600_000, 3, lag=0)
+        s.observe(600_000, 4, lag=0)
     assert on.alarm() == {"kind": "clock_skew", "skew_ms": 600_000, "threshold_ms": 30_000}
     assert off.skew_ms == 600_000 and off.alarm() is None
 

@@ -29,12 +29,13 @@ from typing import Any
 import pytest
 
 from medledger.client.client import Client
-from medledger.client.http import HttpTransport, is_problem
+from medledger.client.http import HttpTransport, ProblemError, is_problem
 from medledger.cluster.local import PeerConfig
 from medledger.cluster.natsd import NatsCluster
 from medledger.consortium.bootstrap import Keyring, new_consortium
 from medledger.consortium.genesis import Genesis
 from medledger.crypto.keys import SigningKey, b64
+from medledger.errors import Code
 from medledger.ledger.block import BlockHeader
 from medledger.ledger.cosignature import attach, check_cosignatures
 from medledger.ledger.store.sqlite import SQLiteStore
@@ -273,6 +274,18 @@ def test_a_sequencer_ahead_and_a_follower_behind_neither_fork_nor_stall(skewed: 
         assert clock_alarms(docs[org]) == [{"kind": "clock_skew", "threshold_ms": 30_000,
                                             "skew_ms": docs[org]["clock_skew_ms"]}]
     assert all(x.get("kind") != "equivocation" for d in docs.values() for x in d["alarms"])
+
+    # signed reads are checked against the serving peer's own clock (±300 s): a client with the
+    # true clock reads from hosp-b but not from the skewed peers
+    for p in (a, b, c):
+        with HttpTransport(p.url, "hosp-b/gw", skewed.ring.signing["hosp-b/gw"]) as http:
+            if p is b:
+                assert http.get("/v1/blocks/head")["header"]["height"] >= top
+                continue
+            with pytest.raises(ProblemError) as refused:
+                http.get("/v1/blocks/head")
+            assert refused.value.code == Code.UNAUTHENTICATED and "server's" in str(
+                refused.value), refused.value
 
 
 def test_key_validity_near_the_boundary_is_decided_by_block_time_on_every_peer(

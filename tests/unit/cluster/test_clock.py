@@ -62,3 +62,11 @@ def test_bad_settings_are_refused() -> None:
         ClockSkew(-1)
     with pytest.raises(ValueError):
         ClockSkew(1, window=0)
+
+
+def test_cluster_status_renders_both_alarm_kinds() -> None:
+    from medledger.cli.cluster import _alarm
+
+    assert _alarm({"kind": "equivocation", "org": "cdc", "height": 7}) == "cdc@7"
+    assert _alarm({"kind": "clock_skew", "skew_ms": -600_400, "threshold_ms": 30_000}) == \
+        "clock -600 s"

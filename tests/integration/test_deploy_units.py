@@ -265,6 +265,7 @@ def test_peer_runs_confined_as_the_unit_says(tmp_path: Path) -> None:
         store.close()
 
 
+@pytest.mark.nats  # peer_host lays the chain out on the shared server
 def test_confinement_stops_a_peer_writing_into_its_configuration(tmp_path: Path) -> None:
     """The check above can fail: with its store inside the (read-only) peer directory — the
     local cluster's layout — the confined peer cannot start, and exits non-zero."""

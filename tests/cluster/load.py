@@ -1,4 +1,7 @@
-"""A steady client load against peers, retrying refused submissions with the same bytes."""
+"""A steady client load against peers, retrying refused submissions with the same bytes.
+
+``Load`` drives in-process peers (``Ledger``); wrap a peer process's HTTP API in ``HttpNode``
+to drive it the same way: ``Ledger(HttpNode(url, chain), ring, clock)``."""
 
 from __future__ import annotations
 
@@ -8,14 +11,36 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 
+from medledger.client.http import HttpTransport
 from medledger.errors import MedLedgerError
 from medledger.node.node import Receipt
 from tests.conftest import Ledger
 
 
+class HttpNode:
+    """What ``Ledger.build`` and ``Load`` use of a ``Node`` — its chain id and ``submit_many``
+    — for a peer behind its HTTP API (each transaction posted and its receipt awaited on the
+    transport's pool; a refusal or an unreachable peer fails that transaction's future)."""
+
+    store = None  # not readable from here: read over HTTP
+
+    def __init__(self, url: str, chain_id: str, *, wait_timeout: float = 10.0) -> None:
+        self.chain_id = chain_id
+        self.http = HttpTransport(url, wait_timeout=wait_timeout)
+
+    def submit_many(self, raws: Sequence[bytes]) -> list[Future[Receipt]]:
+        return [self.http.submit(raw) for raw in raws]
+
+    def close(self) -> None:
+        self.http.close()
+
+
 class Load:
+    """``first_nonce``: where this load's nonces (and ``load-<nonce>`` batch ids) start, so
+    that several loads on one chain never replay each other's nonces."""
+
     def __init__(self, leds: Sequence[Ledger], members: Sequence[str], *, batch: int = 10,
-                 interval: float = 0.01) -> None:
+                 interval: float = 0.01, first_nonce: int = 1) -> None:
         self.leds, self.members, self.batch, self.interval = list(leds), list(members), batch, \
             interval
         self.acked: dict[bytes, Receipt] = {}
@@ -25,7 +50,7 @@ class Load:
         self._retry: list[bytes] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._nonce = itertools.count(1)
+        self._nonce = itertools.count(first_nonce)
         self._rr = itertools.count()
         self._thread = threading.Thread(target=self._run, daemon=True)
 

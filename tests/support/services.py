@@ -7,8 +7,10 @@ with the reason; with ``CI=true`` it fails the run instead, so CI can never pass
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -48,6 +50,18 @@ def require_binary(name: str) -> str:
         missing(f"{name} not on PATH")
         raise AssertionError  # unreachable: missing() raises
     return path
+
+
+def require_netns() -> str:
+    """The ``ip`` binary, once a network namespace could be created and removed (root, or the
+    capability to; tests/support/netns.py); ``missing`` otherwise."""
+    ip = require_binary("ip")
+    probe = f"ml-probe-{os.getpid()}-{secrets.token_hex(3)}"
+    made = subprocess.run([ip, "netns", "add", probe], capture_output=True, text=True)
+    if made.returncode != 0:
+        missing(f"cannot create network namespaces ({made.stderr.strip() or 'not root?'})")
+    subprocess.run([ip, "netns", "del", probe], capture_output=True, check=True)
+    return ip
 
 
 # The NATS engines the cluster tests run on: Debian's package (2.9.10 here, the one the issue

@@ -2,7 +2,9 @@
 
 Layout of a cluster directory::
 
-    DIR/cluster.json            chain id, peers (org, HTTP port, pid), store kind
+    DIR/cluster.json            chain id, peers (org, HTTP port, pid; optionally the ``host``
+                                address its API is bound to and a ``wrap`` command prefix it
+                                is started under, e.g. ``ip netns exec NS``: ADR 0058)
     DIR/genesis.json            the consortium's genesis (shared)
     DIR/keyring.json            every key of this development consortium (for demos and load)
     DIR/nats/                   n1..n3 configs, JetStream data, logs (``natsd.NatsCluster``)
@@ -24,7 +26,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,7 +81,7 @@ class PeerConfig:
 class LocalCluster:
     root: Path
     chain: str
-    peers: dict[str, dict[str, Any]] = field(default_factory=dict)  # org -> {port, pid}
+    peers: dict[str, dict[str, Any]] = field(default_factory=dict)  # org -> {port, pid, ...}
 
     # -- layout -------------------------------------------------------------------------
 
@@ -133,6 +135,25 @@ class LocalCluster:
         doc = json.loads(path.read_text())
         return cls(root, doc["chain"], doc["peers"])
 
+    def place(self, nats: Sequence[tuple[str, Sequence[str]]],
+              peers: Mapping[str, tuple[str, Sequence[str]]], *,
+              binary: str | None = None) -> None:
+        """Give each NATS server (``nats``: one (host, wrap) per server, in order) and each
+        organisation's peer (``peers``: org -> (host, wrap)) its own host address, and the
+        command prefix it is started under — for a cluster spread over network namespaces
+        (ADR 0058). The peers' ``servers`` become the servers' new URLs. Precondition: laid
+        out by ``create`` and not started."""
+        old = self.nats
+        placed = NatsCluster.create(old.root, len(old.specs), binary=binary or old.binary,
+                                    hosts=[h for h, _ in nats], wraps=[w for _, w in nats])
+        for org, (host, wrap) in peers.items():
+            path = self.root / "peers" / org / "peer.json"
+            cfg = PeerConfig.load(path)
+            cfg.http_host, cfg.servers = host, placed.urls
+            cfg.save(path)
+            self.peers[org].update(host=host, wrap=list(wrap))
+        self.save()
+
     def save(self) -> None:
         (self.root / "cluster.json").write_text(
             json.dumps({"chain": self.chain, "peers": self.peers}, indent=1))
@@ -145,7 +166,8 @@ class LocalCluster:
         return Keyring.load(self.root / "keyring.json")
 
     def url(self, org: str) -> str:
-        return f"http://127.0.0.1:{self.peers[org]['port']}"
+        info = self.peers[org]
+        return f"http://{info.get('host', '127.0.0.1')}:{info['port']}"
 
     # -- processes ----------------------------------------------------------------------
 
@@ -167,7 +189,8 @@ class LocalCluster:
         pdir = self.root / "peers" / org
         log = open(pdir / "peer.log", "ab")  # noqa: SIM115 - the child owns it
         proc = subprocess.Popen(
-            [sys.executable, "-m", "medledger.cli.main", "peer", "run", str(pdir)],
+            [*info.get("wrap", []), sys.executable, "-m", "medledger.cli.main", "peer", "run",
+             str(pdir)],
             stdout=log, stderr=log, start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         log.close()

@@ -3,6 +3,9 @@
 Each server gets a config file (``n<i>.conf``), a JetStream store directory and a log under
 ``root``; ports are chosen free at creation and kept in ``nats.json`` so a cluster can be stopped
 and restarted, and a killed server restarted on the same ports with the same data.
+
+A server listens on 127.0.0.1 unless given its own ``host`` address, and may be started under a
+``wrap`` command prefix (e.g. ``ip netns exec NS``, to run it in a network namespace: ADR 0058).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from medledger.errors import Code, MedLedgerError
@@ -61,10 +65,12 @@ class ServerSpec:
     cluster_port: int
     http_port: int
     pid: int = 0
+    host: str = "127.0.0.1"  # the address every port of this server is bound to
+    wrap: list[str] = field(default_factory=list)  # command prefix the server is started under
 
     @property
     def url(self) -> str:
-        return f"nats://127.0.0.1:{self.port}"
+        return f"nats://{self.host}:{self.port}"
 
 
 class NatsCluster:
@@ -75,9 +81,20 @@ class NatsCluster:
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
 
     @classmethod
-    def create(cls, root: Path, n: int = 3, *, binary: str | None = None) -> NatsCluster:
+    def create(cls, root: Path, n: int = 3, *, binary: str | None = None,
+               hosts: Sequence[str] | None = None,
+               wraps: Sequence[Sequence[str]] | None = None) -> NatsCluster:
+        """``n`` servers; server ``i`` bound to ``hosts[i]`` (default 127.0.0.1) and started
+        under the command prefix ``wraps[i]`` (default none). Precondition: each given list
+        has ``n`` entries."""
+        if (hosts is not None and len(hosts) != n) or (wraps is not None and len(wraps) != n):
+            raise MedLedgerError(Code.BAD_ARGS, f"want {n} hosts and wraps, got "
+                                 f"{len(hosts or [])} and {len(wraps or [])}")
         root.mkdir(parents=True, exist_ok=True)
-        specs = [ServerSpec(f"n{i + 1}", free_port(), free_port(), free_port()) for i in range(n)]
+        specs = [ServerSpec(f"n{i + 1}", free_port(), free_port(), free_port(),
+                            host=hosts[i] if hosts else "127.0.0.1",
+                            wrap=list(wraps[i]) if wraps else [])
+                 for i in range(n)]
         c = cls(root, specs, binary)
         c._write()
         return c
@@ -88,12 +105,12 @@ class NatsCluster:
         return cls(root, [ServerSpec(**s) for s in doc["servers"]], doc.get("binary"))
 
     def _write(self) -> None:
-        routes = ", ".join(f"nats-route://127.0.0.1:{s.cluster_port}" for s in self.specs)
+        routes = ", ".join(f"nats-route://{s.host}:{s.cluster_port}" for s in self.specs)
         for s in self.specs:
             store = (self.root / "js" / s.name).resolve()
             text = (
-                f"server_name: {s.name}\nlisten: 127.0.0.1:{s.port}\n"
-                f"http: 127.0.0.1:{s.http_port}\n"
+                f"server_name: {s.name}\nlisten: {s.host}:{s.port}\n"
+                f"http: {s.host}:{s.http_port}\n"
                 f'jetstream {{\n  store_dir: "{store}"\n  max_file_store: 4GB\n'
                 f"  max_memory_store: 256MB\n}}\n"
             )
@@ -101,7 +118,7 @@ class NatsCluster:
                 # no_advertise: clients use exactly the servers they were given (a peer
                 # configured with one server is cut off when that server is)
                 text += (f"cluster {{\n  name: {CLUSTER_NAME}\n"
-                         f"  listen: 127.0.0.1:{s.cluster_port}\n  no_advertise: true\n"
+                         f"  listen: {s.host}:{s.cluster_port}\n  no_advertise: true\n"
                          f"  routes: [ {routes} ]\n}}\n")
             (self.root / f"{s.name}.conf").write_text(text)
         self.save()
@@ -124,7 +141,7 @@ class NatsCluster:
         for s in self.specs if name is None else [self.spec(name)]:
             log = open(self.root / f"{s.name}.log", "ab")  # noqa: SIM115 - the child owns it
             proc = subprocess.Popen(
-                [binary, "-c", str(self.root / f"{s.name}.conf")], stdout=log, stderr=log,
+                [*s.wrap, binary, "-c", str(self.root / f"{s.name}.conf")], stdout=log, stderr=log,
                 start_new_session=detach)
             log.close()
             self._procs[s.name] = proc
@@ -137,7 +154,7 @@ class NatsCluster:
         for s in self.specs:
             if not s.pid:
                 continue
-            while not _port_open(s.port):
+            while not _port_open(s.host, s.port):
                 if time.monotonic() > deadline:
                     raise MedLedgerError(Code.NODE_UNAVAILABLE, f"nats {s.name} did not start")
                 time.sleep(0.05)
@@ -153,7 +170,7 @@ class NatsCluster:
             if not s.pid:
                 continue
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{s.http_port}/jsz",
+                with urllib.request.urlopen(f"http://{s.host}:{s.http_port}/jsz",
                                             timeout=1) as r:
                     doc = json.loads(r.read())
                 leader = (doc.get("meta_cluster") or {}).get("leader")
@@ -171,7 +188,7 @@ class NatsCluster:
             if not s.pid:
                 continue
             try:
-                url = f"http://127.0.0.1:{s.http_port}/jsz?streams=true&accounts=true"
+                url = f"http://{s.host}:{s.http_port}/jsz?streams=true&accounts=true"
                 with urllib.request.urlopen(url, timeout=1) as r:
                     doc = json.loads(r.read())
             except OSError:
@@ -203,9 +220,9 @@ class NatsCluster:
         return {s.name: bool(s.pid) and _alive(s.pid) for s in self.specs}
 
 
-def _port_open(port: int) -> bool:
+def _port_open(host: str, port: int) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.3):
+        with socket.create_connection((host, port), timeout=0.3):
             return True
     except OSError:
         return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -60,3 +61,22 @@ def test_node_range_refuses_a_node_edited_into_text(tmp_path: Path) -> None:
         store.node_range(0, 0, 2)
     assert store.node_range(0, 0, 1) == [b"a" * 32]
     store.close()
+
+
+@pytest.mark.parametrize(("make", "code", "words"), [
+    (lambda d: d / "missing" / "ledger.db", "not_found", "does not exist"),
+    (lambda d: (d / "junk.db").write_bytes(b"this is no database" * 300) and d / "junk.db",
+     "store_corrupt", "not an SQLite database"),
+])
+def test_a_store_that_cannot_be_opened_names_its_file(
+    tmp_path: Path, make: Any, code: str, words: str,
+) -> None:
+    """A bad store location is a clear error naming the file, not a bare sqlite3 error."""
+    from medledger.ledger.store.base import StoreError
+
+    path = make(tmp_path)
+    with pytest.raises(StoreError) as err:
+        SQLiteStore(path)
+    assert err.value.code == code and str(path.resolve()) in err.value.message
+    assert words in err.value.message
+    assert not (tmp_path / "missing").exists()  # nothing created on the way

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import sqlite3
 import threading
 from collections import OrderedDict
@@ -52,6 +53,20 @@ CACHE_ENTRIES = 65_536
 _memory_ids = itertools.count()
 
 
+def _open_error(path: Path | None, exc: sqlite3.Error) -> StoreError:
+    """Why the file at ``path`` cannot serve as a store, naming it (no bare sqlite3 error)."""
+    where = f"SQLite store {path}"
+    if path is not None and not path.parent.is_dir():
+        return StoreError(Code.NOT_FOUND, f"cannot open {where}: directory {path.parent} does "
+                          "not exist")
+    if path is not None and not os.access(path.parent, os.W_OK):
+        return StoreError(Code.FORBIDDEN, f"cannot open {where}: directory {path.parent} is not "
+                          "writable (SQLite creates -wal and -shm files beside the database)")
+    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
+        return StoreError(Code.STORE_CORRUPT, f"cannot open {where}: not an SQLite database")
+    return StoreError(Code.NODE_UNAVAILABLE, f"cannot open {where}: {exc}")
+
+
 class SQLiteStore(Store):
     """A ledger store in one SQLite file (``":memory:"`` for a private in-memory database)."""
 
@@ -65,8 +80,11 @@ class SQLiteStore(Store):
         else:
             self._uri = Path(path).resolve().as_uri()
         self._local = threading.local()
-        self._writer = self._connect()  # also keeps a shared in-memory database alive
-        self._writer.executescript(SCHEMA)
+        try:
+            self._writer = self._connect()  # also keeps a shared in-memory database alive
+            self._writer.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise _open_error(self.path, exc) from None
         self._cache: OrderedDict[str, bytes | None] = OrderedDict()
         self._lock = threading.Lock()  # guards the cache
         self._write_lock = threading.Lock()  # one writer transaction at a time

@@ -93,6 +93,7 @@ class Exchange:
         self._counts: dict[int, set[str]] = {}
         self._cosigner = ThreadPoolExecutor(1, thread_name_prefix="cosign")
         self._newest: BlockHeader | None = None  # newest durable block handed to the witness
+        self._published_size = 0  # largest log size whose cosignature of ours is stored
         self.behind: Callable[[], int] = lambda: 0  # blocks the node is behind the stream
         self._saved_at = 0.0
         self._lock = threading.Lock()
@@ -138,16 +139,26 @@ class Exchange:
         self._retry_pending()  # others' cosignatures that arrived before this block
 
     async def _publish(self, size: int, message: bytes) -> None:
+        """Publish our cosignature for ``size``, retrying (backoff up to 1 s) until it is
+        stored, the exchange closes, or one of ours for a larger size is out (cosigning a
+        larger tree vouches for its prefixes). It used to give up after 50 tries: when the
+        COSIG stream refused for ~10 s (leaderless after a partition healed) and the chain then
+        went quiet, the newest checkpoint never became final (tests/cluster/test_netns.py,
+        test_cosig_outage.py)."""
         headers = {"Nats-Msg-Id": f"{self.org}-{size}-{hash(message) & 0xFFFFFFFF:x}"}
-        for _ in range(50):
+        delay, tries = 0.1, 0
+        while not self._stop.is_set() and size > self._published_size:
             try:
                 await self.link.js.publish(self.names.cosig_subject(self.org), message,
                                            headers=headers, timeout=2.0)
+                self._published_size = max(self._published_size, size)
                 return
             except Exception as exc:
-                log.debug("publish cosignature: %r", exc)
-                await asyncio.sleep(0.2)
-        log.warning("gave up publishing the cosignature for size %d", size)
+                tries += 1
+                (log.warning if tries == 20 else log.debug)(
+                    "publish cosignature for size %d (try %d, retrying): %r", size, tries, exc)
+                await _sleep_or_stop(self._stop, delay)
+                delay = min(1.0, delay * 2)
 
     # -- everybody's cosignatures ----------------------------------------------------------
 

@@ -46,6 +46,8 @@ class Load:
         self.acked: dict[bytes, Receipt] = {}
         self.ack_times: list[float] = []
         self.submitted: dict[bytes, bytes] = {}
+        self.errors: dict[bytes, str] = {}  # the last refusal of each tx (hash of its bytes)
+        self._waiting: set[bytes] = set()  # hashes of the txs with a submission in flight
         self.retries = 0
         self._retry: list[bytes] = []
         self._lock = threading.Lock()
@@ -83,6 +85,8 @@ class Load:
             import hashlib
 
             self.submitted.setdefault(hashlib.sha256(raw).digest(), raw)
+        with self._lock:
+            self._waiting.update(hashlib.sha256(raw).digest() for raw in raws)
         try:
             futs = led.node.submit_many(raws)
         except MedLedgerError:
@@ -94,8 +98,14 @@ class Load:
             fut.add_done_callback(lambda f, r=raw: self._done(r, f))
 
     def _done(self, raw: bytes, fut: Future[Receipt]) -> None:
+        import hashlib
+
         exc = fut.exception()
+        key = hashlib.sha256(raw).digest()
         with self._lock:
+            self._waiting.discard(key)
+            if exc is not None:
+                self.errors[key] = repr(exc)
             if exc is None:
                 r = fut.result()
                 self.acked[r.tx_id] = r
@@ -118,7 +128,11 @@ class Load:
             elif done:
                 return
             time.sleep(0.05)
-        raise AssertionError(f"{len(self.submitted) - len(self.acked)} never acknowledged")
+        missing = [k for k in self.submitted if k not in self.acked][:5]
+        raise AssertionError(
+            f"{len(self.submitted) - len(self.acked)} never acknowledged: " + "; ".join(
+                f"{k.hex()} " + ("in flight" if k in self._waiting else
+                                 f"last refused with {self.errors.get(k)}") for k in missing))
 
     def max_gap(self, after: float, until: float) -> float:
         """Longest pause between acknowledgements in [after, until] (monotonic)."""

@@ -64,7 +64,9 @@ class Spread:
         return HttpTransport(self.cluster.url(org), "hosp-a/gw", self.ring.signing["hosp-a/gw"])
 
     def load(self, orgs: Sequence[str]) -> tuple[Load, list[HttpNode]]:
-        nodes = [HttpNode(self.cluster.url(o), self.cluster.chain) for o in orgs]
+        # a submission stuck at a peer that lost NATS is retried elsewhere after 5 s
+        nodes = [HttpNode(self.cluster.url(o), self.cluster.chain, wait_timeout=5.0)
+                 for o in orgs]
         leds = [Ledger(n, self.ring, WallClock()) for n in nodes]  # type: ignore[arg-type]
         return Load(leds, GATEWAYS, batch=5, interval=0.05, first_nonce=next(NONCES)).start(), \
             nodes

@@ -280,10 +280,38 @@ def test_confinement_stops_a_peer_writing_into_its_configuration(tmp_path: Path)
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-    assert status != 0
-    assert "unable to open database" in log.read_text().lower() or \
-        "read-only" in log.read_text().lower(), log.read_text()[-1500:]
+    text = log.read_text()
+    assert status == 2, text[-1500:]  # a clear refusal, not a traceback
+    assert "[forbidden]" in text and f"{host.conf} is not writable" in text, text[-1500:]
     assert files(host.conf) == before
+
+
+@pytest.mark.nats  # peer_host lays the chain out on the shared server
+def test_a_peer_that_cannot_reach_nats_exits_non_zero_for_restart_on_failure(
+    tmp_path: Path,
+) -> None:
+    """The unit's Restart=on-failure relies on this: with no NATS server answering, the peer
+    gives up after peer.json's nats_connect_within_s (default 60 s; 2 s here) with
+    node_unavailable naming the servers, and exits 2 — confined as the unit runs it."""
+    require_root_tools()
+    log = tmp_path / "peer.log"
+    with peer_host(tmp_path) as host:
+        cfg = PeerConfig.load(host.conf / "peer.json")
+        dead = f"nats://127.0.0.1:{free_port()}"
+        cfg.servers, cfg.nats_connect_within_s = [dead], 2.0
+        cfg.save(host.conf / "peer.json")
+        shutil.chown(host.conf / "peer.json", "nobody", "nogroup")
+        proc = start_confined(host, log)
+        try:
+            status = proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log.read_text()
+    assert status == 2, text[-1500:]
+    assert "[node_unavailable]" in text and dead in text, text[-1500:]
+    assert "Task was destroyed" not in text and "Traceback" not in text, text[-1500:]
 
 
 def test_node_runs_confined_as_its_unit_says(tmp_path: Path) -> None:

@@ -57,7 +57,8 @@ def run(
         opts = PeerOptions(cfg.servers, replicas=cfg.replicas, sequencer=cfg.sequencer,
                            max_block_txs=cfg.max_block_txs, max_wait=cfg.max_wait_ms / 1000,
                            admit_processes=cfg.admit_processes, witnesses=cfg.witnesses,
-                           tls=tls, clock_skew_alarm_ms=cfg.clock_skew_alarm_ms)
+                           tls=tls, clock_skew_alarm_ms=cfg.clock_skew_alarm_ms,
+                           connect_within=cfg.nats_connect_within_s)
         peer = Peer(store, genesis, default_registry(), org=cfg.org,
                     key=ring.signing[f"{cfg.org}/root"], options=opts)
     except MedLedgerError as exc:

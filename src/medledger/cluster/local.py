@@ -58,6 +58,8 @@ class PeerConfig:
     # alarm in /v1/health when block times differ from this host's clock by more than this
     # many ms (0: never; cluster/clock.py)
     clock_skew_alarm_ms: int = 30_000
+    # give up (exit 2, node_unavailable) if no NATS server answers at start within this long
+    nats_connect_within_s: float = 60.0
     # TLS (paths relative to the peer directory or absolute): CA that signed the NATS servers'
     # certificates, this peer's client certificate and key for mutual TLS, the HTTP API's
     # own certificate and key, and the CA that signed it (for the organisation's own clients

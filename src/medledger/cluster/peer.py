@@ -44,6 +44,7 @@ class PeerOptions:
     tls: ssl.SSLContext | None = None  # TLS to the NATS servers (see ordering.jetstream)
     # alarm when block times differ from this peer's clock by more than this (ms; 0: never)
     clock_skew_alarm_ms: int = DEFAULT_THRESHOLD_MS
+    connect_within: float = 60.0  # seconds to reach NATS at start before node_unavailable
     node_kw: dict[str, Any] = field(default_factory=dict)
 
 
@@ -62,7 +63,8 @@ class Peer:
     ) -> None:
         self.org, self.options = org, options
         self.names = Names(genesis.chain_id)
-        self.link = Link(options.servers, name=f"{genesis.chain_id}-{org}", tls=options.tls)
+        self.link = Link(options.servers, name=f"{genesis.chain_id}-{org}", tls=options.tls,
+                         connect_within=options.connect_within)
         try:
             self.link.call(ensure_streams(self.link.js, self.names, options.replicas,
                                           lease_ttl=options.lease_ttl), timeout=30)

@@ -86,8 +86,12 @@ class Link:
             self.nc: NATS = attempt.result(connect_within)
         except BaseException as exc:
             attempt.cancel()
+            with contextlib.suppress(Exception):  # let the cancelled connect (and the client's
+                self.call(_cancel_tasks(), timeout=5)  # own tasks) finish before the loop stops
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=5)
+            if not self._thread.is_alive():
+                self.loop.close()
             why = self._last_error or exc
             raise MedLedgerError(Code.NODE_UNAVAILABLE, f"cannot reach NATS at "
                                  f"{', '.join(self.servers)}: {why!r}") from None
@@ -118,6 +122,14 @@ class Link:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
         self.loop.close()
+
+
+async def _cancel_tasks() -> None:
+    """Cancel every other task of the running loop and wait for them to end."""
+    tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def ensure_streams(js: JetStreamContext, names: Names, replicas: int = 1,

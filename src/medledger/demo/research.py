@@ -93,11 +93,17 @@ def _consents(client: Any, vaults: dict[str, Vault], out: DemoResult) -> dict[st
     consents by patient."""
     holder: dict[str, str] = {}
     for h, v in vaults.items():
-        for (p,) in v.rows("SELECT DISTINCT subject FROM records ORDER BY subject"):
+        # patients in order of first appearance in the hospital's (seeded, byte-identical)
+        # exports, not by pseudonym: the pseudonym key is new on every run, and ordering by it
+        # gave different patients the same rolls each run, so a site's smallest cross-tab cell
+        # sometimes fell under min_cell and the demo's query was refused
+        for (p,) in v.rows("SELECT subject FROM records WHERE subject IS NOT NULL GROUP BY "
+                           "subject ORDER BY min(file_hash || printf(':%09d', "
+                           "CAST(position AS INTEGER)))"):
             holder.setdefault(p, h)
     rng, now = random.Random(2026), int(time.time() * 1000)
     research, futures = {}, []
-    for i, (p, h) in enumerate(sorted(holder.items())):
+    for i, (p, h) in enumerate(holder.items()):
         roll = rng.random()
         if roll >= 0.85:
             continue
@@ -187,7 +193,7 @@ def _scenario(ws: Workspace, out: DemoResult, root: Path) -> None:
         except QueryRefused as exc:
             out.add("fine-grained histogram", f"refused at the sites: {exc.refusals}")
         before = int(fed.crosstab({"sex": ["F", "M"]}).sum())
-        who = sorted(research)[len(research) // 2]
+        who = list(research)[len(research) // 2]  # the same patient on every run
         at = sum(1 for v in vaults.values()
                  if v.rows("SELECT 1 FROM records WHERE subject = ? LIMIT 1", (who,)))
         r = client(f"{HOSPITALS[0]}/root").call("consent", "revoke", {

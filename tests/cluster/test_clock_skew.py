@@ -44,6 +44,7 @@ from tests.cluster.natsutil import drop_chain, unique_chain
 from tests.conftest import MEMBERS, ORGS, T0
 from tests.support.faketime import probe, require_faketime, skewed_env, write_shim
 from tests.support.services import free_port
+from tests.support.waiting import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.nats]
 
@@ -107,13 +108,7 @@ class Skewed:
 
 def poll(what: Callable[[], Any], timeout: float = 20.0, every: float = 0.1) -> Any:
     """``what()`` once it is truthy; fails with the last value after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = what()
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"gave up waiting: last {got!r}"
-        time.sleep(every)
+    return until(what, timeout=timeout, every=every)
 
 
 def register(client: Client, tag: str, n: int) -> list[bytes]:

@@ -35,6 +35,7 @@ from medledger.workspace import DEFAULT_ORGS
 from tests.cluster.conftest import WallClock
 from tests.cluster.load import HttpNode, Load
 from tests.conftest import Ledger
+from tests.support import waiting
 from tests.support.netns import Lab, network
 from tests.support.services import require_nats_engine
 
@@ -100,13 +101,7 @@ def until(what: str, check: Callable[[], Any], timeout: float = WAIT,
           show: Callable[[], object] = lambda: None) -> Any:
     """Poll ``check`` until it returns something truthy; fail naming ``what`` (and what
     ``show`` returns then) after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = check()
-        if got:
-            return got
-        assert time.monotonic() < deadline, f"timed out waiting until {what}: {show()}"
-        time.sleep(0.2)
+    return waiting.until(check, what=what, timeout=timeout, every=0.2, show=show)
 
 
 def converged(s: Spread, height: int, orgs: Sequence[str] = ORG_IDS) -> dict[str, Any] | None:

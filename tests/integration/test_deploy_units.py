@@ -213,6 +213,16 @@ def start_confined(host: Host, log: Path) -> subprocess.Popen[bytes]:
             cwd=REPO, env=SERVICE_ENV, stdout=out, stderr=subprocess.STDOUT)
 
 
+def exit_status(proc: subprocess.Popen[bytes], within: float = 30.0) -> int:
+    """The status a peer that should not start exits with (killed if still running)."""
+    try:
+        return proc.wait(timeout=within)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def wait_healthy(host: Host, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 30
     while host.cluster.health("hosp-a") is None:
@@ -273,13 +283,7 @@ def test_confinement_stops_a_peer_writing_into_its_configuration(tmp_path: Path)
     log = tmp_path / "peer.log"
     with peer_host(tmp_path, store="ledger.db") as host:
         before = files(host.conf)
-        proc = start_confined(host, log)
-        try:
-            status = proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        status = exit_status(start_confined(host, log))
     text = log.read_text()
     assert status == 2, text[-1500:]  # a clear refusal, not a traceback
     assert "[forbidden]" in text and f"{host.conf} is not writable" in text, text[-1500:]
@@ -301,13 +305,7 @@ def test_a_peer_that_cannot_reach_nats_exits_non_zero_for_restart_on_failure(
         cfg.servers, cfg.nats_connect_within_s = [dead], 2.0
         cfg.save(host.conf / "peer.json")
         shutil.chown(host.conf / "peer.json", "nobody", "nogroup")
-        proc = start_confined(host, log)
-        try:
-            status = proc.wait(timeout=30)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        status = exit_status(start_confined(host, log))
     text = log.read_text()
     assert status == 2, text[-1500:]
     assert "[node_unavailable]" in text and dead in text, text[-1500:]

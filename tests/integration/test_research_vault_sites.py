@@ -27,7 +27,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 import pytest
 import statsmodels.api as sm
@@ -40,10 +39,10 @@ from tests.support.research_vault import (
     LEVELS,
     STUDY_VARS,
     World,
+    assert_fit_is_pooled,
     check_against_pooled,
     pooled_crosstab,
     reference,
-    statsmodels_fit,
     vault_world,
 )
 from tests.support.sites import CLI, MODULE, Started, site_processes
@@ -156,11 +155,8 @@ def test_a_site_process_killed_mid_study_recovers_or_aborts(world: World, sites:
     dropped = [e.get("dropped", []) for e in recover.trail]
     assert dropped[:2] == [[], []] and all(d == ["hosp-d"] for d in dropped[2:])
     # IRLS after the dropout converges on the survivors' rows: their pooled fit, exactly
-    ref, n = statsmodels_fit(w.pooled(VARS, HOSPITALS[:3]), "hypertension",
-                             ["age", "female", "visits"], sm.families.Binomial())
-    assert fit.n == n
-    assert np.max(np.abs(fit.coef - ref.params)) <= 1e-6
-    assert np.max(np.abs(fit.se - ref.bse)) <= 1e-6
+    assert_fit_is_pooled(fit, w.pooled(VARS, HOSPITALS[:3]), "hypertension",
+                         ["age", "female", "visits"], sm.families.Binomial())
     last = recover.trail[-1]["query_id"]
     assert _state(w, f"studies/result/{sid}/{last}")["dropped"] == ["hosp-d"]
     assert _state(w, f"studies/response/{sid}/{last}/hosp-d") is None

@@ -162,6 +162,14 @@ def statsmodels_fit(col: Col, y: str, x: list[str], family: Any) -> Any:
     return sm.GLM(col[y][ok], X, family=family).fit(tol=1e-13, maxiter=100), int(ok.sum())
 
 
+def assert_fit_is_pooled(fit: Any, col: Col, y: str, x: list[str], family: Any) -> None:
+    """The federated GLM ``fit`` equals statsmodels' on the pooled rows of ``col`` (to 1e-6)."""
+    ref, n = statsmodels_fit(col, y, x, family)
+    assert fit.n == n
+    assert np.max(np.abs(fit.coef - ref.params)) <= 1e-6
+    assert np.max(np.abs(fit.se - ref.bse)) <= 1e-6
+
+
 def pooled_crosstab(col: Col) -> np.ndarray[Any, Any]:
     t = np.zeros((2, 2), dtype=np.int64)
     for s, hyp in zip(col["sex"], col["hypertension"], strict=True):
@@ -195,11 +203,8 @@ def check_against_pooled(fed: Any, col: Col, everyone: int, *, km: bool = True
     assert 100 < table.sum() < everyone  # the patients without a research consent are out
 
     fit = fed.glm("binomial", "hypertension", ["age", "female", "visits"])
-    ref, n = statsmodels_fit(col, "hypertension", ["age", "female", "visits"],
-                             sm.families.Binomial())
-    assert fit.n == n
-    assert np.max(np.abs(fit.coef - ref.params)) <= 1e-6
-    assert np.max(np.abs(fit.se - ref.bse)) <= 1e-6
+    assert_fit_is_pooled(fit, col, "hypertension", ["age", "female", "visits"],
+                         sm.families.Binomial())
     if km:
         grid, want, events = km_reference(col)
         assert events >= 10

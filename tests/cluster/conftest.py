@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from medledger.client.client import Client
 from medledger.cluster.natsd import NatsCluster
 from medledger.cluster.peer import Peer, PeerOptions
-from medledger.consortium.bootstrap import new_consortium
+from medledger.consortium.bootstrap import Keyring, new_consortium
+from medledger.consortium.genesis import Genesis
 from medledger.installed import default_registry
 from medledger.ledger.store.sqlite import SQLiteStore
-from tests.cluster.natsutil import drop_chain, unique_chain
+from tests.cluster.natsutil import drop_chain, shared_server, unique_chain
 from tests.conftest import MEMBERS, ORGS, T0, Consortium
 from tests.support.services import require_nats_engine
 
@@ -81,3 +83,40 @@ def same_chain(peers: list[Peer]) -> None:
     for h in range(1, top + 1):
         hashes = {p.node.store.block(h).hash for p in peers}  # type: ignore[union-attr]
         assert len(hashes) == 1, f"peers differ at height {h}"
+
+
+Start = Callable[..., Peer]
+
+
+@pytest.fixture
+def chain(tmp_path: Path) -> Iterator[tuple[str, Genesis, Keyring, Start]]:
+    """A fresh chain on the shared single NATS server: (server, genesis, keyring, start) where
+    ``start(org, run=True, **peer_options)`` starts (or only builds) that organisation's peer."""
+    server = shared_server()
+    name = unique_chain("cu")
+    genesis, ring = new_consortium(name, ORGS, T0, MEMBERS)
+    peers: list[Peer] = []
+
+    def start(org: str, run: bool = True, **kw: object) -> Peer:
+        opts = PeerOptions([server], max_wait=0.005)
+        for k, v in kw.items():
+            setattr(opts, k, v)
+        peer = Peer(SQLiteStore(tmp_path / f"{org}.db"), genesis, default_registry(), org=org,
+                    key=ring.signing[f"{org}/root"], options=opts)
+        peers.append(peer)
+        return peer.start() if run else peer
+
+    try:
+        yield server, genesis, ring, start
+    finally:
+        for p in peers:
+            p.stop()
+            p.node.store.close()
+        drop_chain([server], name)
+
+
+def anchor_tx(client: Client, i: int) -> bytes:
+    """A small valid transaction (an anchor), distinct for each ``i``."""
+    return client.build("registry", "anchor_batch", {
+        "batch_id": f"cu{i}", "root": f"{i:064x}", "count": 1, "record_type": "Filler",
+        "source_system": "tests", "schema_version": "1"})

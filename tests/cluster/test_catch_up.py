@@ -5,62 +5,24 @@ are prepared at once, and a witness that cosigns only the newest checkpoint whil
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 
 import pytest
 
 from medledger.client.client import Client
 from medledger.cluster.finality import CATCH_UP_LAG
-from medledger.cluster.peer import Peer, PeerOptions
-from medledger.consortium.bootstrap import Keyring, new_consortium
+from medledger.cluster.peer import Peer
+from medledger.consortium.bootstrap import Keyring
 from medledger.consortium.genesis import Genesis
 from medledger.errors import Code, MedLedgerError
-from medledger.installed import default_registry
 from medledger.ledger.block import BlockHeader
 from medledger.ledger.checkpoint import parse_body, split_note
-from medledger.ledger.store.sqlite import SQLiteStore
 from medledger.ledger.tx import tx_id
 from medledger.ordering.jetstream import Link, ensure_streams
-from medledger.ordering.wire import BlockCut, Names, frame_txs, txs_msg_id
-from tests.cluster.natsutil import drop_chain, shared_server, unique_chain
-from tests.conftest import MEMBERS, ORGS, T0
+from medledger.ordering.wire import BlockCut, Names, frame_txs, range_digest, txs_msg_id
+from tests.cluster.conftest import Start, anchor_tx
 
 pytestmark = [pytest.mark.integration, pytest.mark.nats]
-
-Start = Callable[..., Peer]
-
-
-@pytest.fixture
-def chain(tmp_path: Path) -> Iterator[tuple[str, Genesis, Keyring, Start]]:
-    server = shared_server()
-    name = unique_chain("cu")
-    genesis, ring = new_consortium(name, ORGS, T0, MEMBERS)
-    peers: list[Peer] = []
-
-    def start(org: str, run: bool = True, **kw: object) -> Peer:
-        opts = PeerOptions([server], max_wait=0.005)
-        for k, v in kw.items():
-            setattr(opts, k, v)
-        peer = Peer(SQLiteStore(tmp_path / f"{org}.db"), genesis, default_registry(), org=org,
-                    key=ring.signing[f"{org}/root"], options=opts)
-        peers.append(peer)
-        return peer.start() if run else peer
-
-    try:
-        yield server, genesis, ring, start
-    finally:
-        for p in peers:
-            p.stop()
-            p.node.store.close()
-        drop_chain([server], name)
-
-
-def _anchor(client: Client, i: int) -> bytes:
-    return client.build("registry", "anchor_batch", {
-        "batch_id": f"cu{i}", "root": f"{i:064x}", "count": 1, "record_type": "Filler",
-        "source_system": "tests", "schema_version": "1"})
-
 
 def _wait(cond: Callable[[], bool], what: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
@@ -81,7 +43,7 @@ def test_a_peer_far_behind_replays_to_the_same_chain_and_witnesses_the_newest(
     a = start("hosp-a", max_block_txs=3)
     b = start("hosp-b", max_block_txs=3, sequencer=False)
     client = Client(None, genesis.chain_id, "hosp-a/gw", ring.signing["hosp-a/gw"])  # type: ignore[arg-type]
-    futs = [a.node.submit(_anchor(client, i)) for i in range(90)]  # one TXS message each
+    futs = [a.node.submit(anchor_tx(client, i)) for i in range(90)]  # one TXS message each
     top = max(f.result(30).height for f in futs)
     assert top > 2 * CATCH_UP_LAG  # far enough behind for the laggard to skip checkpoints
     _wait(lambda: b.node.height >= top, "hosp-b reaches the head")
@@ -121,12 +83,12 @@ def test_the_witness_skips_a_superseded_checkpoint_only_while_far_behind(
     a = start("hosp-a")
     c = start("cdc", sequencer=False)
     client = Client(None, genesis.chain_id, "hosp-a/gw", ring.signing["hosp-a/gw"])  # type: ignore[arg-type]
-    first = a.node.submit(_anchor(client, 0)).result(30)
+    first = a.node.submit(anchor_tx(client, 0)).result(30)
     _wait(lambda: c.node.height >= first.height and _witnessed_size(c) == 1, "cdc cosigns")
     seen: list[BlockHeader] = []
     c.node.on_durable[:] = [seen.append]  # hold cdc's own cosigning: the test drives it
     for i in range(1, 4):  # three more blocks, one at a time
-        r = a.node.submit(_anchor(client, i)).result(30)
+        r = a.node.submit(anchor_tx(client, i)).result(30)
         _wait(lambda r=r: c.node.height >= r.height, "cdc has the block")  # type: ignore[misc]
     h1, h2, h3 = seen[-3:]
     ex = c.exchange
@@ -151,7 +113,7 @@ def test_blocks_before_a_malformed_cut_are_committed_then_the_peer_halts(
     server, genesis, ring, start = chain
     names = Names(genesis.chain_id)
     client = Client(None, genesis.chain_id, "hosp-a/gw", ring.signing["hosp-a/gw"])  # type: ignore[arg-type]
-    raws = [_anchor(client, i) for i in range(12)]
+    raws = [anchor_tx(client, i) for i in range(12)]
     now = time.time_ns() // 1_000_000
     link = Link([server], "test-manual-sequencer")
     try:
@@ -160,8 +122,10 @@ def test_blocks_before_a_malformed_cut_are_committed_then_the_peer_halts(
             for raw in raws:
                 await link.js.publish(names.txs_subject, frame_txs([raw]),
                                       headers={"Nats-Msg-Id": txs_msg_id([tx_id(raw)])})
-            cuts = [BlockCut(i, i, now + i, "test") for i in range(1, 11)]
-            cuts.append(BlockCut(13, 13, now + 11, "test"))  # message 11 and 12 skipped
+            cuts = [BlockCut(i, i, now + i, "test", range_digest([frame_txs([raws[i - 1]])]))
+                    for i in range(1, 11)]
+            # messages 11 and 12 skipped (the gap is refused before any range is read)
+            cuts.append(BlockCut(13, 13, now + 11, "test", range_digest([])))
             for cut in cuts:
                 await link.js.publish(names.blocks_subject, cut.encode())
 

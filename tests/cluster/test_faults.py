@@ -11,7 +11,7 @@ import pytest
 from medledger.cluster.natsd import NatsCluster
 from medledger.errors import Code, RejectedError
 from medledger.ordering.jetstream import Sequencer, last_cut
-from medledger.ordering.wire import BlockCut
+from medledger.ordering.wire import EMPTY_RANGE, BlockCut
 from tests.cluster.conftest import WallClock, running_cluster, same_chain, wait_height
 from tests.cluster.load import Load
 from tests.conftest import Ledger
@@ -108,7 +108,7 @@ def test_a_deposed_sequencer_cannot_append(nats3: NatsCluster, start_peers) -> N
         assert cut is not None and height >= 2
         stale = Sequencer(link.js, peers[0].names, "usurper")
         # believes the chain is one block shorter than it is
-        fake = BlockCut(cut.last + 1, cut.last, cut.time + 1, "usurper")
+        fake = BlockCut(cut.last + 1, cut.last, cut.time + 1, "usurper", EMPTY_RANGE)
         try:
             await stale._append(height - 1, fake)
         except RejectedError as exc:

@@ -426,7 +426,7 @@ def _fence_probe(c: LocalCluster) -> bool:
     """A sequencer that believes the chain is one block shorter tries to append: refused?"""
     from medledger.errors import Code, RejectedError
     from medledger.ordering.jetstream import Link, Sequencer, last_cut
-    from medledger.ordering.wire import BlockCut, Names
+    from medledger.ordering.wire import EMPTY_RANGE, BlockCut, Names
 
     names = Names(c.chain)
     link = Link(c.nats.urls, "bench-fence-probe")
@@ -438,7 +438,7 @@ def _fence_probe(c: LocalCluster) -> bool:
             stale = Sequencer(link.js, names, "bench-usurper")
             try:
                 await stale._append(height - 1, BlockCut(cut.last + 1, cut.last, cut.time,
-                                                         "bench-usurper"))
+                                                         "bench-usurper", EMPTY_RANGE))
             except RejectedError as exc:
                 return exc.code == Code.FENCED and (await last_cut(link.js, names))[0] == height
             return False

@@ -131,6 +131,9 @@ class Peer:
                                         for a in fin.alarms]
         if (skew := self.clock.alarm()) is not None:
             alarms.append(skew)
+        if self.orderer and (h := self.orderer.mismatch) is not None:
+            # the ordering service serves this block's transactions differently from the cut
+            alarms.append({"kind": "range_mismatch", "height": h})
         return {
             "org": self.org, "height": head.height, "log_size": head.log_size,
             "log_root": head.log_root.hex(), "state_root": head.state_root.hex(),

@@ -44,7 +44,14 @@ from nats.js import JetStreamContext, api
 
 from medledger.errors import Code, MedLedgerError, RejectedError
 from medledger.ordering.solo import Batch, wall_ms
-from medledger.ordering.wire import BlockCut, Names, frame_txs, txs_msg_id, unframe_txs
+from medledger.ordering.wire import (
+    BlockCut,
+    Names,
+    frame_txs,
+    range_digest,
+    txs_msg_id,
+    unframe_txs,
+)
 
 log = logging.getLogger("medledger.ordering")
 T = TypeVar("T")
@@ -185,12 +192,34 @@ class Entry:
     data: bytes
 
 
+async def leader_range(js: JetStreamContext, stream: str, first: int, last: int,
+                       *, timeout: float = 2.0, width: int = 64) -> list[Entry]:
+    """Messages ``first..last`` of ``stream`` as its leader holds them (``STREAM.MSG.GET`` is
+    answered by the stream leader, never by a follower's replica), ``width`` at a time."""
+    out: list[Entry] = []
+    for lo in range(first, last + 1, width):
+        seqs = range(lo, min(last, lo + width - 1) + 1)
+        msgs = await asyncio.wait_for(asyncio.gather(
+            *(js.get_msg(stream, seq) for seq in seqs)), timeout)
+        for seq, msg in zip(seqs, msgs, strict=True):
+            if msg.seq != seq or msg.data is None:
+                raise RejectedError(Code.ORDERING_FAULT, f"{stream}: asked for message {seq}, "
+                                    f"got {msg.seq}")
+            out.append(Entry(seq, msg.data))
+    return out
+
+
 class StreamReader:
     """Reads one stream strictly in order from ``next_seq``.
 
     An ephemeral pull consumer is created at the reader's own position and thrown away and
     re-created at the same position on any trouble (a gap, a lost server, a consumer that
     disappeared with its server). The position lives here, never in the engine.
+
+    A consumer reads the replica of whichever server holds it, and a follower's replica may lag
+    (on nats-server 2.9.10 a healed server's replica was seen to stay behind for minutes): when
+    the consumer has been quiet while the stream holds more, the reader takes the next messages
+    from the stream leader (``leader_range``) and re-creates the consumer, so it always moves on.
     """
 
     PROBE_AFTER = 0.3  # seconds without a message before checking the stream for more
@@ -202,7 +231,9 @@ class StreamReader:
     def __init__(self, js: JetStreamContext, stream: str, subject: str, next_seq: int) -> None:
         self.js, self.stream, self.subject, self.next_seq = js, stream, subject, next_seq
         self._sub: Any = None
+        self._stale = False
         self._last_msg = _time.monotonic()
+        self.read_from_leader = 0  # messages read from the leader after a quiet consumer
 
     async def _reset(self) -> None:
         sub, self._sub = self._sub, None
@@ -211,6 +242,9 @@ class StreamReader:
                 await sub.unsubscribe()
 
     async def read(self, max_msgs: int = 256, timeout: float = 0.5) -> list[Entry]:
+        if self._stale:
+            self._stale = False
+            await self._reset()
         if self._sub is None:
             try:
                 self._sub = await asyncio.wait_for(self.js.pull_subscribe(
@@ -239,15 +273,18 @@ class StreamReader:
                 try:
                     info = await asyncio.wait_for(self.js.stream_info(self.stream),
                                                   self.API_TIMEOUT)
-                    behind = int(info.state.last_seq) >= self.next_seq
+                    stream_last = int(info.state.last_seq)
                 except Exception as exc:
                     log.debug("reader %s at %d: probe failed: %r", self.stream, self.next_seq,
                               exc)
-                    behind = False
-                if behind:
-                    log.info("reader %s at %d: no messages from the consumer; re-creating",
-                             self.stream, self.next_seq)
+                    stream_last = 0
+                if stream_last >= self.next_seq:
+                    log.info("reader %s at %d: no messages from the consumer while the stream "
+                             "holds %d; reading from the leader and re-creating", self.stream,
+                             self.next_seq, stream_last)
                     await self._reset()
+                    return await self._from_leader(min(stream_last,
+                                                       self.next_seq + max_msgs - 1))
             return []
         except Exception as exc:
             log.debug("reader %s at %d: %r; re-creating", self.stream, self.next_seq, exc)
@@ -268,6 +305,23 @@ class StreamReader:
         if out:
             self._last_msg = _time.monotonic()
         return out
+
+    async def _from_leader(self, last: int) -> list[Entry]:
+        try:
+            out = await leader_range(self.js, self.stream, self.next_seq, last,
+                                     timeout=self.API_TIMEOUT * 2)
+        except Exception as exc:
+            log.debug("reader %s at %d: leader read failed: %r", self.stream, self.next_seq, exc)
+            return []
+        self.read_from_leader += len(out)
+        self.next_seq = last + 1
+        self._last_msg = _time.monotonic()
+        return out
+
+    def restart(self, next_seq: int) -> None:
+        """Go on from ``next_seq`` with a new consumer (the old one is dropped on next read)."""
+        self.next_seq = next_seq
+        self._stale = True
 
     async def close(self) -> None:
         await self._reset()
@@ -304,6 +358,7 @@ class Sequencer:
         self.leading = False
         self.appended = 0
         self.fenced = 0
+        self.diverged = 0  # cuts whose range the consumer served differently from the leader
 
     async def _acquire(self, kv: Any) -> int | None:
         """Take or renew the lease; the KV revision to renew against, or None."""
@@ -391,12 +446,32 @@ class Sequencer:
                 while take < len(pending) and (take == 0 or n < self.max_txs):
                     n += pending[take].data.count(b"\n") + 1
                     take += 1
+                # the cut pins the leader's copy of the range: a consumer on a follower may
+                # have served a lagging or diverged replica, and every peer will check the
+                # range it reads against this digest
+                try:
+                    held = await leader_range(self.js, self.names.txs_stream, pending[0].seq,
+                                              pending[take - 1].seq)
+                except Exception as exc:  # no leader (an election): try the cut again soon
+                    log.info("sequencer %s: cannot read TXS %d..%d from the leader: %r",
+                             self.name, pending[0].seq, pending[take - 1].seq, exc)
+                    await _sleep_or_stop(stop, 0.1)
+                    continue
+                if [e.data for e in held] != [e.data for e in pending[:take]]:
+                    self.diverged += 1
+                    log.warning("sequencer %s: TXS %d..%d as read differ from the leader's "
+                                "copy; cutting the leader's and re-reading", self.name,
+                                held[0].seq, held[-1].seq)
+                    reader.restart(held[-1].seq + 1)
+                    pending, take = held, len(held)  # the rest is read again
                 last_time = max(last_time, self._clock())
-                new = BlockCut(pending[0].seq, pending[take - 1].seq, last_time, self.name)
+                new = BlockCut(held[0].seq, held[-1].seq, last_time, self.name,
+                               range_digest(e.data for e in held))
                 await self._append(height, new)
                 height += 1
                 self.appended += 1
-                pending, count = pending[take:], count - n
+                pending = pending[take:]
+                count = sum(e.data.count(b"\n") + 1 for e in pending)
                 first_at = _time.monotonic() if pending else 0.0
         finally:
             await reader.close()
@@ -475,6 +550,8 @@ class ClusterOrderer:
         self._closed = False
         self.height = start_height  # last block handed to the node
         self.stream_height = start_height  # last block seen in the stream
+        self.range_rereads = 0  # blocks whose range was taken from the leader (digest mismatch)
+        self.mismatch: int | None = None  # a block whose range matches no copy read so far
         self._stop = asyncio.Event()
         self._tasks = [link.spawn(self._feed(start_height))]
         if sequencer is not None:
@@ -606,17 +683,26 @@ class ClusterOrderer:
                     self.stream_height = max(self.stream_height, entry.seq)
                     if txs is None:
                         txs = StreamReader(js, names.txs_stream, names.txs_subject, cut.first)
-                    raws: list[bytes] = []
                     buffered = [e for e in buffered if e.seq >= cut.first]
-                    while not buffered or buffered[-1].seq < cut.last:
+                    while (buffered[-1].seq < cut.last) if buffered else (cut.last >= cut.first):
                         if self._stop.is_set():
                             return
                         buffered.extend(await txs.read(1024, timeout=0.25))
-                    for e in buffered:
-                        if e.seq > cut.last:
-                            break
-                        raws.extend(unframe_txs(e.data))
-                    buffered = [e for e in buffered if e.seq > cut.last]
+                    held = [e for e in buffered if e.seq <= cut.last]
+                    buffered = buffered[len(held):]
+                    if range_digest(e.data for e in held) != cut.digest:
+                        # what this peer's consumer served is not what was cut: never execute
+                        # it; take the range from the stream leader and start a new consumer
+                        # (the blocks before it first: they are not held up by this one)
+                        while preparing:
+                            if not await self._deliver(*preparing.popleft()):
+                                return
+                        got_held = await self._leader_copy(entry.seq, cut)
+                        if got_held is None:
+                            return
+                        held, buffered = got_held, []
+                        txs.restart(cut.last + 1)
+                    raws = [raw for e in held for raw in unframe_txs(e.data)]
                     preparing.append((entry.seq, cut.time,
                                       loop.run_in_executor(None, self._items, raws)))
                     prev_last = cut.last
@@ -635,6 +721,32 @@ class ClusterOrderer:
             await blocks.close()
             if txs is not None:
                 await txs.close()
+
+    async def _leader_copy(self, height: int, cut: BlockCut) -> list[Entry] | None:
+        """Block ``height``'s range as the TXS leader holds it, once it matches the cut's
+        digest; retried (the block is not executed meanwhile) until then. None when stopping."""
+        self.range_rereads += 1
+        log.warning("block %d: TXS %d..%d as served differ from the cut; reading the leader's "
+                    "copy", height, cut.first, cut.last)
+        delay, warned = 0.1, _time.monotonic()
+        while not self._stop.is_set():
+            try:
+                held = await leader_range(self.link.js, self.names.txs_stream, cut.first,
+                                          cut.last)
+                if range_digest(e.data for e in held) == cut.digest:
+                    self.mismatch = None
+                    return held
+                why = "the leader's copy differs from the cut too"
+            except Exception as exc:
+                why = repr(exc)
+            self.mismatch = height
+            if _time.monotonic() - warned > 10:
+                warned = _time.monotonic()
+                log.error("block %d: TXS %d..%d still do not match the cut (%s); not executing "
+                          "it", height, cut.first, cut.last, why)
+            await _sleep_or_stop(self._stop, delay)
+            delay = min(delay * 2, 2.0)
+        return None
 
     async def _deliver(self, height: int, time: int, prepared: asyncio.Future[list[Any]]) -> bool:
         """Queue block ``height`` for the node once prepared; False when stopping."""

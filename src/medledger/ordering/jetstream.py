@@ -451,11 +451,12 @@ class Sequencer:
                 # range it reads against this digest
                 try:
                     held = await leader_range(self.js, self.names.txs_stream, pending[0].seq,
-                                              pending[take - 1].seq)
+                                              pending[take - 1].seq,
+                                              timeout=StreamReader.API_TIMEOUT)
                 except Exception as exc:  # no leader (an election): try the cut again soon
                     log.info("sequencer %s: cannot read TXS %d..%d from the leader: %r",
                              self.name, pending[0].seq, pending[take - 1].seq, exc)
-                    await _sleep_or_stop(stop, 0.1)
+                    await _sleep_or_stop(stop, 0.05)
                     continue
                 if [e.data for e in held] != [e.data for e in pending[:take]]:
                     self.diverged += 1

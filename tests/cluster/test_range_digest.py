@@ -52,15 +52,16 @@ def _publish(server: str, genesis: Genesis, messages: list[list[bytes]],
 
 @pytest.fixture
 def diverged(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
-    """Make every TXS reader's consumer serve one chosen message differently, once per reader:
-    ``fault["seq"]`` is replaced by ``fault["data"]`` (a diverged replica's copy)."""
-    fault: dict[str, Any] = {"seq": None, "data": b"", "served": 0}
+    """Make every reader's consumer of one stream (``fault["stream"]``, default TXS) serve one
+    chosen message differently, once per reader: ``fault["seq"]`` is replaced by
+    ``fault["data"]`` (a diverged replica's copy)."""
+    fault: dict[str, Any] = {"stream": "_TXS", "seq": None, "data": b"", "served": 0}
     seen: set[int] = set()
     real = StreamReader.read
 
     async def read(self: StreamReader, max_msgs: int = 256, timeout: float = 0.5) -> list[Entry]:
         got = await real(self, max_msgs, timeout)
-        if not self.stream.endswith("_TXS") or id(self) in seen:
+        if not self.stream.endswith(fault["stream"]) or id(self) in seen:
             return got
         out = []
         for e in got:
@@ -102,6 +103,30 @@ def test_sequencer_and_peer_never_use_a_diverged_copy_of_a_range(
     assert peer.orderer.range_rereads == 1
     assert peer.orderer.mismatch is None
     assert not [a for a in peer.status()["alarms"] if a["kind"] == "range_mismatch"]
+
+
+def test_a_peer_never_uses_a_cut_other_than_the_leaders(
+    chain: tuple[str, Genesis, Keyring, Start], diverged: dict[str, Any],
+) -> None:
+    """The BLOCKS consumer serves block 2 as a well-formed cut of TXS 2..3 with a matching
+    digest (as a replica holding a cut that was never committed could). The peer takes the
+    leader's cut (TXS 2..2): three blocks of one transaction each, no ordering fault."""
+    server, genesis, ring, start = chain
+    client = _client(genesis, ring)
+    raws = [anchor_tx(client, i) for i in range(3)]
+    msgs = [frame_txs([r]) for r in raws]
+    now = time.time_ns() // 1_000_000
+    cuts = [BlockCut(i, i, now + i, "test", range_digest([msgs[i - 1]])) for i in (1, 2, 3)]
+    diverged.update(stream="_BLOCKS", seq=2, data=BlockCut(2, 3, now + 2, "test",
+                                                           range_digest(msgs[1:3])).encode())
+    _publish(server, genesis, [[r] for r in raws], cuts)
+    peer = start("cdc", sequencer=False)
+    until(lambda: peer.node.height >= 3, what="three blocks", show=lambda: peer.status())
+    assert diverged["served"] == 1
+    assert peer.orderer is not None and peer.orderer.cut_rereads == 1
+    assert peer.node._failure is None
+    assert [peer.node.store.block(h).tx_count for h in (1, 2, 3)] == [1, 1, 1]  # type: ignore[union-attr]
+    assert [t.raw for t in peer.node.store.txs_range(0, 3)] == raws
 
 
 def test_a_range_that_matches_no_copy_is_never_executed(

@@ -552,6 +552,7 @@ class ClusterOrderer:
         self.height = start_height  # last block handed to the node
         self.stream_height = start_height  # last block seen in the stream
         self.range_rereads = 0  # blocks whose range was taken from the leader (digest mismatch)
+        self.cut_rereads = 0  # reads of BLOCKS whose cuts differed from the leader's copy
         self.mismatch: int | None = None  # a block whose range matches no copy read so far
         self._stop = asyncio.Event()
         self._tasks = [link.spawn(self._feed(start_height))]
@@ -666,6 +667,11 @@ class ClusterOrderer:
             while not self._stop.is_set():
                 # many cuts at once while behind; while at the head a cut arrives alone
                 got = await blocks.read(256, timeout=0.25)
+                if got:
+                    confirmed = await self._confirm_cuts(got, blocks)
+                    if confirmed is None:
+                        return
+                    got = confirmed
                 for entry in got:
                     try:
                         cut = BlockCut.decode(entry.data)
@@ -722,6 +728,26 @@ class ClusterOrderer:
             await blocks.close()
             if txs is not None:
                 await txs.close()
+
+    async def _confirm_cuts(self, got: list[Entry], blocks: StreamReader) -> list[Entry] | None:
+        """The cuts ``got`` as the BLOCKS leader holds them (one request per cut, 64 in
+        flight): a follower's replica could serve a cut that was never committed, and a cut
+        decides what a block holds. Retried until the leader answers; None when stopping."""
+        while not self._stop.is_set():
+            try:
+                held = await leader_range(self.link.js, self.names.blocks_stream, got[0].seq,
+                                          got[-1].seq, timeout=StreamReader.API_TIMEOUT)
+            except Exception as exc:  # no leader (an election): ask again soon
+                log.debug("cuts %d..%d: leader read failed: %r", got[0].seq, got[-1].seq, exc)
+                await _sleep_or_stop(self._stop, 0.05)
+                continue
+            if [e.data for e in held] != [e.data for e in got]:
+                self.cut_rereads += 1
+                log.warning("cuts %d..%d as served differ from the BLOCKS leader's copy; "
+                            "using the leader's", got[0].seq, got[-1].seq)
+                blocks.restart(got[-1].seq + 1)
+            return held
+        return None
 
     async def _leader_copy(self, height: int, cut: BlockCut) -> list[Entry] | None:
         """Block ``height``'s range as the TXS leader holds it, once it matches the cut's

@@ -359,6 +359,7 @@ class Sequencer:
         self.appended = 0
         self.fenced = 0
         self.diverged = 0  # cuts whose range the consumer served differently from the leader
+        self._rev = 0  # the lease's revision from the last renewal
 
     async def _acquire(self, kv: Any) -> int | None:
         """Take or renew the lease; the KV revision to renew against, or None."""
@@ -408,28 +409,16 @@ class Sequencer:
         reader = StreamReader(self.js, self.names.txs_stream, self.names.txs_subject,
                               1 if cut is None else cut.last + 1)
         last_time = 0 if cut is None else cut.time
-        renew_at = _time.monotonic() + self.lease_ttl / 3
-        valid_until = _time.monotonic() + self.lease_ttl  # by our clock, from the last renewal
+        self._rev = rev
+        lost = asyncio.Event()
+        keeper = asyncio.create_task(self._keep_lease(kv, lost))
         pending: list[Entry] = []
         count, first_at = 0, 0.0
         try:
             while not stop.is_set():
+                if lost.is_set():
+                    raise RejectedError(Code.FENCED, f"{self.name}: the lease is held by another")
                 now = _time.monotonic()
-                if now >= renew_at:
-                    try:
-                        rev = int(await kv.update(LEASE_KEY, self.name.encode(), last=rev))
-                        valid_until = now + self.lease_ttl
-                        renew_at = now + self.lease_ttl / 3
-                    except nats.js.errors.KeyWrongLastSequenceError:
-                        # our last renewal may have been stored with its ack lost: the lease
-                        # is still ours if the key holds our name; else step down
-                        rev = await self._still_ours(kv)
-                    except Exception as exc:  # KV electing a leader: keep going while valid
-                        if now >= valid_until:
-                            raise
-                        log.info("lease renewal failed (%r); still valid for %.1f s", exc,
-                                 valid_until - now)
-                        renew_at = now + 0.25
                 due = pending and (count >= self.max_txs or now >= first_at + self.max_wait)
                 if not due:
                     wait = self.max_wait if not pending else max(0.001,
@@ -475,10 +464,47 @@ class Sequencer:
                 count = sum(e.data.count(b"\n") + 1 for e in pending)
                 first_at = _time.monotonic() if pending else 0.0
         finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
             await reader.close()
             if stop.is_set():  # hand over quickly on a clean shutdown
                 with contextlib.suppress(Exception):
-                    await kv.delete(LEASE_KEY, last=rev)
+                    await kv.delete(LEASE_KEY, last=self._rev)
+
+    async def _keep_lease(self, kv: Any, lost: asyncio.Event) -> None:
+        """Renew the lease every third of its TTL, beside the cut loop (a KV election never
+        holds up cutting); set ``lost`` once the lease is seen held by another.
+
+        A renewal that cannot reach the KV is retried every 0.25 s for as long as it takes:
+        while the KV cannot take a renewal it cannot hand the lease to anyone else either, and
+        if it lapsed meanwhile and another peer took it, the first renewal after says so (and
+        any cut this sequencer tries first is fenced). Safety never rests on the lease."""
+        name, wait = self.name.encode(), StreamReader.API_TIMEOUT
+        while True:
+            await asyncio.sleep(self.lease_ttl / 3)
+            while True:
+                try:
+                    try:
+                        self._rev = int(await asyncio.wait_for(
+                            kv.update(LEASE_KEY, name, last=self._rev), wait))
+                    except nats.js.errors.KeyWrongLastSequenceError:
+                        # a renewal stored with its ack lost, or the lease lapsed: still ours
+                        # if the key holds our name; taken again if it is gone
+                        try:
+                            self._rev = await asyncio.wait_for(self._still_ours(kv), wait)
+                        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+                            self._rev = int(await asyncio.wait_for(
+                                kv.create(LEASE_KEY, name), wait))
+                    break
+                except nats.js.errors.KeyWrongLastSequenceError:
+                    log.info("sequencer %s: the lease is held by another; stepping down",
+                             self.name)
+                    lost.set()
+                    return
+                except Exception as exc:  # the KV electing a leader: keep sequencing
+                    log.info("sequencer %s: lease renewal failed (%r); retrying", self.name,
+                             exc)
+                    await asyncio.sleep(0.25)
 
     async def _append(self, height: int, cut: BlockCut) -> None:
         headers = {"Nats-Msg-Id": cut.msg_id, "Nats-Expected-Last-Sequence": str(height)}

@@ -305,6 +305,7 @@ def cluster(
     rate: float = typer.Option(200.0, min=0, help="Paced run: offered tx/s for the latency "
                                "figure (0 skips it)."),
     paced_seconds: float = typer.Option(15.0, min=1, help="Paced run: duration."),
+    paced_batch: int = typer.Option(10, min=1, help="Paced run: transactions per request."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as JSON."),
 ) -> None:
     """A local cluster (3 NATS servers + peers) under HTTP load: committed tx/s on every peer,
@@ -318,7 +319,7 @@ def cluster(
         result = cbench.run(Path(tmp), peers=peers, txs=txs, batch=batch,
                             threads_per_peer=threads, max_block_txs=max_block_txs,
                             faults=faults, rate=rate, paced_seconds=paced_seconds,
-                            progress=progress)
+                            paced_batch=paced_batch, progress=progress)
     if as_json:
         console.print_json(json.dumps(result.as_dict()))
         return

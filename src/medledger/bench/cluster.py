@@ -59,6 +59,8 @@ class ClusterBench:
     catchup_tps: float = 0.0
     catchup_txs: int = 0
     catchup_seconds: float = 0.0  # from the process start to holding everything
+    catchup_from_start: bool = False  # replayed before its first health answer: rate timed
+    # from the process start (a lower bound)
     behind_seconds: float = 0.0  # the catch-up phase's load, through the other peers
     faults: dict[str, Any] = field(default_factory=dict)
 
@@ -78,6 +80,7 @@ class ClusterBench:
                 "paced_p99_ms": round(self.paced_p99_ms, 1),
                 "catchup_tps": round(self.catchup_tps), "catchup_txs": self.catchup_txs,
                 "catchup_seconds": round(self.catchup_seconds, 2),
+                "catchup_from_start": self.catchup_from_start,
                 "behind_seconds": round(self.behind_seconds, 2),
                 "faults": self.faults}
 
@@ -261,7 +264,7 @@ def run(root: Path, *, peers: int = 4, txs: int = 30_000, batch: int = 500,
         if len(load.acked) != total:
             raise BenchError(f"{total - len(load.acked)} transactions were not acknowledged")
         progress(f"catch-up: starting {laggard}")
-        _catch_up(c, out, laggard, end)
+        _catch_up(c, out, laggard, end, end - total)
         if rate > 0:
             progress(f"paced load: {rate:,.0f} tx/s for {paced_seconds:.0f} s")
             _paced(c, out, rate, paced_seconds, paced_batch)
@@ -309,9 +312,11 @@ def _throughput(c: LocalCluster, out: ClusterBench, raws: dict[str, list[bytes]]
         out.final_p50_ms, out.final_p99_ms = statistics.median(lat) * 1000, q[98] * 1000
 
 
-def _catch_up(c: LocalCluster, out: ClusterBench, laggard: str, end: int) -> None:
-    """Start the stopped peer; its replay rate from its first health answer (the process
-    start and its store's opening excluded) to holding all ``end`` transactions."""
+def _catch_up(c: LocalCluster, out: ClusterBench, laggard: str, end: int, held: int) -> None:
+    """Start the stopped peer (it holds ``held`` transactions); its replay rate from its first
+    health answer (the process start and its store's opening excluded) to holding all ``end``.
+    A backlog replayed before the first answer (a small one, on a fast machine) is timed from
+    the process start instead: a lower bound, flagged in ``catchup_from_start``."""
     mon = _Monitor(c, orgs=[laggard]).start()  # only it is polled: it does the work timed
     t2 = time.monotonic()
     c.start_peer(laggard)
@@ -322,6 +327,9 @@ def _catch_up(c: LocalCluster, out: ClusterBench, laggard: str, end: int) -> Non
     t4 = next(ts for ts, size, _, _ in mon.series[laggard] if size >= end)
     ser = [x for x in mon.series.get(laggard) or [] if x[0] >= t2]
     first_t, first_size = (ser[0][0], ser[0][1]) if ser else (t3, 0)
+    out.catchup_from_start = first_size >= end
+    if out.catchup_from_start:
+        first_t, first_size = t2, held
     out.catchup_txs = end - first_size
     out.catchup_tps = out.catchup_txs / max(1e-9, t4 - first_t)
     out.catchup_seconds = t4 - t2
@@ -469,7 +477,9 @@ def summary(b: ClusterBench) -> list[tuple[str, str, str]]:
          "p99 <= 1,000 ms"),
         ("catch-up replay", f"{b.catchup_tps:,.0f} tx/s over {b.catchup_txs:,} txs "
          f"(a peer stopped during a second load of {b.txs:,}; {b.catchup_seconds:.1f} s "
-         "with its process start)", ">= 10,000 tx/s"),
+         "with its process start"
+         + ("; replayed before its first health answer, so timed from the process start: a "
+            "lower bound)" if b.catchup_from_start else ")"), ">= 10,000 tx/s"),
     ]
     f = b.faults
     if f:

@@ -89,7 +89,13 @@ def down(
 
 
 def _alarm(a: dict[str, Any]) -> str:
-    """``org@height`` for a checkpoint disagreement; ``clock ±N s`` for a clock-skew alarm."""
-    if a.get("kind") == "clock_skew":
+    """``org@height`` for a checkpoint disagreement; ``clock ±N s`` for a clock-skew alarm;
+    ``txs@height ≠ cut`` for a block whose transactions match no copy; else the kind."""
+    kind = a.get("kind")
+    if kind == "clock_skew":
         return f"clock {a['skew_ms'] / 1000:+.0f} s"
-    return f"{a['org']}@{a['height']}"
+    if kind == "range_mismatch":
+        return f"txs@{a['height']} ≠ cut"
+    if kind in (None, "equivocation"):
+        return f"{a['org']}@{a['height']}"
+    return str(kind)  # a kind this version does not know (a newer peer's)

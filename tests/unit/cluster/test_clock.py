@@ -64,9 +64,11 @@ def test_bad_settings_are_refused() -> None:
         ClockSkew(1, window=0)
 
 
-def test_cluster_status_renders_both_alarm_kinds() -> None:
+def test_cluster_status_renders_every_alarm_kind() -> None:
     from medledger.cli.cluster import _alarm
 
     assert _alarm({"kind": "equivocation", "org": "cdc", "height": 7}) == "cdc@7"
     assert _alarm({"kind": "clock_skew", "skew_ms": -600_400, "threshold_ms": 30_000}) == \
         "clock -600 s"
+    assert _alarm({"kind": "range_mismatch", "height": 12}) == "txs@12 ≠ cut"
+    assert _alarm({"kind": "from_a_newer_peer", "height": 3}) == "from_a_newer_peer"

@@ -59,6 +59,11 @@ WRONG_LAST_SEQUENCE = 10071  # JetStream err_code for a failed Nats-Expected-Las
 STREAM_IN_USE = 10058
 NO_PLACEMENT = 10005
 LEASE_KEY = "leader"
+# a publish waits this long for its ack; a retry of one that got none, less: the first wait is
+# sized for a loaded stream, and a retry usually follows an election, where an attempt sent just
+# before the new leader took over would otherwise hold the writer for the whole first wait
+# (the message id makes a retry of a stored publish a duplicate, never a second copy)
+PUBLISH_WAIT, REPUBLISH_WAIT = 1.0, 0.4
 # a transient NATS condition: the publish is retried with the same message id
 _TRANSIENT = (nats.errors.TimeoutError, nats.errors.NoRespondersError,
               nats.errors.ConnectionClosedError, nats.js.errors.NoStreamResponseError,
@@ -341,6 +346,8 @@ async def last_cut(js: JetStreamContext, names: Names) -> tuple[int, BlockCut | 
 class Sequencer:
     """Cuts blocks from the TXS stream while it holds the lease; fenced on every append."""
 
+    LAPSE_GRACE = 1.0  # seconds a lapsed lease is left to the peer seen holding it
+
     def __init__(
         self,
         js: JetStreamContext,
@@ -360,23 +367,46 @@ class Sequencer:
         self.fenced = 0
         self.diverged = 0  # cuts whose range the consumer served differently from the leader
         self._rev = 0  # the lease's revision from the last renewal
+        self._saw_other = False  # seen the lease held by another sequencer
+        self._lapsed_since: float | None = None  # the lease seen lapsed (expired) since
 
     async def _acquire(self, kv: Any) -> int | None:
-        """Take or renew the lease; the KV revision to renew against, or None."""
-        try:
-            return int(await kv.create(LEASE_KEY, self.name.encode()))
-        except nats.js.errors.KeyWrongLastSequenceError:
-            pass
-        except Exception:
-            return None
+        """Take or renew the lease; the KV revision to renew against, or None.
+
+        A lease released by its holder (deleted) or never held is taken at once. One that
+        lapsed by its TTL after this peer saw another hold it is left to that holder for
+        ``LAPSE_GRACE`` seconds more: when the KV's own stream was electing a leader for longer
+        than the TTL, the holder is alive and re-creates the key as soon as the KV answers
+        (``_keep_lease``), and a handover would only add a new sequencer's start to the pause.
+        A holder that died is replaced after TTL + grace."""
+        name = self.name.encode()
         try:
             entry = await kv.get(LEASE_KEY)
+        except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError) as exc:
+            # nats-py reports a delete marker (a release) as "not found" with its op set; a
+            # key removed by its TTL leaves no marker
+            entry = None
+            if self._saw_other and exc.op is None:
+                now = _time.monotonic()
+                self._lapsed_since = self._lapsed_since or now
+                if now - self._lapsed_since < self.LAPSE_GRACE:
+                    return None
         except Exception:
             return None
-        if entry.value == self.name.encode():  # ours from before a restart
-            with contextlib.suppress(Exception):
-                return int(await kv.update(LEASE_KEY, self.name.encode(), last=entry.revision))
-        return None
+        if entry is not None:
+            self._lapsed_since = None
+            if entry.value != name:
+                self._saw_other = True
+                return None
+            with contextlib.suppress(Exception):  # ours from before a restart
+                return int(await kv.update(LEASE_KEY, name, last=entry.revision))
+            return None
+        try:
+            rev = int(await kv.create(LEASE_KEY, name))
+        except Exception:  # another was quicker, or the KV is electing
+            return None
+        self._lapsed_since = None
+        return rev
 
     async def _still_ours(self, kv: Any) -> int:
         """The lease's revision if it still names this sequencer; else raise to step down."""
@@ -509,10 +539,11 @@ class Sequencer:
     async def _append(self, height: int, cut: BlockCut) -> None:
         headers = {"Nats-Msg-Id": cut.msg_id, "Nats-Expected-Last-Sequence": str(height)}
         payload = cut.encode()
+        wait = PUBLISH_WAIT
         while True:
             try:
                 ack = await self.js.publish(self.names.blocks_subject, payload,
-                                            headers=dict(headers), timeout=1.0)
+                                            headers=dict(headers), timeout=wait)
             except nats.js.errors.APIError as exc:
                 if exc.err_code == WRONG_LAST_SEQUENCE:
                     self.fenced += 1
@@ -524,6 +555,7 @@ class Sequencer:
                 raise
             except _TRANSIENT:
                 await asyncio.sleep(0.1)  # same msg id: a stored first attempt is not repeated
+                wait = REPUBLISH_WAIT
                 continue
             if ack.seq != height + 1:
                 raise RejectedError(Code.FENCED, f"block {height + 1} stored at {ack.seq}")
@@ -660,8 +692,10 @@ class ClusterOrderer:
         payload = frame_txs(raws)
         headers = {"Nats-Msg-Id": txs_msg_id(ids)}
         deadline = _time.monotonic() + self.submit_timeout
+        waits = itertools.chain([PUBLISH_WAIT], itertools.repeat(REPUBLISH_WAIT))
         ack = await _retry("submit", lambda: self.link.js.publish(
-            self.names.txs_subject, payload, headers=dict(headers), timeout=1.0), deadline)
+            self.names.txs_subject, payload, headers=dict(headers), timeout=next(waits)),
+            deadline)
         return bool(ack.duplicate)
 
     async def _feed(self, start_height: int) -> None:

@@ -123,6 +123,17 @@ def statuses(s: Spread) -> dict[str, Any]:
             "streams": stream_views(s.cluster.nats, s.cluster.chain)}
 
 
+def ordering_logs(s: Spread, lines: int = 12) -> dict[str, list[str]]:
+    """The last ordering and sequencer lines of each peer's log, for failure messages."""
+    out: dict[str, list[str]] = {}
+    for org in ORG_IDS:
+        log = s.cluster.root / "peers" / org / "peer.log"
+        text = log.read_text(errors="replace") if log.exists() else ""
+        out[org] = [ln[:240] for ln in text.splitlines()
+                    if "medledger.ordering" in ln or "sequencer" in ln][-lines:]
+    return out
+
+
 def cosigners(s: Spread, org: str, path: str = "/v1/checkpoints/latest") -> tuple[int, set[str]]:
     """(log size, organisations whose cosignature verifies) of a checkpoint ``org`` serves."""
     with s.reader(org) as http:
@@ -328,7 +339,9 @@ def test_a_nats_server_cut_off_stream_stays_consistent(net: Spread) -> None:
         until("writes continue without the cut server", lambda: len(load.acked)
               >= acked_at_cut + 60)
         until("every peer commits on", lambda: all(
-            s.health(o).get("height", 0) > heights[o] + 5 for o in ORG_IDS))
+            s.health(o).get("height", 0) > heights[o] + 5 for o in ORG_IDS),
+            show=lambda: {"heights at the cut": heights, **statuses(s),
+                          "logs": ordering_logs(s)})
         new_leader = nats.stream_leader(names.blocks_stream)
         assert new_leader not in (None, leader)
         lab.heal(leader)

@@ -61,7 +61,7 @@ NO_PLACEMENT = 10005
 LEASE_KEY = "leader"
 # a publish (and each retry of it) waits this long for its ack. A shorter wait for retries
 # (0.4 s) was tried and withdrawn: no shorter failover could be shown, and with it a peer whose
-# server vanished silently stalled in 3 of 6 partition tests (ADR 0056, update 2)
+# server vanished silently stalled in 3 of 7 partition tests (ADR 0056, update 2)
 PUBLISH_WAIT = REPUBLISH_WAIT = 1.0
 # a transient NATS condition: the publish is retried with the same message id
 _TRANSIENT = (nats.errors.TimeoutError, nats.errors.NoRespondersError,

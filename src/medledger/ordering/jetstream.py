@@ -27,6 +27,7 @@ import hashlib
 import itertools
 import logging
 import queue
+import socket
 import ssl
 import threading
 import time as _time
@@ -113,11 +114,20 @@ class Link:
             self._last_error = exc
             log.debug("nats %s: %s", self.name, exc)
 
-        return await nats.connect(
+        nc: NATS | None = None
+
+        async def reconnected() -> None:
+            if nc is not None:
+                fail_dead_socket(nc)
+
+        nc = await nats.connect(
             servers=self.servers, name=self.name, max_reconnect_attempts=-1,
             reconnect_time_wait=0.25, connect_timeout=5, allow_reconnect=True,
             error_cb=quiet, ping_interval=2, max_outstanding_pings=3, tls=self.tls,
+            reconnected_cb=reconnected,
         )
+        fail_dead_socket(nc)
+        return nc
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
@@ -133,6 +143,22 @@ class Link:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(timeout=5)
         self.loop.close()
+
+
+DEAD_SOCKET_MS = 8000  # unacknowledged bytes older than this fail the client's TCP connection
+
+
+def fail_dead_socket(nc: NATS) -> None:
+    """Have the kernel fail the client's connection once bytes sent on it go unacknowledged for
+    ``DEAD_SOCKET_MS`` (``TCP_USER_TIMEOUT``, Linux). A server that vanishes without a reset
+    (a cut link) is otherwise noticed only by the client's pings, and nats-py queues a PING
+    behind its flusher: with the socket's send buffer full, the flusher never returns and the
+    client never notices (ADR 0056). A failed socket makes it reconnect elsewhere."""
+    writer = getattr(getattr(nc, "_transport", None), "_bare_io_writer", None)
+    sock = writer.get_extra_info("socket") if writer is not None else None
+    if sock is not None and hasattr(socket, "TCP_USER_TIMEOUT"):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, DEAD_SOCKET_MS)
 
 
 async def _cancel_tasks() -> None:

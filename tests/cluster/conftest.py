@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -16,6 +16,9 @@ from medledger.consortium.bootstrap import Keyring, new_consortium
 from medledger.consortium.genesis import Genesis
 from medledger.installed import default_registry
 from medledger.ledger.store.sqlite import SQLiteStore
+from medledger.ledger.tx import tx_id
+from medledger.ordering.jetstream import Link, ensure_streams
+from medledger.ordering.wire import BlockCut, Names, frame_txs, txs_msg_id
 from tests.cluster.natsutil import drop_chain, shared_server, unique_chain
 from tests.conftest import MEMBERS, ORGS, T0, Consortium
 from tests.support.services import require_nats_engine
@@ -120,3 +123,24 @@ def anchor_tx(client: Client, i: int) -> bytes:
     return client.build("registry", "anchor_batch", {
         "batch_id": f"cu{i}", "root": f"{i:064x}", "count": 1, "record_type": "Filler",
         "source_system": "tests", "schema_version": "1"})
+
+
+def publish_ordered(server: str, genesis: Genesis, messages: Sequence[Sequence[bytes]],
+                    cuts: Sequence[BlockCut] = ()) -> None:
+    """Put TXS messages (each a batch of raw transactions) and then block cuts in the chain's
+    streams, as clients and a hand-driven sequencer would."""
+    names = Names(genesis.chain_id)
+    link = Link([server], "test-manual-sequencer")
+    try:
+        async def go() -> None:
+            await ensure_streams(link.js, names)
+            for raws in messages:
+                await link.js.publish(names.txs_subject, frame_txs(raws), headers={
+                    "Nats-Msg-Id": txs_msg_id([tx_id(r) for r in raws])})
+            for cut in cuts:
+                await link.js.publish(names.blocks_subject, cut.encode())
+
+        link.call(go(), timeout=30)
+    finally:
+        link.close()
+

@@ -17,10 +17,8 @@ from medledger.consortium.genesis import Genesis
 from medledger.errors import Code, MedLedgerError
 from medledger.ledger.block import BlockHeader
 from medledger.ledger.checkpoint import parse_body, split_note
-from medledger.ledger.tx import tx_id
-from medledger.ordering.jetstream import Link, ensure_streams
-from medledger.ordering.wire import BlockCut, Names, frame_txs, range_digest, txs_msg_id
-from tests.cluster.conftest import Start, anchor_tx
+from medledger.ordering.wire import BlockCut, frame_txs, range_digest
+from tests.cluster.conftest import Start, anchor_tx, publish_ordered
 
 pytestmark = [pytest.mark.integration, pytest.mark.nats]
 
@@ -111,27 +109,14 @@ def test_blocks_before_a_malformed_cut_are_committed_then_the_peer_halts(
     starts: it prepares several blocks at once, yet commits exactly the ten, in order, and
     stops with ``ordering_fault`` at the bad one (every honest peer halts at the same height)."""
     server, genesis, ring, start = chain
-    names = Names(genesis.chain_id)
     client = Client(None, genesis.chain_id, "hosp-a/gw", ring.signing["hosp-a/gw"])  # type: ignore[arg-type]
     raws = [anchor_tx(client, i) for i in range(12)]
     now = time.time_ns() // 1_000_000
-    link = Link([server], "test-manual-sequencer")
-    try:
-        async def publish() -> None:
-            await ensure_streams(link.js, names)
-            for raw in raws:
-                await link.js.publish(names.txs_subject, frame_txs([raw]),
-                                      headers={"Nats-Msg-Id": txs_msg_id([tx_id(raw)])})
-            cuts = [BlockCut(i, i, now + i, "test", range_digest([frame_txs([raws[i - 1]])]))
-                    for i in range(1, 11)]
-            # messages 11 and 12 skipped (the gap is refused before any range is read)
-            cuts.append(BlockCut(13, 13, now + 11, "test", range_digest([])))
-            for cut in cuts:
-                await link.js.publish(names.blocks_subject, cut.encode())
-
-        link.call(publish(), timeout=30)
-    finally:
-        link.close()
+    cuts = [BlockCut(i, i, now + i, "test", range_digest([frame_txs([raws[i - 1]])]))
+            for i in range(1, 11)]
+    # messages 11 and 12 skipped (the gap is refused before any range is read)
+    cuts.append(BlockCut(13, 13, now + 11, "test", range_digest([])))
+    publish_ordered(server, genesis, [[r] for r in raws], cuts)
     peer = start("cdc", sequencer=False)
     _wait(lambda: peer.node._failure is not None, "the peer halts")
     assert isinstance(peer.node._failure, MedLedgerError)

@@ -21,33 +21,12 @@ import pytest
 from medledger.client.client import Client
 from medledger.consortium.bootstrap import Keyring
 from medledger.consortium.genesis import Genesis
-from medledger.ledger.tx import tx_id
-from medledger.ordering.jetstream import Entry, Link, StreamReader, ensure_streams
-from medledger.ordering.wire import BlockCut, Names, frame_txs, range_digest, txs_msg_id
-from tests.cluster.conftest import Start, anchor_tx
+from medledger.ordering.jetstream import Entry, Link, StreamReader
+from medledger.ordering.wire import BlockCut, Names, frame_txs, range_digest
+from tests.cluster.conftest import Start, anchor_tx, publish_ordered
 from tests.support.waiting import until
 
 pytestmark = [pytest.mark.integration, pytest.mark.nats]
-
-
-def _publish(server: str, genesis: Genesis, messages: list[list[bytes]],
-             cuts: list[BlockCut] = ()) -> None:  # type: ignore[assignment]
-    """Put TXS messages (each a batch of raw transactions) and then block cuts in the streams,
-    as a client and a sequencer would."""
-    names = Names(genesis.chain_id)
-    link = Link([server], "test-range-digest")
-    try:
-        async def go() -> None:
-            await ensure_streams(link.js, names)
-            for raws in messages:
-                await link.js.publish(names.txs_subject, frame_txs(raws), headers={
-                    "Nats-Msg-Id": txs_msg_id([tx_id(r) for r in raws])})
-            for cut in cuts:
-                await link.js.publish(names.blocks_subject, cut.encode())
-
-        link.call(go(), timeout=30)
-    finally:
-        link.close()
 
 
 @pytest.fixture
@@ -92,7 +71,7 @@ def test_sequencer_and_peer_never_use_a_diverged_copy_of_a_range(
     raws = [anchor_tx(client, i) for i in range(5)]
     substitute = anchor_tx(client, 99)
     diverged.update(seq=3, data=frame_txs([substitute]))
-    _publish(server, genesis, [[r] for r in raws])
+    publish_ordered(server, genesis, [[r] for r in raws])
     peer = start("hosp-a")
     until(lambda: peer.node.head.log_size >= 5, what="the five transactions are committed")
     time.sleep(0.3)  # anything more would show now
@@ -119,7 +98,7 @@ def test_a_peer_never_uses_a_cut_other_than_the_leaders(
     cuts = [BlockCut(i, i, now + i, "test", range_digest([msgs[i - 1]])) for i in (1, 2, 3)]
     diverged.update(stream="_BLOCKS", seq=2, data=BlockCut(2, 3, now + 2, "test",
                                                            range_digest(msgs[1:3])).encode())
-    _publish(server, genesis, [[r] for r in raws], cuts)
+    publish_ordered(server, genesis, [[r] for r in raws], cuts)
     peer = start("cdc", sequencer=False)
     until(lambda: peer.node.height >= 3, what="three blocks", show=lambda: peer.status())
     assert diverged["served"] == 1
@@ -142,7 +121,7 @@ def test_a_range_that_matches_no_copy_is_never_executed(
     cuts = [BlockCut(i, i, now + i, "test", range_digest([frame_txs([raws[i - 1]])]))
             for i in (1, 2)]
     cuts.append(BlockCut(3, 3, now + 3, "test", range_digest([b"not what was stored"])))
-    _publish(server, genesis, [[r] for r in raws], cuts)
+    publish_ordered(server, genesis, [[r] for r in raws], cuts)
     peer = start("cdc", sequencer=False)
     alarms = until(lambda: [a for a in peer.status()["alarms"] if a["kind"] == "range_mismatch"],
                    what="a range_mismatch alarm", show=lambda: peer.status())
@@ -163,7 +142,7 @@ def test_a_reader_whose_consumer_goes_quiet_reads_on_from_the_leader(
     server, genesis, ring, _start = chain
     client = _client(genesis, ring)
     raws = [anchor_tx(client, i) for i in range(6)]
-    _publish(server, genesis, [[r] for r in raws])
+    publish_ordered(server, genesis, [[r] for r in raws])
     names = Names(genesis.chain_id)
 
     class Stuck:

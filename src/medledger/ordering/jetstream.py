@@ -63,7 +63,7 @@ LEASE_KEY = "leader"
 # a publish (and each retry of it) waits this long for its ack. A shorter wait for retries
 # (0.4 s) was tried and withdrawn: no shorter failover could be shown, and with it a peer whose
 # server vanished silently stalled in 3 of 7 partition tests (ADR 0056, update 2)
-PUBLISH_WAIT = REPUBLISH_WAIT = 1.0
+PUBLISH_WAIT = 1.0
 # a transient NATS condition: the publish is retried with the same message id
 _TRANSIENT = (nats.errors.TimeoutError, nats.errors.NoRespondersError,
               nats.errors.ConnectionClosedError, nats.js.errors.NoStreamResponseError,
@@ -516,7 +516,7 @@ class Sequencer:
                 height += 1
                 self.appended += 1
                 pending = pending[take:]
-                count = sum(e.data.count(b"\n") + 1 for e in pending)
+                count = count - n if pending else 0  # (after a divergence nothing is left)
                 first_at = _time.monotonic() if pending else 0.0
         finally:
             keeper.cancel()
@@ -564,11 +564,10 @@ class Sequencer:
     async def _append(self, height: int, cut: BlockCut) -> None:
         headers = {"Nats-Msg-Id": cut.msg_id, "Nats-Expected-Last-Sequence": str(height)}
         payload = cut.encode()
-        wait = PUBLISH_WAIT
         while True:
             try:
                 ack = await self.js.publish(self.names.blocks_subject, payload,
-                                            headers=dict(headers), timeout=wait)
+                                            headers=dict(headers), timeout=PUBLISH_WAIT)
             except nats.js.errors.APIError as exc:
                 if exc.err_code == WRONG_LAST_SEQUENCE:
                     self.fenced += 1
@@ -580,7 +579,6 @@ class Sequencer:
                 raise
             except _TRANSIENT:
                 await asyncio.sleep(0.1)  # same msg id: a stored first attempt is not repeated
-                wait = REPUBLISH_WAIT
                 continue
             if ack.seq != height + 1:
                 raise RejectedError(Code.FENCED, f"block {height + 1} stored at {ack.seq}")
@@ -717,9 +715,8 @@ class ClusterOrderer:
         payload = frame_txs(raws)
         headers = {"Nats-Msg-Id": txs_msg_id(ids)}
         deadline = _time.monotonic() + self.submit_timeout
-        waits = itertools.chain([PUBLISH_WAIT], itertools.repeat(REPUBLISH_WAIT))
         ack = await _retry("submit", lambda: self.link.js.publish(
-            self.names.txs_subject, payload, headers=dict(headers), timeout=next(waits)),
+            self.names.txs_subject, payload, headers=dict(headers), timeout=PUBLISH_WAIT),
             deadline)
         return bool(ack.duplicate)
 

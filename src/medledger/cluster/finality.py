@@ -164,7 +164,7 @@ class Exchange:
 
     async def _read(self, start: int) -> None:
         reader = StreamReader(self.link.js, self.names.cosig_stream, self.names.cosig_subject(),
-                              start)
+                              start, elections=self.link.elections)
         try:
             while not self._stop.is_set():
                 got = await reader.read(256, timeout=0.25)

@@ -76,7 +76,8 @@ class Peer:
 
         def build(node: Node) -> Orderer[Admitted]:
             seq = Sequencer(self.link.js, self.names, org, max_txs=options.max_block_txs,
-                            max_wait=options.max_wait, lease_ttl=options.lease_ttl) \
+                            max_wait=options.max_wait, lease_ttl=options.lease_ttl,
+                            elections=self.link.elections) \
                 if options.sequencer else None
             self.orderer = ClusterOrderer(self.link, self.names, start_height=node.height,
                                           prepare=node.prepare_stream, sequencer=seq)

@@ -44,6 +44,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext, api
 
 from medledger.errors import Code, MedLedgerError, RejectedError
+from medledger.ordering.elections import Elected, Elections, watch
 from medledger.ordering.solo import Batch, wall_ms
 from medledger.ordering.wire import (
     BlockCut,
@@ -89,6 +90,7 @@ class Link:
         ``node_unavailable`` naming the last error; once connected, reconnect forever."""
         self.servers, self.name, self.timeout, self.tls = list(servers), name, timeout, tls
         self._last_error: Exception | None = None
+        self.elections = Elections()  # wakes waits on a stream when it elects a leader
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name=f"nats-{name}",
                                         daemon=True)
@@ -127,6 +129,8 @@ class Link:
             reconnected_cb=reconnected,
         )
         fail_dead_socket(nc)
+        with contextlib.suppress(Exception):
+            await watch(nc, self.elections)
         return nc
 
     def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
@@ -194,16 +198,23 @@ async def ensure_streams(js: JetStreamContext, names: Names, replicas: int = 1,
             bucket=names.lease_bucket, ttl=lease_ttl, history=1, replicas=replicas), deadline)
 
 
-async def _retry(what: str, make: Callable[[], Awaitable[T]], deadline: float) -> T:
-    """Retry a transient NATS failure until ``deadline`` (monotonic)."""
+async def _retry(what: str, make: Callable[[], Awaitable[T]], deadline: float, *,
+                 elections: Elections | None = None, stream: str = "") -> T:
+    """Retry a transient NATS failure until ``deadline`` (monotonic); with ``elections``, an
+    attempt given up because ``stream`` elected a leader is made again at once, and a pause
+    between attempts ends when it does."""
     delay = 0.05
+    pause = partial(elections.pause, stream) if elections is not None else asyncio.sleep
     while True:
         try:
             return await make()
+        except Elected as exc:
+            if _time.monotonic() > deadline:
+                raise RejectedError(Code.NODE_UNAVAILABLE, f"{what}: {exc!r}") from None
         except _TRANSIENT as exc:
             if _time.monotonic() + delay > deadline:
                 raise RejectedError(Code.NODE_UNAVAILABLE, f"{what}: {exc!r}") from None
-            await asyncio.sleep(delay)
+            await pause(delay)
             delay = min(delay * 2, 0.25)
         except (nats.js.errors.ServiceUnavailableError, nats.js.errors.BadRequestError) as exc:
             # no stream leader (an election), or 10005 "no suitable peers for placement": a
@@ -212,7 +223,7 @@ async def _retry(what: str, make: Callable[[], Awaitable[T]], deadline: float) -
                 raise
             if _time.monotonic() + delay > deadline:
                 raise RejectedError(Code.NODE_UNAVAILABLE, f"{what}: {exc!r}") from None
-            await asyncio.sleep(delay)
+            await pause(delay)
             delay = min(delay * 2, 0.25)
 
 
@@ -223,13 +234,17 @@ class Entry:
 
 
 async def leader_range(js: JetStreamContext, stream: str, first: int, last: int,
-                       *, timeout: float = 2.0, width: int = 64) -> list[Entry]:
+                       *, timeout: float = 2.0, width: int = 64,
+                       elections: Elections | None = None) -> list[Entry]:
     """Messages ``first..last`` of ``stream`` as its leader holds them (``STREAM.MSG.GET`` is
-    answered by the stream leader, never by a follower's replica), ``width`` at a time."""
+    answered by the stream leader, never by a follower's replica), ``width`` at a time; each
+    group of requests given up after ``timeout`` s, or (``Elected``) when the stream elects a
+    leader meanwhile."""
     out: list[Entry] = []
+    elections = elections or Elections()
     for lo in range(first, last + 1, width):
         seqs = range(lo, min(last, lo + width - 1) + 1)
-        msgs = await asyncio.wait_for(asyncio.gather(
+        msgs = await elections.within(stream, asyncio.gather(
             *(js.get_msg(stream, seq) for seq in seqs)), timeout)
         for seq, msg in zip(seqs, msgs, strict=True):
             if msg.seq != seq or msg.data is None:
@@ -250,6 +265,10 @@ class StreamReader:
     (on nats-server 2.9.10 a healed server's replica was seen to stay behind for minutes): when
     the consumer has been quiet while the stream holds more, the reader takes the next messages
     from the stream leader (``leader_range``) and re-creates the consumer, so it always moves on.
+    Creating a consumer needs the cluster's meta leader as well as the stream's, so it runs in
+    the background: while it cannot be done (the meta group electing), the reader goes on
+    reading from the stream leader. Waits on the stream end when it elects a leader
+    (``Elections``).
     """
 
     PROBE_AFTER = 0.3  # seconds without a message before checking the stream for more
@@ -257,13 +276,21 @@ class StreamReader:
     # election each attempt would otherwise hold the reader for the whole timeout after the
     # new leader is already there; a failed attempt is simply retried
     API_TIMEOUT = 0.75
+    LEADER_POLL = 0.05  # without a consumer: how often the leader is asked for more
+    ADOPT_WITHIN = 4096  # a consumer created this far behind the reader is still taken
 
-    def __init__(self, js: JetStreamContext, stream: str, subject: str, next_seq: int) -> None:
+    def __init__(self, js: JetStreamContext, stream: str, subject: str, next_seq: int, *,
+                 elections: Elections | None = None) -> None:
         self.js, self.stream, self.subject, self.next_seq = js, stream, subject, next_seq
+        self.elections = elections or Elections()
         self._sub: Any = None
+        self._creating: asyncio.Task[Any] | None = None
+        self._created_at = 0  # the position the consumer being created starts from
+        self._awaited = False  # a read has waited for the consumer being created
+        self._retry_at = 0.0  # no new consumer before this (monotonic), after a failure
         self._stale = False
         self._last_msg = _time.monotonic()
-        self.read_from_leader = 0  # messages read from the leader after a quiet consumer
+        self.read_from_leader = 0  # messages read from the leader without a working consumer
 
     async def _reset(self) -> None:
         sub, self._sub = self._sub, None
@@ -271,56 +298,68 @@ class StreamReader:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
 
-    async def read(self, max_msgs: int = 256, timeout: float = 0.5) -> list[Entry]:
-        if self._stale:
-            self._stale = False
-            await self._reset()
-        if self._sub is None:
-            try:
-                self._sub = await asyncio.wait_for(self.js.pull_subscribe(
+    def _consumer(self) -> bool:
+        """Whether a consumer is ready; start creating one (in the background) if not."""
+        if self._sub is not None:
+            return True
+        task = self._creating
+        if task is not None and task.done():
+            self._creating = None
+            exc = None if task.cancelled() else task.exception()
+            if exc is None and not task.cancelled():
+                if 0 <= self.next_seq - self._created_at <= self.ADOPT_WITHIN:
+                    self._sub = task.result()  # (what it repeats is skipped as redelivered)
+                    return True
+                self._drop(task.result())
+            else:
+                log.debug("reader %s at %d: no consumer: %r", self.stream, self.next_seq, exc)
+                self._retry_at = _time.monotonic() + 0.2
+        if self._creating is None and _time.monotonic() >= self._retry_at:
+            self._created_at, self._awaited = self.next_seq, False
+            self._creating = asyncio.ensure_future(self.elections.within(
+                self.stream, self.js.pull_subscribe(
                     self.subject, durable=None, stream=self.stream,
                     config=api.ConsumerConfig(
                         deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE,
                         opt_start_seq=self.next_seq, ack_policy=api.AckPolicy.NONE,
                         inactive_threshold=30.0, num_replicas=1, mem_storage=True,
                     ),
-                ), self.API_TIMEOUT)
-            except Exception as exc:  # engine unavailable: the caller simply tries again
-                log.debug("reader %s at %d: %r", self.stream, self.next_seq, exc)
-                await asyncio.sleep(0.2)
-                return []
+                ), self.API_TIMEOUT))
+        return False
+
+    @staticmethod
+    def _drop(sub: Any) -> None:
+        asyncio.ensure_future(sub.unsubscribe()).add_done_callback(
+            lambda f: f.cancelled() or f.exception())
+
+    async def read(self, max_msgs: int = 256, timeout: float = 0.5) -> list[Entry]:
+        if self._stale:
+            self._stale = False
+            await self._reset()
+            if self._creating is not None:
+                self._creating.cancel()
+                self._creating = None
+        if not self._consumer():
+            if self._creating is not None and not self._awaited:
+                # a new consumer normally takes milliseconds: wait for it, once per attempt
+                self._awaited = True
+                await asyncio.wait({self._creating}, timeout=min(timeout, 0.25))
+            if not self._consumer():
+                return await self._probe(max_msgs, quiet=min(timeout, self.LEADER_POLL))
         try:
             msgs = await self._sub.fetch(max_msgs, timeout=timeout)
         except TimeoutError:
             # (nats-py raises its own TimeoutError or a bare asyncio one for a quiet fetch.)
             # A quiet stream, or a consumer that is gone or stuck (its server died, the client
             # reconnected elsewhere): after a while, ask the stream whether there is something
-            # to read; if there is, start over with a new consumer. If the stream cannot say
-            # (no leader yet), keep the consumer: nothing new can be stored meanwhile, and
-            # creating a consumer would wait on the same election.
+            # to read; if there is, read it from the leader and start over with a new consumer
             if _time.monotonic() - self._last_msg > self.PROBE_AFTER:
-                self._last_msg = _time.monotonic()
-                try:
-                    info = await asyncio.wait_for(self.js.stream_info(self.stream),
-                                                  self.API_TIMEOUT)
-                    stream_last = int(info.state.last_seq)
-                except Exception as exc:
-                    log.debug("reader %s at %d: probe failed: %r", self.stream, self.next_seq,
-                              exc)
-                    stream_last = 0
-                if stream_last >= self.next_seq:
-                    log.info("reader %s at %d: no messages from the consumer while the stream "
-                             "holds %d; reading from the leader and re-creating", self.stream,
-                             self.next_seq, stream_last)
-                    await self._reset()
-                    return await self._from_leader(min(stream_last,
-                                                       self.next_seq + max_msgs - 1))
+                return await self._probe(max_msgs)
             return []
         except Exception as exc:
             log.debug("reader %s at %d: %r; re-creating", self.stream, self.next_seq, exc)
             await self._reset()
-            await asyncio.sleep(0.1)
-            return []
+            return await self._probe(max_msgs, quiet=0.1)
         out: list[Entry] = []
         for m in msgs:
             seq = m.metadata.sequence.stream
@@ -336,10 +375,39 @@ class StreamReader:
             self._last_msg = _time.monotonic()
         return out
 
+    async def _probe(self, max_msgs: int, quiet: float = 0.0) -> list[Entry]:
+        """Ask the stream's leader how far the stream goes and, if further than this reader,
+        read the next messages from it (dropping the consumer, which failed to deliver them).
+        Nothing new, or no answer: wait up to ``quiet`` seconds (less if the stream elects a
+        leader meanwhile) and return nothing."""
+        self._last_msg = _time.monotonic()
+        stream_last = 0
+        for _ in range(3):  # an attempt given up for an election is made again at once
+            try:
+                info = await self.elections.within(self.stream, self.js.stream_info(self.stream),
+                                                   self.API_TIMEOUT)
+                stream_last = int(info.state.last_seq)
+                break
+            except Elected:
+                continue
+            except Exception as exc:  # no leader yet: nothing new can be stored meanwhile
+                log.debug("reader %s at %d: probe failed: %r", self.stream, self.next_seq, exc)
+                break
+        if stream_last < self.next_seq:
+            if quiet:
+                await self.elections.pause(self.stream, quiet)
+            return []
+        if self._sub is not None:
+            log.info("reader %s at %d: no messages from the consumer while the stream holds %d; "
+                     "reading from the leader and re-creating", self.stream, self.next_seq,
+                     stream_last)
+            await self._reset()
+        return await self._from_leader(min(stream_last, self.next_seq + max_msgs - 1))
+
     async def _from_leader(self, last: int) -> list[Entry]:
         try:
             out = await leader_range(self.js, self.stream, self.next_seq, last,
-                                     timeout=self.API_TIMEOUT * 2)
+                                     timeout=self.API_TIMEOUT * 2, elections=self.elections)
         except Exception as exc:
             log.debug("reader %s at %d: leader read failed: %r", self.stream, self.next_seq, exc)
             return []
@@ -354,6 +422,13 @@ class StreamReader:
         self._stale = True
 
     async def close(self) -> None:
+        if self._creating is not None:
+            self._creating.cancel()
+            with contextlib.suppress(BaseException):
+                sub = await self._creating
+                if sub is not None:
+                    await sub.unsubscribe()
+            self._creating = None
         await self._reset()
 
 
@@ -383,8 +458,10 @@ class Sequencer:
         max_wait: float = 0.05,
         lease_ttl: float = 3.0,
         clock: Callable[[], int] = wall_ms,
+        elections: Elections | None = None,
     ) -> None:
         self.js, self.names, self.name = js, names, name
+        self.elections = elections or Elections()
         self.max_txs, self.max_wait, self.lease_ttl = max_txs, max_wait, lease_ttl
         self._clock = clock
         self.leading = False
@@ -446,7 +523,11 @@ class Sequencer:
             try:
                 if kv is None:
                     kv = await self.js.key_value(self.names.lease_bucket)
-                rev = await self._acquire(kv)
+                try:
+                    rev = await self.elections.within(self.names.lease_stream,
+                                                      self._acquire(kv), None)
+                except Elected:
+                    continue
                 if rev is None:  # held by another (or KV electing): poll so a lapse is seen soon
                     await _sleep_or_stop(stop, min(0.25, self.lease_ttl / 3))
                     continue
@@ -462,7 +543,7 @@ class Sequencer:
     async def _lead(self, kv: Any, rev: int, stop: asyncio.Event) -> None:
         height, cut = await last_cut(self.js, self.names)
         reader = StreamReader(self.js, self.names.txs_stream, self.names.txs_subject,
-                              1 if cut is None else cut.last + 1)
+                              1 if cut is None else cut.last + 1, elections=self.elections)
         last_time = 0 if cut is None else cut.time
         self._rev = rev
         lost = asyncio.Event()
@@ -496,7 +577,10 @@ class Sequencer:
                 try:
                     held = await leader_range(self.js, self.names.txs_stream, pending[0].seq,
                                               pending[take - 1].seq,
-                                              timeout=StreamReader.API_TIMEOUT)
+                                              timeout=StreamReader.API_TIMEOUT,
+                                              elections=self.elections)
+                except Elected:  # the leader is there now: at once
+                    continue
                 except Exception as exc:  # no leader (an election): try the cut again soon
                     log.info("sequencer %s: cannot read TXS %d..%d from the leader: %r",
                              self.name, pending[0].seq, pending[take - 1].seq, exc)
@@ -535,50 +619,58 @@ class Sequencer:
         if it lapsed meanwhile and another peer took it, the first renewal after says so (and
         any cut this sequencer tries first is fenced). Safety never rests on the lease."""
         name, wait = self.name.encode(), StreamReader.API_TIMEOUT
+        stream = self.names.lease_stream
+        within = self.elections.within
         while True:
             await asyncio.sleep(self.lease_ttl / 3)
             while True:
                 try:
                     try:
-                        self._rev = int(await asyncio.wait_for(
-                            kv.update(LEASE_KEY, name, last=self._rev), wait))
+                        self._rev = int(await within(
+                            stream, kv.update(LEASE_KEY, name, last=self._rev), wait))
                     except nats.js.errors.KeyWrongLastSequenceError:
                         # a renewal stored with its ack lost, or the lease lapsed: still ours
                         # if the key holds our name; taken again if it is gone
                         try:
-                            self._rev = await asyncio.wait_for(self._still_ours(kv), wait)
+                            self._rev = await within(stream, self._still_ours(kv), wait)
                         except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
-                            self._rev = int(await asyncio.wait_for(
-                                kv.create(LEASE_KEY, name), wait))
+                            self._rev = int(await within(
+                                stream, kv.create(LEASE_KEY, name), wait))
                     break
                 except nats.js.errors.KeyWrongLastSequenceError:
                     log.info("sequencer %s: the lease is held by another; stepping down",
                              self.name)
                     lost.set()
                     return
+                except Elected:  # the KV has a leader again: renew at once
+                    continue
                 except Exception as exc:  # the KV electing a leader: keep sequencing
                     log.info("sequencer %s: lease renewal failed (%r); retrying", self.name,
                              exc)
-                    await asyncio.sleep(0.25)
+                    await self.elections.pause(stream, 0.25)
 
     async def _append(self, height: int, cut: BlockCut) -> None:
         headers = {"Nats-Msg-Id": cut.msg_id, "Nats-Expected-Last-Sequence": str(height)}
         payload = cut.encode()
+        stream = self.names.blocks_stream
         while True:
             try:
-                ack = await self.js.publish(self.names.blocks_subject, payload,
-                                            headers=dict(headers), timeout=PUBLISH_WAIT)
+                ack = await self.elections.within(stream, self.js.publish(
+                    self.names.blocks_subject, payload, headers=dict(headers),
+                    timeout=PUBLISH_WAIT), None)
+            except Elected:  # same msg id: a stored first attempt is not repeated
+                continue
             except nats.js.errors.APIError as exc:
                 if exc.err_code == WRONG_LAST_SEQUENCE:
                     self.fenced += 1
                     raise RejectedError(Code.FENCED, f"{self.name} cannot append block "
                                         f"{height + 1}: {exc.description}") from None
                 if isinstance(exc, nats.js.errors.ServiceUnavailableError):
-                    await asyncio.sleep(0.1)
+                    await self.elections.pause(stream, 0.1)
                     continue
                 raise
             except _TRANSIENT:
-                await asyncio.sleep(0.1)  # same msg id: a stored first attempt is not repeated
+                await self.elections.pause(stream, 0.1)  # same msg id, as above
                 continue
             if ack.seq != height + 1:
                 raise RejectedError(Code.FENCED, f"block {height + 1} stored at {ack.seq}")
@@ -715,9 +807,10 @@ class ClusterOrderer:
         payload = frame_txs(raws)
         headers = {"Nats-Msg-Id": txs_msg_id(ids)}
         deadline = _time.monotonic() + self.submit_timeout
-        ack = await _retry("submit", lambda: self.link.js.publish(
+        stream, elections = self.names.txs_stream, self.link.elections
+        ack = await _retry("submit", lambda: elections.within(stream, self.link.js.publish(
             self.names.txs_subject, payload, headers=dict(headers), timeout=PUBLISH_WAIT),
-            deadline)
+            None), deadline, elections=elections, stream=stream)
         return bool(ack.duplicate)
 
     async def _feed(self, start_height: int) -> None:
@@ -725,7 +818,9 @@ class ClusterOrderer:
         (their signatures verify in parallel, e.g. while a peer catches up) and hand them to
         the node strictly in order."""
         names, js = self.names, self.link.js
-        blocks = StreamReader(js, names.blocks_stream, names.blocks_subject, start_height + 1)
+        elections = self.link.elections
+        blocks = StreamReader(js, names.blocks_stream, names.blocks_subject, start_height + 1,
+                              elections=elections)
         txs: StreamReader | None = None
         prev_last: int | None = None
         if start_height > 0:
@@ -771,7 +866,8 @@ class ClusterOrderer:
                         return
                     self.stream_height = max(self.stream_height, entry.seq)
                     if txs is None:
-                        txs = StreamReader(js, names.txs_stream, names.txs_subject, cut.first)
+                        txs = StreamReader(js, names.txs_stream, names.txs_subject, cut.first,
+                                           elections=elections)
                     buffered = [e for e in buffered if e.seq >= cut.first]
                     while (buffered[-1].seq < cut.last) if buffered else (cut.last >= cut.first):
                         if self._stop.is_set():
@@ -818,7 +914,10 @@ class ClusterOrderer:
         while not self._stop.is_set():
             try:
                 held = await leader_range(self.link.js, self.names.blocks_stream, got[0].seq,
-                                          got[-1].seq, timeout=StreamReader.API_TIMEOUT)
+                                          got[-1].seq, timeout=StreamReader.API_TIMEOUT,
+                                          elections=self.link.elections)
+            except Elected:  # the leader is there now: at once
+                continue
             except Exception as exc:  # no leader (an election): ask again soon
                 log.debug("cuts %d..%d: leader read failed: %r", got[0].seq, got[-1].seq, exc)
                 await _sleep_or_stop(self._stop, 0.05)
@@ -841,7 +940,7 @@ class ClusterOrderer:
         while not self._stop.is_set():
             try:
                 held = await leader_range(self.link.js, self.names.txs_stream, cut.first,
-                                          cut.last)
+                                          cut.last, elections=self.link.elections)
                 if range_digest(e.data for e in held) == cut.digest:
                     self.mismatch = None
                     return held

@@ -69,6 +69,11 @@ class Names:
     def lease_bucket(self) -> str:
         return f"ml_{self.chain}_sequencer"
 
+    @property
+    def lease_stream(self) -> str:
+        """The stream JetStream keeps the lease bucket in."""
+        return f"KV_{self.lease_bucket}"
+
 
 def frame_txs(raws: Sequence[bytes]) -> bytes:
     for raw in raws:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -74,6 +74,19 @@ class Elections:
         if waiter in done:
             raise Elected(f"{stream} elected a new leader")
         raise TimeoutError()
+
+    async def any_of(self, streams: Sequence[str], seconds: float,
+                     stop: asyncio.Event | None = None) -> bool:
+        """Wait up to ``seconds`` for any of ``streams`` to announce a leader (or ``stop``);
+        True if one did."""
+        elected = [asyncio.ensure_future(self._event(s).wait()) for s in streams]
+        waits = [*elected, *([asyncio.ensure_future(stop.wait())] if stop is not None else [])]
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        return any(w.done() and not w.cancelled() for w in elected)
 
     async def pause(self, stream: str, seconds: float) -> None:
         """Sleep ``seconds``, waking early if ``stream`` announces a new leader."""

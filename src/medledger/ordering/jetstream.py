@@ -45,6 +45,7 @@ from nats.js import JetStreamContext, api
 
 from medledger.errors import Code, MedLedgerError, RejectedError
 from medledger.ordering.elections import Elected, Elections, watch
+from medledger.ordering.placement import LeaderSpreader
 from medledger.ordering.solo import Batch, wall_ms
 from medledger.ordering.wire import (
     BlockCut,
@@ -729,8 +730,13 @@ class ClusterOrderer:
         self.mismatch: int | None = None  # a block whose range matches no copy read so far
         self._stop = asyncio.Event()
         self._tasks = [link.spawn(self._feed(start_height))]
+        self.placement: LeaderSpreader | None = None
         if sequencer is not None:
             self._tasks.append(link.spawn(sequencer.run(self._stop)))
+            # while this peer sequences, one server never leads both TXS and BLOCKS (ADR 0061)
+            self.placement = LeaderSpreader(link.nc, link.js, names, link.elections,
+                                            lambda: sequencer.leading)
+            self._tasks.append(link.spawn(self.placement.run(self._stop)))
 
     # -- node-facing (thread) side --------------------------------------------------------
 

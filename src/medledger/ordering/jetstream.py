@@ -16,6 +16,8 @@ See ``wire.py`` for what the streams carry. Three roles share one NATS connectio
   delivers is trusted.
 
 A ``Link`` runs the NATS client's event loop on its own thread; the node's threads call into it.
+Every wait on a stream ends when the stream announces a new leader (``elections.py``), and the
+sequencing peer keeps the TXS and BLOCKS leaders on different servers (``placement.py``).
 """
 
 from __future__ import annotations

@@ -39,12 +39,12 @@ def check_exactly_once(load: Load, peers: list) -> None:  # type: ignore[type-ar
         assert p.node.store.known_txs(list(load.submitted)) == set(load.submitted)
 
 
-# Writes must resume within 10 s (issue 3). That is asserted on nats-server 2.15.1; on Debian's
-# 2.9.10 the engine's own Raft election after a SIGKILL took 4-9 s here before any client could
-# write (measured: new stream leader at 4.4-6.4 s typically, writes 0.5-1.7 s after it), so one
-# run in several lands just over 10 s whatever the client does: there the bound is 15 s and the
-# pause is printed. Production should run >= 2.10 (docs/deployment.md).
-RESUME_WITHIN = {"pypi": 10.0, "debian": 15.0}
+# Writes must resume within 10 s (issue 3), asserted on both engines. Most of the pause is the
+# engine's own Raft election (4-9 s on either); our share after it is 0.05-1.3 s (ADR 0061). On
+# 2.9.10 the bound was 15 s until session 7 (ADR 0056), when our share was up to 1.6 s and one
+# CI run there measured 10.10 s; since ADR 0061, 30 kills on 2.15.1 paused 4.17-8.86 s and 10
+# on 2.9.10 4.96-8.02 s.
+RESUME_WITHIN = 10.0
 
 
 def test_killing_the_stream_leader_under_load(engine: str, nats3: NatsCluster, start_peers) -> None:  # type: ignore[no-untyped-def]
@@ -66,7 +66,7 @@ def test_killing_the_stream_leader_under_load(engine: str, nats3: NatsCluster, s
     wait_height(peers, max(r.height for r in load.acked.values()))
     print(f"killed {leader}: longest pause in acknowledgements {gap:.2f} s, "
           f"{len(load.acked)} txs acked, {load.retries} resubmissions")
-    assert gap <= RESUME_WITHIN[engine]
+    assert gap <= RESUME_WITHIN
     check_exactly_once(load, peers)
     same_chain(peers)
 

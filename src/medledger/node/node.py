@@ -364,12 +364,13 @@ class Node:
                     break  # closed and drained, nothing in flight
                 self._commit_batch(batch.items, batch.time, height=batch.height)
         except BaseException as exc:  # a store failure: stop, fail every waiter
-            self._failure = exc
-            log.exception("commit loop stopped")
             # the block in flight, if its write succeeds (say the orderer failed, not the
-            # store), is the peer's head: it halts at the same height as every other peer
+            # store), is the peer's head: it halts at the same height as every other peer.
+            # Finished before the failure is shown, so a node seen failed has its final head
             with contextlib.suppress(BaseException):
                 self._finish_write()
+            self._failure = exc
+            log.exception("commit loop stopped")
             with self._lock:
                 for fut in self._pending.values():
                     if not fut.done():

@@ -335,13 +335,19 @@ class StreamReader:
         asyncio.ensure_future(sub.unsubscribe()).add_done_callback(
             lambda f: f.cancelled() or f.exception())
 
+    def _abandon(self) -> None:
+        """Give up the consumer being created; one created all the same is dropped."""
+        task, self._creating = self._creating, None
+        if task is not None:
+            task.cancel()
+            task.add_done_callback(lambda t: t.cancelled() or t.exception() is not None
+                                   or self._drop(t.result()))
+
     async def read(self, max_msgs: int = 256, timeout: float = 0.5) -> list[Entry]:
         if self._stale:
             self._stale = False
             await self._reset()
-            if self._creating is not None:
-                self._creating.cancel()
-                self._creating = None
+            self._abandon()
         if not self._consumer():
             if self._creating is not None and not self._awaited:
                 # a new consumer normally takes milliseconds: wait for it, once per attempt
@@ -425,13 +431,7 @@ class StreamReader:
         self._stale = True
 
     async def close(self) -> None:
-        if self._creating is not None:
-            self._creating.cancel()
-            with contextlib.suppress(BaseException):
-                sub = await self._creating
-                if sub is not None:
-                    await sub.unsubscribe()
-            self._creating = None
+        self._abandon()
         await self._reset()
 
 

@@ -11,8 +11,10 @@ from starlette.responses import Response
 from medledger.node.node import Node
 
 
-def get_node(request: Request) -> Node:
-    """FastAPI dependency: the node the app was created for (``create_app(node)``)."""
+async def get_node(request: Request) -> Node:
+    """FastAPI dependency: the node the app was created for (``create_app(node)``). Async
+    because it never blocks: FastAPI runs a plain-function dependency on its thread pool, a
+    thread hop on every request for nothing."""
     node: Node = request.app.state.node
     return node
 

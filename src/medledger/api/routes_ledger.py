@@ -17,7 +17,6 @@ from medledger.api.deps import get_node, json_response
 from medledger.api.problems import problem_responses
 from medledger.errors import Code, MedLedgerError
 from medledger.ledger import stateproof
-from medledger.ledger.block import BlockHeader
 from medledger.ledger.store.base import StoredBlock
 from medledger.node import views as view
 from medledger.node.node import Node
@@ -223,16 +222,18 @@ def get_state(
     summary="Liveness and chain position (no auth)",
     responses=problem_responses(503),
 )
-def health(node: NodeDep) -> Response:
-    """``{"status": "ok", "chain_id", "height", "log_size", "head_hash"}``; no authentication."""
-    head = view.head_block(node.store)
-    header = BlockHeader.decode(head.header)
+async def health(node: NodeDep) -> Response:
+    """``{"status": "ok", "chain_id", "height", "log_size", "head_hash"}``; no authentication.
+
+    Answered from the node's memory on the event loop (no store read, no thread hop): health
+    is what load balancers and monitors poll, often."""
+    head = node.head  # the newest durable block's header
     return json_response(
         {
             "status": "ok",
             "chain_id": node.chain_id,
             "height": head.height,
-            "log_size": header.log_size,
+            "log_size": head.log_size,
             "head_hash": head.hash.hex(),
             **({"cluster": node.cluster_status()} if node.cluster_status else {}),
         }

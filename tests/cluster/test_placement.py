@@ -11,7 +11,7 @@ import pytest
 
 from medledger.cluster.natsd import NatsCluster
 from medledger.ordering.jetstream import Link, ensure_streams
-from medledger.ordering.placement import LeaderSpreader, _leader
+from medledger.ordering.placement import LeaderSpreader, leader_of
 from medledger.ordering.wire import Names
 from tests.cluster.natsutil import drop_chain, unique_chain
 
@@ -28,7 +28,7 @@ def test_the_blocks_leader_moves_off_the_server_leading_txs(nats3: NatsCluster) 
             blocks = await link.js.stream_info(names.blocks_stream)
         except Exception:
             return None, None
-        return _leader(txs), _leader(blocks)
+        return leader_of(txs), leader_of(blocks)
 
     async def settled(old: str | None = None) -> tuple[str, str]:
         deadline = time.monotonic() + 20

@@ -204,13 +204,15 @@ async def ensure_streams(js: JetStreamContext, names: Names, replicas: int = 1,
 async def _retry(what: str, make: Callable[[], Awaitable[T]], deadline: float, *,
                  elections: Elections | None = None, stream: str = "") -> T:
     """Retry a transient NATS failure until ``deadline`` (monotonic); with ``elections``, an
-    attempt given up because ``stream`` elected a leader is made again at once, and a pause
-    between attempts ends when it does."""
+    attempt is given up as soon as ``stream`` elects a leader and made again at once, and a
+    pause between attempts ends when it does."""
     delay = 0.05
     pause = partial(elections.pause, stream) if elections is not None else asyncio.sleep
     while True:
         try:
-            return await make()
+            if elections is None:
+                return await make()
+            return await elections.within(stream, make(), None)
         except Elected as exc:
             if _time.monotonic() > deadline:
                 raise RejectedError(Code.NODE_UNAVAILABLE, f"{what}: {exc!r}") from None
@@ -308,15 +310,16 @@ class StreamReader:
         task = self._creating
         if task is not None and task.done():
             self._creating = None
-            exc = None if task.cancelled() else task.exception()
-            if exc is None and not task.cancelled():
-                if 0 <= self.next_seq - self._created_at <= self.ADOPT_WITHIN:
-                    self._sub = task.result()  # (what it repeats is skipped as redelivered)
-                    return True
-                self._drop(task.result())
-            else:
-                log.debug("reader %s at %d: no consumer: %r", self.stream, self.next_seq, exc)
+            failed = task.cancelled() or task.exception() is not None
+            if failed:
+                log.debug("reader %s at %d: no consumer: %r", self.stream, self.next_seq,
+                          None if task.cancelled() else task.exception())
                 self._retry_at = _time.monotonic() + 0.2
+            elif 0 <= self.next_seq - self._created_at <= self.ADOPT_WITHIN:
+                self._sub = task.result()  # (what it repeats is skipped as redelivered)
+                return True
+            else:
+                self._drop(task.result())
         if self._creating is None and _time.monotonic() >= self._retry_at:
             self._created_at, self._awaited = self.next_seq, False
             self._creating = asyncio.ensure_future(self.elections.within(
@@ -816,9 +819,9 @@ class ClusterOrderer:
         headers = {"Nats-Msg-Id": txs_msg_id(ids)}
         deadline = _time.monotonic() + self.submit_timeout
         stream, elections = self.names.txs_stream, self.link.elections
-        ack = await _retry("submit", lambda: elections.within(stream, self.link.js.publish(
+        ack = await _retry("submit", lambda: self.link.js.publish(
             self.names.txs_subject, payload, headers=dict(headers), timeout=PUBLISH_WAIT),
-            None), deadline, elections=elections, stream=stream)
+            deadline, elections=elections, stream=stream)
         return bool(ack.duplicate)
 
     async def _feed(self, start_height: int) -> None:

@@ -28,7 +28,9 @@ from medledger.ordering.wire import Names
 log = logging.getLogger("medledger.ordering")
 
 
-def _leader(info: Any) -> str | None:
+def leader_of(info: Any) -> str | None:
+    """The server leading a replicated stream, from its ``StreamInfo``; None for a stream
+    without replicas or without a leader."""
     cluster = getattr(info, "cluster", None)
     if cluster is None or not cluster.replicas:  # an R1 stream has nothing to move to
         return None
@@ -56,8 +58,8 @@ class LeaderSpreader:
         txs, blocks = await asyncio.wait_for(asyncio.gather(
             self.js.stream_info(self.names.txs_stream),
             self.js.stream_info(self.names.blocks_stream)), 2.0)
-        shared = _leader(txs)
-        if shared is None or shared != _leader(blocks):
+        shared = leader_of(txs)
+        if shared is None or shared != leader_of(blocks):
             return False
         if time.monotonic() - self._last < self.EVERY:
             return False

@@ -195,6 +195,9 @@ def test_health_needs_no_auth(env: Env) -> None:
         "log_size": env.node.head.log_size,
         "head_hash": env.node.head.hash.hex(),
     }
+    # answered from memory: the same block the store holds as its head
+    stored = env.node.store.head()
+    assert stored is not None and resp.json()["head_hash"] == stored.hash.hex()
 
 
 def test_unknown_route_and_wrong_method_are_problems(env: Env) -> None:

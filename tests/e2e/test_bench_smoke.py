@@ -41,5 +41,7 @@ def test_cluster_bench_runs_small(tmp_path: Path) -> None:
     assert 0 < r.catchup_txs <= 600 and r.catchup_tps > 0 and r.behind_seconds > 0
     assert r.catchup_txs == 600 or not r.catchup_from_start
     assert r.paced_txs > 0 and 0 < r.paced_p50_ms <= r.paced_p99_ms
-    assert {row[0] for row in cbench.summary(r)} >= {"committed tx/s, slowest peer",
-                                                     "catch-up replay"}
+    assert len(r.ed25519_per_s) == 3 and all(x > 100 for x in r.ed25519_per_s)
+    assert {row[0] for row in cbench.summary(r)} >= {
+        "committed tx/s, slowest peer", "catch-up replay",
+        "machine: Ed25519 verifications/s, one thread"}

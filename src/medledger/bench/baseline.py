@@ -11,6 +11,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from nacl.bindings import crypto_sign_open
+from nacl.signing import SigningKey
 
 from medledger.bench.machine import CpuWatch
 
@@ -41,6 +42,22 @@ def _verify_loop(signed: bytes, public_key: bytes, n: int) -> float:
     for _ in range(n):
         crypto_sign_open(signed, public_key)
     return time.perf_counter() - t0
+
+
+def verify_rate(seconds: float = 1.0) -> float:
+    """One thread's Ed25519 verifications per second over ~``seconds`` (a fresh key, a
+    transaction-sized message): a quick reading of the machine's speed, for benchmarks whose
+    figures scale with it. Virtual machines drift, so a benchmark takes it more than once."""
+    key = SigningKey.generate()
+    message = b"medledger-bench " * 31  # ~500 bytes, as a transaction's signed body
+    signed = key.sign(message).signature + message
+    public = key.verify_key.encode()
+    _verify_loop(signed, public, 200)
+    n, elapsed = 0, 0.0
+    while elapsed < seconds:
+        elapsed += _verify_loop(signed, public, 1000)
+        n += 1000
+    return n / elapsed
 
 
 def signature_baseline(

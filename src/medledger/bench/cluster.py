@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medledger.bench.baseline import verify_rate
 from medledger.bench.common import BenchError, Progress, _quiet
 from medledger.client.client import Client
 from medledger.client.http import HttpTransport
@@ -63,6 +64,9 @@ class ClusterBench:
     # from the process start (a lower bound)
     behind_seconds: float = 0.0  # the catch-up phase's load, through the other peers
     faults: dict[str, Any] = field(default_factory=dict)
+    # one thread's Ed25519 verifications/s, read before the cluster starts and after each
+    # timed phase (the machine's speed that day: every figure above scales with it)
+    ed25519_per_s: list[float] = field(default_factory=list)
 
     @property
     def min_tps(self) -> float:
@@ -82,7 +86,8 @@ class ClusterBench:
                 "catchup_seconds": round(self.catchup_seconds, 2),
                 "catchup_from_start": self.catchup_from_start,
                 "behind_seconds": round(self.behind_seconds, 2),
-                "faults": self.faults}
+                "faults": self.faults,
+                "ed25519_per_s": [round(x) for x in self.ed25519_per_s]}
 
 
 class _Monitor:
@@ -236,7 +241,7 @@ def run(root: Path, *, peers: int = 4, txs: int = 30_000, batch: int = 500,
         cfg = PeerConfig.load(p)
         cfg.max_block_txs = max_block_txs
         cfg.save(p)
-    out = ClusterBench(peers=peers)
+    out = ClusterBench(peers=peers, ed25519_per_s=[verify_rate()])
     laggard = orgs[-1][0]  # a non-submitting peer, stopped during the second load
     try:
         progress(f"starting {peers} peers and 3 NATS servers")
@@ -251,6 +256,7 @@ def run(root: Path, *, peers: int = 4, txs: int = 30_000, batch: int = 500,
         total = sum(len(v) for v in raws.values())
         progress(f"throughput: {total:,} txs to {', '.join(raws)}, all {peers} peers running")
         _throughput(c, out, raws, base, batch, threads_per_peer)
+        out.ed25519_per_s.append(verify_rate())
         end = base + total
         progress(f"catch-up: {laggard} stopped, {total:,} more txs through the others")
         c.kill_peer(laggard, 15)  # graceful stop
@@ -265,6 +271,7 @@ def run(root: Path, *, peers: int = 4, txs: int = 30_000, batch: int = 500,
             raise BenchError(f"{total - len(load.acked)} transactions were not acknowledged")
         progress(f"catch-up: starting {laggard}")
         _catch_up(c, out, laggard, end, end - total)
+        out.ed25519_per_s.append(verify_rate())
         if rate > 0:
             progress(f"paced load: {rate:,.0f} tx/s for {paced_seconds:.0f} s")
             _paced(c, out, rate, paced_seconds, paced_batch)
@@ -481,6 +488,10 @@ def summary(b: ClusterBench) -> list[tuple[str, str, str]]:
          + ("; replayed before its first health answer, so timed from the process start: a "
             "lower bound)" if b.catchup_from_start else ")"), ">= 10,000 tx/s"),
     ]
+    if b.ed25519_per_s:
+        rows.append(("machine: Ed25519 verifications/s, one thread",
+                     " / ".join(f"{x:,.0f}" for x in b.ed25519_per_s)
+                     + " (before the run, after throughput, after catch-up)", "—"))
     f = b.faults
     if f:
         rows += [

@@ -14,18 +14,24 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import Ledger
+from tests.conftest import Clock, Consortium, Ledger
 
 from medledger.crypto import canonical
 from medledger.crypto.keys import SigningKey, b64
 from medledger.errors import Code, RejectedError
+from medledger.installed import default_registry
 from medledger.ledger import tx as txmod
-from medledger.node.node import Receipt
+from medledger.ledger.store.sqlite import SQLiteStore
+from medledger.node.admit import Admitted
+from medledger.node.node import Node, Receipt
+from medledger.ordering.solo import Batch, SoloOrderer
 
 ANCHOR = {
     "batch_id": "b1",
@@ -384,6 +390,84 @@ def test_resubmission_racing_its_own_commit(
     monkeypatch.undo()
     assert ledger.filler("hosp-b/gw").ok  # the node still runs
     assert ledger.log_size == size + 2
+
+
+class _Scripted(SoloOrderer[Admitted]):
+    """Hands the node the batches a test queues, as a cluster's orderer hands it blocks."""
+
+    def __init__(self) -> None:
+        super().__init__(max_wait=0.001)
+        self.script: deque[Batch[Admitted]] = deque()
+        self.cond = threading.Condition()
+
+    def queue(self, *batches: Batch[Admitted]) -> None:
+        with self.cond:
+            self.script.extend(batches)
+            self.cond.notify_all()
+
+    def next_batch(self, timeout: float | None = None) -> Batch[Admitted] | None:
+        with self.cond:
+            self.cond.wait_for(lambda: self.script or self._closed, timeout)
+            return self.script.popleft() if self.script else None
+
+    def close(self) -> None:
+        super().close()
+        with self.cond:
+            self.cond.notify_all()
+
+
+def test_a_copy_of_a_tx_whose_block_is_still_being_written_is_left_out(
+    tmp_path: Path, consortium: Consortium, clock: Clock, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stream can carry one transaction twice (a retry after the engine's duplicate window).
+    Block N+1 executes while block N is still being written: a copy in N+1 of a transaction
+    of N is left out (the store refuses the block; it is rebuilt without the copy), and so is
+    a copy of a committed one; the block holds the rest and the node goes on."""
+    scripted = _Scripted()
+    store = SQLiteStore(tmp_path / "l.db")
+    node = Node.create(store, consortium.genesis, default_registry(),
+                       signer=("hosp-a", consortium.ring.signing["hosp-a/root"]),
+                       clock=clock, orderer=lambda _: scripted).start()
+    try:
+        ledger = Ledger(node, consortium.ring, clock)
+        a, b, c = (ledger.build("hosp-a/gw", "registry", "anchor_batch",
+                                {**ANCHOR, "batch_id": f"twice-{x}"}) for x in "abc")
+        h = node.height
+        item = {raw: Admitted(txmod.decode(raw), ()) for raw in (a, b, c)}
+        scripted.queue(Batch([item[c]], clock()))
+        deadline = time.monotonic() + 10
+        while node.height < h + 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        real_stage, executed = store.stage, node.executor.execute_block
+        overlapped: list[bool] = []
+
+        def slow_stage(bc: Any) -> Callable[[], None]:
+            finish = real_stage(bc)
+
+            def slow_finish() -> None:
+                time.sleep(0.3)  # block N stays in flight while N+1 executes
+                finish()
+            return slow_finish
+
+        def execute_block(*a: Any, **kw: Any) -> Any:
+            overlapped.append(node._inflight is not None)
+            return executed(*a, **kw)
+
+        monkeypatch.setattr(store, "stage", slow_stage)
+        monkeypatch.setattr(node.executor, "execute_block", execute_block)
+        scripted.queue(Batch([item[a]], clock()), Batch([item[a], item[c], item[b]], clock()))
+        while node.height < h + 3:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        assert overlapped[:2] == [False, True]  # h+3 executed while h+2 was being written
+        got = {raw: store.tx(txmod.tx_id(raw)) for raw in (a, b, c)}
+        assert [got[x].height for x in (c, a, b)] == [h + 1, h + 2, h + 3]  # type: ignore[union-attr]
+        assert store.head().tx_count == 1  # type: ignore[union-attr]
+        assert node._failure is None
+    finally:
+        node.stop()
+        store.close()
 
 
 def test_background_admission_keeps_verdicts_and_order(ledger: Ledger) -> None:

@@ -24,9 +24,9 @@ from statsmodels.duration.hazard_regression import PHReg
 
 from medledger.research.errors import QueryRefused, ResearchError
 from medledger.research.federation import Federation
-from medledger.research.http import HttpSite
+from medledger.research.http import HttpSite, open_vault_site
 from medledger.research.recorder import LedgerRecorder
-from medledger.research.vault import vault_site
+from medledger.research.vault import VaultTableSource, vault_site
 from tests.support.research_vault import (
     STUDY_VARS,
     World,
@@ -139,12 +139,23 @@ def test_vault_sites_run_kaplan_meier_and_cox_recorded_as_survival(world: World)
         assert raw is not None and orjson.loads(raw)["analysis"] == "survival"
 
 
+def test_a_vault_site_waits_as_long_as_it_is_told_for_a_lagging_ledger(world: World) -> None:
+    """``--ledger-wait``: how long a query recorded beyond this site's ledger head waits."""
+    site = open_vault_site("hosp-a", world.root / "vaults" / "hosp-a", str(world.ws.root),
+                           ledger_wait=0.25)
+    assert isinstance(site.source, VaultTableSource) and site.source.wait == 0.25
+    default = open_vault_site("hosp-a", world.root / "vaults" / "hosp-a", str(world.ws.root))
+    assert isinstance(default.source, VaultTableSource) and default.source.wait == 5.0
+
+
 # -- sites as HTTP processes -----------------------------------------------------------------
 
 @pytest.fixture
 def http_sites(world: World) -> Iterator[list[HttpSite]]:
+    # both front ends take --ledger-wait (a site that does not start fails the fixture)
     with site_processes([(h, [*(MODULE if i else CLI), "--name", h, "--vault",
-                              str(world.root / "vaults" / h), "--ledger", str(world.ws.root)])
+                              str(world.root / "vaults" / h), "--ledger", str(world.ws.root),
+                              *(["--ledger-wait", "2.5"] if i < 2 else [])])
                          for i, h in enumerate(HOSPITALS)]) as started:
         yield [client for _, client in started]
 

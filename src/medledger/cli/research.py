@@ -32,6 +32,10 @@ def site(
                                           help="The site's own append-only audit log (JSON "
                                           "lines, hash-chained; continued if it exists, "
                                           "refused if its chain is broken)."),
+    ledger_wait: float = typer.Option(5.0, "--ledger-wait", min=0.0,
+                                      help="Seconds a query recorded at a height this site's "
+                                      "ledger has not reached yet waits for it before it is "
+                                      "refused."),
 ) -> None:
     """Serve one research site over HTTP whose rows come from its gateway vault: only patients
     whose consent on the ledger covers research for the study at the query's height, only the
@@ -40,7 +44,7 @@ def site(
 
     try:
         s = open_vault_site(name, vault, ledger, vault_key=vault_key, variables=variables,
-                            policy=policy, audit_log=audit_log)
+                            policy=policy, audit_log=audit_log, ledger_wait=ledger_wait)
     except MedLedgerError as exc:
         fail(exc)
     console.print(f"research site {name} on http://127.0.0.1:{port} (vault {vault})")

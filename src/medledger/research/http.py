@@ -147,8 +147,10 @@ def serve(site: Site, port: int, host: str = "127.0.0.1") -> None:
 
 def open_vault_site(name: str, vault_dir: Path, ledger: str, *, vault_key: Path | None = None,
                     variables: Path | None = None, policy: Path | None = None,
-                    audit_log: Path | None = None) -> Site:
-    """A vault-backed site as the command line describes it (``research.vault``)."""
+                    audit_log: Path | None = None, ledger_wait: float = 5.0) -> Site:
+    """A vault-backed site as the command line describes it (``research.vault``).
+    ``ledger_wait``: how long a query recorded at a height this site's ledger has not reached
+    yet waits for it (a peer that lags behind the recorder's) before it is refused."""
     from medledger.gateway.vault import Vault
     from medledger.research.variables import DEFAULT_MAP, load_map
     from medledger.research.vault import open_ledger, vault_site
@@ -159,7 +161,8 @@ def open_vault_site(name: str, vault_dir: Path, ledger: str, *, vault_key: Path 
         raise ResearchError(Code.NOT_FOUND, f"no vault key {vault_key or vault_dir / 'vault.key'}")
     return vault_site(name, Vault(vault_dir, vault_key), open_ledger(ledger),
                       mapping=load_map(variables) if variables else DEFAULT_MAP,
-                      policy=load_policy(policy) if policy else None, audit_path=audit_log)
+                      policy=load_policy(policy) if policy else None, audit_path=audit_log,
+                      wait=ledger_wait)
 
 
 def load_policy(path: Path) -> Policy:
@@ -188,13 +191,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--policy", type=Path, help="disclosure policy JSON (default: defaults)")
     ap.add_argument("--audit-log", type=Path, help="the site's append-only audit log (JSON "
                     "lines, hash-chained; continued if it exists)")
+    ap.add_argument("--ledger-wait", type=float, default=5.0, help="seconds a query recorded "
+                    "beyond this site's ledger head waits for it (with --vault)")
     ap.add_argument("--port", type=int, required=True)
     a = ap.parse_args(argv)
+    if a.ledger_wait < 0:
+        ap.error("--ledger-wait must be >= 0")
     if a.vault is not None:
         if a.ledger is None:
             ap.error("--vault needs --ledger (consent is read from the ledger)")
         site = open_vault_site(a.name, a.vault, a.ledger, vault_key=a.vault_key,
-                               variables=a.variables, policy=a.policy, audit_log=a.audit_log)
+                               variables=a.variables, policy=a.policy, audit_log=a.audit_log,
+                               ledger_wait=a.ledger_wait)
     else:
         site = Site(a.name, site_tables([a.rows], seed=a.seed)[0],
                     load_policy(a.policy) if a.policy else Policy(), audit_path=a.audit_log)

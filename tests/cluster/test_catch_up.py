@@ -56,8 +56,20 @@ def test_a_peer_far_behind_replays_to_the_same_chain_and_witnesses_the_newest(
         return line
 
     late.exchange.witness.add_checkpoint = counting  # type: ignore[method-assign,assignment]
+    # blocks read many cuts at a time go to the catching-up preparer (the node's worker
+    # processes, ADR 0062); at the head, cuts come one or two at a time
+    used: dict[str, int] = {"behind": 0, "head": 0}
+    orderer = late.orderer
+    assert orderer is not None
+    for name, attr in (("behind", "prepare_behind"), ("head", "prepare")):
+        def spy(raws: list[bytes], real: Callable[[list[bytes]], list[object]] =
+                getattr(orderer, attr), name: str = name) -> list[object]:
+            used[name] += 1
+            return real(raws)
+        setattr(orderer, attr, spy)
     late.start()
     _wait(lambda: late.node.height >= top, "the laggard catches up")
+    assert used["behind"] >= 1
     for h in range(1, top + 1):
         ours, theirs = late.node.store.block(h), a.node.store.block(h)
         assert ours is not None and theirs is not None and ours.hash == theirs.hash, h
@@ -72,6 +84,11 @@ def test_a_peer_far_behind_replays_to_the_same_chain_and_witnesses_the_newest(
     _wait(lambda: "cdc" in a.node.store.cosignatures(head.log_size),
           "hosp-a stores cdc's cosignature of the head")
     assert not a.exchange.state.alarms and not late.exchange.state.alarms
+    at_head = used["head"]
+    for i in range(90, 93):  # one at a time, each waited for: at the head now
+        h = a.node.submit(anchor_tx(client, i)).result(30).height
+        _wait(lambda h=h: late.node.height >= h, "the laggard follows the head")  # type: ignore[misc]
+    assert used["head"] > at_head
 
 
 def test_the_witness_skips_a_superseded_checkpoint_only_while_far_behind(

@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
 from medledger.client.client import Client
+from medledger.consortium.bootstrap import Keyring
 from medledger.crypto.keys import SigningKey, b64
 from medledger.errors import RejectedError
+from medledger.ledger.tx import decode
+from medledger.node.admit import Admitted
+from medledger.node.node import PREPARE_IN_PROCESSES, Node
 from medledger.workspace import DEFAULT_ORGS, Workspace
 
 pytestmark = pytest.mark.integration
+
+
+def _gateway(node: Node, ring: Keyring) -> tuple[Client, SigningKey]:
+    """``hosp-a/gw`` enrolled by hosp-a's root: a client signing as it, and its key."""
+    root = Client(node, node.chain_id, "hosp-a/root", ring.signing["hosp-a/root"])
+    key = SigningKey.generate()
+    assert root.call("consortium", "enroll", {
+        "member": "hosp-a/gw", "role": "gateway", "public_key": b64(key.public)}).ok
+    return Client(node, node.chain_id, "hosp-a/gw", key), key
 
 
 def test_worker_processes_admit_and_refuse(tmp_path: Path) -> None:
@@ -19,11 +33,7 @@ def test_worker_processes_admit_and_refuse(tmp_path: Path) -> None:
     ring = ws.keyring()
     with ws.node(admit_processes=2) as node:
         assert node._procs is not None
-        root = Client(node, node.chain_id, "hosp-a/root", ring.signing["hosp-a/root"])
-        key = SigningKey.generate()
-        assert root.call("consortium", "enroll", {
-            "member": "hosp-a/gw", "role": "gateway", "public_key": b64(key.public)}).ok
-        gw = Client(node, node.chain_id, "hosp-a/gw", key)
+        gw, _ = _gateway(node, ring)
         good = [gw.build("registry", "register", {
             "record_id": f"p{i}", "record_type": "Encounter", "source_system": "HIS",
             "content_hash": f"{i:064x}", "schema_version": "1"}) for i in range(300)]
@@ -49,6 +59,42 @@ def test_worker_processes_admit_and_refuse(tmp_path: Path) -> None:
                   for i in range(0, 200, 50)]
         indexes = [f.result(30).index for c in chunks for f in c]
         assert indexes == sorted(indexes) and len(set(indexes)) == 200
+
+
+def test_stream_pre_check_in_worker_processes_and_without_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A cluster peer's stream batch (ADR 0062): checked in the admission processes, it gives
+    what the threads give (order kept, undecodable bytes dropped, only good signatures
+    pre-verified); with the workers killed the node checks it itself, with a warning."""
+    ws = Workspace.init(tmp_path / "ws", "procs", DEFAULT_ORGS[:3])
+    ring = ws.keyring()
+    with ws.node(admit_processes=2) as node:
+        assert node._procs is not None
+        gw, key = _gateway(node, ring)
+        good = [gw.build("registry", "register", {
+            "record_id": f"s{i}", "record_type": "Encounter", "source_system": "HIS",
+            "content_hash": f"{i:064x}", "schema_version": "1"}) for i in range(400)]
+        forged = good[7].replace(b'"s7"', b'"s7x"')
+        raws = [*good[:200], forged, b"{not json", *good[200:], good[0]]
+        want = [*good[:200], forged, *good[200:], good[0]]
+        assert len(raws) >= PREPARE_IN_PROCESSES
+
+        def check(out: list[Admitted]) -> None:
+            assert [a.tx.raw for a in out] == want
+            assert [a.keys for a in out] == [(key.public,)] * 200 + [()] + [(key.public,)] * 201
+            assert all(a.tx == decode(a.tx.raw) for a in out)
+
+        caplog.set_level(logging.WARNING, logger="medledger.node")
+        check(node.prepare_stream(raws, processes=True))
+        assert not caplog.records  # the workers did it
+        workers = list(node._procs._processes.values())  # type: ignore[attr-defined]
+        assert workers
+        for w in workers:
+            w.kill()
+            w.join(10)
+        check(node.prepare_stream(raws, processes=True))
+        assert any("worker process" in r.getMessage() for r in caplog.records)
 
 
 def test_admission_workers_exit_with_their_node(tmp_path: Path) -> None:

@@ -54,7 +54,7 @@ class PeerConfig:
     witnesses: list[str] | None = None
     max_block_txs: int = 2000
     max_wait_ms: int = 20
-    admit_processes: int = 1
+    admit_processes: int = 2
     # alarm in /v1/health when block times differ from this host's clock by more than this
     # many ms (0: never; cluster/clock.py)
     clock_skew_alarm_ms: int = 30_000

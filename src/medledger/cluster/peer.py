@@ -13,6 +13,7 @@ import logging
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from medledger.cluster.clock import DEFAULT_THRESHOLD_MS, ClockSkew
@@ -80,7 +81,10 @@ class Peer:
                             elections=self.link.elections) \
                 if options.sequencer else None
             self.orderer = ClusterOrderer(self.link, self.names, start_height=node.height,
-                                          prepare=node.prepare_stream, sequencer=seq)
+                                          prepare=node.prepare_stream,
+                                          prepare_behind=partial(node.prepare_stream,
+                                                                 processes=True),
+                                          sequencer=seq)
             return self.orderer
 
         self.node = Node.create(store, genesis, registry, signer=(org, key), orderer=build,

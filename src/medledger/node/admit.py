@@ -185,6 +185,22 @@ def worker_admit(raws: Sequence[bytes], now: int) -> list[Outcome]:
     return out
 
 
+def worker_verify(raws: Sequence[bytes], now: int) -> list[Outcome]:
+    """Process entry point: ``verify_batch`` with picklable results (a cluster peer's stream
+    pre-check, ADR 0062)."""
+    assert _worker_store is not None
+    return [("ok", "", r.keys, r.tx.tx_id) if isinstance(r, Admitted)
+            else (str(r.code), r.message, (), b"")
+            for r in verify_batch(raws, _worker_chain, _worker_store, now)]
+
+
+def worker_ready() -> int:
+    """Process entry point that does nothing: submitted once per worker when the node starts,
+    so the workers are spawned (interpreter, imports, store) before the first batch needs
+    them."""
+    return os.getpid()
+
+
 def from_outcome(raw: bytes, outcome: Outcome) -> Admitted | MedLedgerError:
     """Rebuild a worker's verdict in the node's process (the bytes were already checked)."""
     status, message, keys, tid = outcome

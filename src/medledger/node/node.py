@@ -44,6 +44,8 @@ from medledger.node.admit import (
     verify_batch,
     worker_admit,
     worker_init,
+    worker_ready,
+    worker_verify,
 )
 from medledger.node.collector import tune_for_node
 from medledger.node.futures import batch_futures
@@ -51,6 +53,8 @@ from medledger.ordering.solo import Orderer, SoloOrderer, wall_ms
 
 log = logging.getLogger("medledger.node")
 EXPIRY_CHECK_INTERVAL = 600.0  # seconds between expiring-key reports
+# a stream batch at least this large is pre-checked in the admission processes, if any (ADR 0062)
+PREPARE_IN_PROCESSES = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +215,8 @@ class Node:
                 self._procs = ProcessPoolExecutor(
                     self._procs_n, mp_context=multiprocessing.get_context("spawn"),
                     initializer=worker_init, initargs=(opener, self.chain_id, os.getpid()))
+                for _ in range(self._procs_n):  # spawn them now, not when the first batch waits
+                    self._procs.submit(worker_ready)
             self._thread = threading.Thread(target=self._commit_loop, name="commit", daemon=True)
             self._thread.start()
         return self
@@ -479,26 +485,55 @@ class Node:
             except Exception:  # a hook (e.g. cosigning) must never stop the commit loop
                 log.exception("after-commit hook failed at height %d", header.height)
 
-    def prepare_stream(self, raws: Sequence[bytes]) -> list[Admitted]:
+    def prepare_stream(self, raws: Sequence[bytes], *, processes: bool = False
+                       ) -> list[Admitted]:
         """Decode transactions a cluster's ordering service delivered and pre-verify their
-        signatures against committed state (``admit.verify_batch``) on the admission threads:
-        libsodium releases the GIL, so the signature math runs on every core beside the commit
-        thread, and each transaction is decoded once, in this process. (Admission processes,
-        when the node has them, are not used here: decoding there and again here, plus
-        pickling both ways, cost more CPU per transaction than the GIL time it saved.) Only
-        the signature check is reused (keyed by the exact public key); execution re-checks
-        signer, key validity, nonce and everything else. Bytes that do not decode are
-        dropped; the rest keep their order."""
+        signatures against committed state (``admit.verify_batch``) off the commit thread.
+
+        On the admission threads by default: libsodium releases the interpreter lock, so the
+        signature math runs beside the commit thread. With ``processes`` (a peer catching up)
+        and admission processes (``admit_processes`` > 0), a batch of at least
+        ``PREPARE_IN_PROCESSES`` transactions is checked there instead and rebuilt here with
+        ``decode_trusted``: decoding then holds this process's lock for a fraction of the
+        time, and the commit thread needs it (ADR 0062). At the head of the stream, where
+        the machine's cores are busy anyway, that costs more CPU than it saves. Only the
+        signature check is reused (keyed by the exact public key); execution re-checks signer,
+        key validity, nonce and everything else. Bytes that do not decode are dropped; the
+        rest keep their order."""
         if not raws:
             return []
-        size = max(64, -(-len(raws) // self._verify_threads))
-        parts = [list(raws[i : i + size]) for i in range(0, len(raws), size)]
         now = self._clock()
-        jobs = [self._pool.submit(verify_batch, p, self.chain_id, self.store, now)
-                for p in parts]
+        procs = self._procs if processes and len(raws) >= PREPARE_IN_PROCESSES else None
+        jobs: list[Future[Any]] = []
+        if procs is not None:
+            size = -(-len(raws) // self._procs_n)
+            parts = [list(raws[i : i + size]) for i in range(0, len(raws), size)]
+            try:
+                jobs.extend(procs.submit(worker_verify, p, now) for p in parts)
+            except Exception as exc:  # a broken or closed pool: the threads do it
+                log.warning("stream pre-check cannot use the worker processes: %r", exc)
+                for job in jobs:
+                    job.cancel()
+                procs, jobs = None, []
+        if procs is None:
+            size = max(64, -(-len(raws) // self._verify_threads))
+            parts = [list(raws[i : i + size]) for i in range(0, len(raws), size)]
+            jobs = [self._pool.submit(verify_batch, p, self.chain_id, self.store, now)
+                    for p in parts]
         out: list[Admitted] = []
         for part, job in zip(parts, jobs, strict=True):
-            for raw, verdict in zip(part, job.result(), strict=True):
+            verdicts: list[Admitted | MedLedgerError]
+            if procs is None:
+                verdicts = job.result()
+            else:
+                try:
+                    verdicts = [from_outcome(r, o)
+                                for r, o in zip(part, job.result(), strict=True)]
+                except Exception as exc:  # a broken worker: check this part here instead
+                    log.warning("stream pre-check in a worker process failed (%r); checking "
+                                "%d transactions in this process", exc, len(part))
+                    verdicts = verify_batch(part, self.chain_id, self.store, now)
+            for raw, verdict in zip(part, verdicts, strict=True):
                 if isinstance(verdict, Admitted):
                     out.append(verdict)
                 else:  # the executor decides: it may be valid at its block, or not

@@ -696,12 +696,16 @@ class ClusterOrderer:
 
     ``prepare`` turns raw transactions from the stream into the node's items, dropping bytes
     that do not decode (the same decision on every peer, since it depends on the bytes alone);
-    it runs on a worker thread, ahead of execution. This peer's own submissions are reused as
-    admitted. ``on_lost`` is told about transactions that could not be submitted;
+    it runs on a worker thread, ahead of execution. ``prepare_behind``, if given, does the same
+    for blocks read while the peer is ``BEHIND`` cuts or more behind the stream (catching up;
+    the node then checks them in its worker processes, ADR 0062). This peer's own submissions
+    are reused as admitted. ``on_lost`` is told about transactions that could not be submitted;
     ``on_duplicate`` about those JetStream dropped as a copy of a message already in the stream
     (a client's retry through another peer): the feed may have passed that copy already, so
     the node answers such waiters from its store.
     """
+
+    BEHIND = 8  # cuts read at once that mark a peer catching up
 
     def __init__(
         self,
@@ -710,6 +714,7 @@ class ClusterOrderer:
         *,
         start_height: int,
         prepare: Preparer,
+        prepare_behind: Preparer | None = None,
         sequencer: Sequencer | None = None,
         capacity: int = 100_000,
         submit_timeout: float = 15.0,
@@ -717,6 +722,7 @@ class ClusterOrderer:
         prepare_depth: int = 4,
     ) -> None:
         self.link, self.names, self.prepare = link, names, prepare
+        self.prepare_behind = prepare_behind or prepare
         self.sequencer = sequencer
         self.capacity, self.submit_timeout = capacity, submit_timeout
         self.on_lost: Callable[[list[bytes], MedLedgerError], None] = lambda ids, exc: None
@@ -855,6 +861,7 @@ class ClusterOrderer:
             while not self._stop.is_set():
                 # many cuts at once while behind; while at the head a cut arrives alone
                 got = await blocks.read(256, timeout=0.25)
+                behind = len(got) >= self.BEHIND  # at the head, cuts arrive one or two at once
                 if got:
                     confirmed = await self._confirm_cuts(got, blocks)
                     if confirmed is None:
@@ -900,7 +907,8 @@ class ClusterOrderer:
                         txs.restart(cut.last + 1)
                     raws = [raw for e in held for raw in unframe_txs(e.data)]
                     preparing.append((entry.seq, cut.time,
-                                      loop.run_in_executor(None, self._items, raws)))
+                                      loop.run_in_executor(None, self._items, raws,
+                                                           behind)))
                     prev_last = cut.last
                     # hand over finished blocks; wait for the oldest only when enough are
                     # in flight
@@ -980,7 +988,7 @@ class ClusterOrderer:
                 await asyncio.sleep(0.005)
         return False
 
-    def _items(self, raws: list[bytes]) -> list[Any]:
+    def _items(self, raws: list[bytes], behind: bool = False) -> list[Any]:
         """Items in stream order: this peer's own admitted ones, the rest prepared."""
         with self._lock:  # (a peer that submitted nothing, e.g. one catching up, skips hashing)
             local = [self._local.pop(hashlib.sha256(r).digest(), None) for r in raws] \
@@ -988,7 +996,7 @@ class ClusterOrderer:
         foreign = [r for r, mine in zip(raws, local, strict=True) if mine is None]
         if not foreign:
             return local
-        prepared = iter(self.prepare(foreign))
+        prepared = iter((self.prepare_behind if behind else self.prepare)(foreign))
         out = []
         for raw, mine in zip(raws, local, strict=True):
             if mine is not None:

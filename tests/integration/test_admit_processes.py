@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,49 @@ def test_stream_pre_check_in_worker_processes_and_without_them(
             w.join(10)
         check(node.prepare_stream(raws, processes=True))
         assert any("worker process" in r.getMessage() for r in caplog.records)
+
+
+def test_a_dead_admission_worker_is_replaced_and_ingress_goes_on(tmp_path: Path) -> None:
+    """Admission workers can die (the OOM killer, an operator's kill). The transactions a dead
+    worker was checking are refused as retryable (node_unavailable); the node then starts new
+    workers, and every later submission is admitted as before. Regression: once the pool was
+    broken, each submission failed to hand its checks over after taking its place in the
+    admission order, so every later caller waited forever for its turn."""
+    ws = Workspace.init(tmp_path / "ws", "procs", DEFAULT_ORGS[:3])
+    ring = ws.keyring()
+    with ws.node(admit_processes=2) as node:
+        gw, _ = _gateway(node, ring)
+        raws = [gw.build("registry", "register", {
+            "record_id": f"d{i}", "record_type": "Encounter", "source_system": "HIS",
+            "content_hash": f"{i:064x}", "schema_version": "1"}) for i in range(40)]
+        assert all(f.result(30).ok for f in node.submit_many(raws[:10]))
+        first = node._procs
+        assert first is not None
+        for w in list(first._processes.values()):  # type: ignore[attr-defined]
+            w.kill()
+            w.join(10)
+        outcomes: list[str] = []
+
+        def submit(chunk: list[bytes]) -> None:
+            for f in node.submit_many(chunk):
+                try:
+                    outcomes.append("ok" if f.result(30).ok else "not ok")
+                except RejectedError as exc:
+                    outcomes.append(str(exc.code))
+
+        for chunk in (raws[10:20], raws[20:30], raws[30:40]):
+            t = threading.Thread(target=submit, args=(chunk,), daemon=True)
+            t.start()
+            t.join(60)
+            assert not t.is_alive(), "submit_many never returned after the workers died"
+        # the first chunk may meet the pool before it is known to be broken: refused, retryable
+        assert set(outcomes[:10]) <= {"ok", "node_unavailable"}
+        assert outcomes[10:] == ["ok"] * 20
+        assert node._procs is not None and node._procs is not first
+        alive = list(node._procs._processes.values())  # type: ignore[attr-defined]
+        assert alive and all(w.is_alive() for w in alive)
+        retried = [r for r, o in zip(raws[10:20], outcomes[:10], strict=True) if o != "ok"]
+        assert all(f.result(30).ok for f in node.submit_many(retried))
 
 
 def test_admission_workers_exit_with_their_node(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import threading
 import time as _time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, InvalidStateError, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -88,6 +89,7 @@ class _Admission:
     parts: list[list[bytes]]
     futures: list[Future[Receipt]]
     jobs: list[Future[Any]]
+    procs: ProcessPoolExecutor | None  # the worker pool that checks it (results: Outcomes)
     enqueued: threading.Event = field(default_factory=threading.Event)
 
 
@@ -210,16 +212,31 @@ class Node:
             if self.store.checkpoint() is None:
                 self._sign_checkpoint(self._head)
             self.report_expiring()
-            opener = self.store.opener()
-            if self._procs_n and opener is not None:
-                self._procs = ProcessPoolExecutor(
-                    self._procs_n, mp_context=multiprocessing.get_context("spawn"),
-                    initializer=worker_init, initargs=(opener, self.chain_id, os.getpid()))
-                for _ in range(self._procs_n):  # spawn them now, not when the first batch waits
-                    self._procs.submit(worker_ready)
+            if self._procs_n:
+                self._procs = self._start_workers()
             self._thread = threading.Thread(target=self._commit_loop, name="commit", daemon=True)
             self._thread.start()
         return self
+
+    def _start_workers(self) -> ProcessPoolExecutor:
+        opener = self.store.opener()
+        assert opener is not None
+        procs = ProcessPoolExecutor(
+            self._procs_n, mp_context=multiprocessing.get_context("spawn"),
+            initializer=worker_init, initargs=(opener, self.chain_id, os.getpid()))
+        for _ in range(self._procs_n):  # spawn them now, not when the first batch waits
+            procs.submit(worker_ready)
+        return procs
+
+    def _replace_workers(self, broken: ProcessPoolExecutor, why: BaseException) -> None:
+        """Replace a pool that a dead worker broke (once, whoever notices first); not while
+        the node is stopping."""
+        with self._lock:
+            if self._procs is not broken or self._thread is None:
+                return
+            log.warning("admission worker processes failed (%r); starting new ones", why)
+            broken.shutdown(wait=False, cancel_futures=True)
+            self._procs = self._start_workers()
 
     def stop(self) -> None:
         """Commit what is queued, then stop."""
@@ -269,27 +286,46 @@ class Node:
             raise RejectedError(Code.NODE_UNAVAILABLE, "node is not running")
         if self.orderer.free() < len(raws):
             raise RejectedError(Code.NODE_UNAVAILABLE, "ingress queue is full; retry later")
+        if not raws:  # no checks to wait for: a batch without jobs would never be enqueued
+            return []
         now = self._clock()
         futures: list[Future[Receipt]] = batch_futures(len(raws))
         with self._admit_lock:
             seq = self._admit_seq
             self._admit_seq += 1
-        jobs: list[Future[Any]] = []
-        if self._procs is not None:
-            size = max(64, -(-len(raws) // self._procs_n))
-            parts = [list(raws[i : i + size]) for i in range(0, len(raws), size)]
-            jobs.extend(self._procs.submit(worker_admit, p, now) for p in parts)
-        else:
-            parts = [list(raws[i : i + 256]) for i in range(0, len(raws), 256)]
-            jobs.extend(self._pool.submit(admit_batch, p, self.chain_id, self.store, now)
-                        for p in parts)
-        batch = _Admission(seq, parts, futures, jobs)
+        # the batch holds its place in the admission order from here on, so it is always
+        # registered below, with jobs that fail if its checks could not be handed over
+        parts, jobs, procs = self._admission_jobs(raws, now)
+        batch = _Admission(seq, parts, futures, jobs, procs)
         done = partial(self._admission_done, batch)
         for job in jobs:
             job.add_done_callback(done)
         if wait_admission:
             batch.enqueued.wait()
         return futures
+
+    def _admission_jobs(
+        self, raws: Sequence[bytes], now: int
+    ) -> tuple[list[list[bytes]], list[Future[Any]], ProcessPoolExecutor | None]:
+        """Hand the checks of ``raws`` to the admission processes, or to the threads when
+        there are none or their pool is broken (then it is replaced). Returns the parts, one
+        job each, and the pool they run in (None: the threads)."""
+        procs = self._procs
+        if procs is not None:
+            size = max(64, -(-len(raws) // self._procs_n))
+            parts = [list(raws[i : i + size]) for i in range(0, len(raws), size)]
+            try:
+                return parts, [procs.submit(worker_admit, p, now) for p in parts], procs
+            except BrokenProcessPool as exc:  # a dead worker broke it: the threads do these
+                self._replace_workers(procs, exc)
+        parts = [list(raws[i : i + 256]) for i in range(0, len(raws), 256)]
+        try:
+            return parts, [self._pool.submit(admit_batch, p, self.chain_id, self.store, now)
+                           for p in parts], None
+        except RuntimeError:  # the node is stopping
+            failed: Future[Any] = Future()
+            failed.set_exception(RejectedError(Code.NODE_UNAVAILABLE, "node is stopping"))
+            return parts, [failed] * len(parts), None
 
     def _admission_done(self, batch: _Admission, _job: Future[Any] | None = None) -> None:
         """When every job of a batch is done, enqueue ready batches in submission order."""
@@ -313,10 +349,15 @@ class Node:
             try:
                 result = job.result()
             except Exception as exc:  # a broken worker: refuse these, never hang the caller
+                if isinstance(exc, MedLedgerError):
+                    out.extend(exc for _ in part)
+                    continue
                 out.extend(RejectedError(Code.NODE_UNAVAILABLE, f"admission failed: {exc}")
                            for _ in part)
+                if batch.procs is not None and isinstance(exc, BrokenProcessPool):
+                    self._replace_workers(batch.procs, exc)
                 continue
-            if self._procs is not None:
+            if batch.procs is not None:
                 out.extend(from_outcome(r, o) for r, o in zip(part, result, strict=True))
             else:
                 out.extend(result)
@@ -514,6 +555,8 @@ class Node:
                 log.warning("stream pre-check cannot use the worker processes: %r", exc)
                 for job in jobs:
                     job.cancel()
+                if isinstance(exc, BrokenProcessPool):
+                    self._replace_workers(procs, exc)
                 procs, jobs = None, []
         if procs is None:
             size = max(64, -(-len(raws) // self._verify_threads))
@@ -533,6 +576,8 @@ class Node:
                     log.warning("stream pre-check in a worker process failed (%r); checking "
                                 "%d transactions in this process", exc, len(part))
                     verdicts = verify_batch(part, self.chain_id, self.store, now)
+                    if isinstance(exc, BrokenProcessPool):
+                        self._replace_workers(procs, exc)
             for raw, verdict in zip(part, verdicts, strict=True):
                 if isinstance(verdict, Admitted):
                     out.append(verdict)

@@ -470,6 +470,23 @@ def test_a_copy_of_a_tx_whose_block_is_still_being_written_is_left_out(
         store.close()
 
 
+def test_an_empty_batch_is_answered_at_once_and_holds_up_nothing(ledger: Ledger) -> None:
+    """Regression: an empty batch took a place in the admission order but had no checks to
+    finish, so it was never enqueued and every later submission waited behind it forever."""
+    got: list[Any] = []
+
+    def run() -> None:
+        got.append(ledger.node.submit_many([], wait_admission=False))
+        got.append(ledger.node.submit_many([]))
+        got.append(ledger.filler("hosp-b/gw"))
+
+    t = threading.Thread(target=run, daemon=True)  # a hang fails the test, not the run
+    t.start()
+    t.join(15)
+    assert not t.is_alive(), "a submission during or after an empty batch never returned"
+    assert got[:2] == [[], []] and got[2].ok
+
+
 def test_background_admission_keeps_verdicts_and_order(ledger: Ledger) -> None:
     raws = [ledger.build("hosp-a/gw", "registry", "anchor_batch",
                          {**ANCHOR, "batch_id": f"bg-{i}"}) for i in range(40)]

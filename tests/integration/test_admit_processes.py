@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,6 +97,30 @@ def test_stream_pre_check_in_worker_processes_and_without_them(
             w.join(10)
         check(node.prepare_stream(raws, processes=True))
         assert any("worker process" in r.getMessage() for r in caplog.records)
+
+
+def test_one_worker_leaves_the_stream_pre_check_on_the_threads(tmp_path: Path) -> None:
+    """One admission process verifies less in parallel than the node's two admission threads
+    (a slower replay, BENCHMARKS.md "Run T"): the stream pre-check stays on the threads."""
+    ws = Workspace.init(tmp_path / "ws", "procs", DEFAULT_ORGS[:3])
+    with ws.node(admit_processes=1) as node:
+        gw, key = _gateway(node, ws.keyring())
+        raws = [gw.build("registry", "register", {
+            "record_id": f"o{i}", "record_type": "Encounter", "source_system": "HIS",
+            "content_hash": f"{i:064x}", "schema_version": "1"}) for i in range(300)]
+        procs = node._procs
+        assert procs is not None
+        sent: list[object] = []
+        real = procs.submit
+
+        def counting(fn: Any, *a: Any, **kw: Any) -> Any:
+            sent.append(fn)
+            return real(fn, *a, **kw)
+
+        procs.submit = counting  # type: ignore[method-assign]
+        out = node.prepare_stream(raws, processes=True)
+        assert [a.tx.raw for a in out] == raws and all(a.keys == (key.public,) for a in out)
+        assert sent == []
 
 
 def test_a_dead_admission_worker_is_replaced_and_ingress_goes_on(tmp_path: Path) -> None:

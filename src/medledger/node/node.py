@@ -533,7 +533,7 @@ class Node:
 
         On the admission threads by default: libsodium releases the interpreter lock, so the
         signature math runs beside the commit thread. With ``processes`` (a peer catching up)
-        and admission processes (``admit_processes`` > 0), a batch of at least
+        and at least as many admission processes as admission threads, a batch of at least
         ``PREPARE_IN_PROCESSES`` transactions is checked there instead and rebuilt here with
         ``decode_trusted``: decoding then holds this process's lock for a fraction of the
         time, and the commit thread needs it (ADR 0062). At the head of the stream, where
@@ -544,7 +544,10 @@ class Node:
         if not raws:
             return []
         now = self._clock()
-        procs = self._procs if processes and len(raws) >= PREPARE_IN_PROCESSES else None
+        # fewer workers than admission threads verify less in parallel than the threads do:
+        # with 1 worker the replay was slower than on 2 threads (BENCHMARKS.md, "Run T")
+        procs = self._procs if (processes and len(raws) >= PREPARE_IN_PROCESSES
+                                and self._procs_n >= self._verify_threads) else None
         jobs: list[Future[Any]] = []
         if procs is not None:
             size = -(-len(raws) // self._procs_n)

@@ -30,15 +30,20 @@ def _gateway(node: Node, ring: Keyring) -> tuple[Client, SigningKey]:
     return Client(node, node.chain_id, "hosp-a/gw", key), key
 
 
+def _registers(gw: Client, prefix: str, n: int) -> list[bytes]:
+    """``n`` signed ``registry.register`` transactions of ``gw``, record ids ``prefix0``..."""
+    return [gw.build("registry", "register", {
+        "record_id": f"{prefix}{i}", "record_type": "Encounter", "source_system": "HIS",
+        "content_hash": f"{i:064x}", "schema_version": "1"}) for i in range(n)]
+
+
 def test_worker_processes_admit_and_refuse(tmp_path: Path) -> None:
     ws = Workspace.init(tmp_path / "ws", "procs", DEFAULT_ORGS[:3])
     ring = ws.keyring()
     with ws.node(admit_processes=2) as node:
         assert node._procs is not None
         gw, _ = _gateway(node, ring)
-        good = [gw.build("registry", "register", {
-            "record_id": f"p{i}", "record_type": "Encounter", "source_system": "HIS",
-            "content_hash": f"{i:064x}", "schema_version": "1"}) for i in range(300)]
+        good = _registers(gw, "p", 300)
         forged = good[5].replace(b'"p5"', b'"p5x"')
         stranger = Client(node, node.chain_id, "hosp-a/nobody", SigningKey.generate()).build(
             "registry", "register", {"record_id": "x", "record_type": "E", "source_system": "H",
@@ -54,9 +59,7 @@ def test_worker_processes_admit_and_refuse(tmp_path: Path) -> None:
         assert codes == ["bad_signature", "unknown_signer", "malformed_json"]
         again = node.submit(good[0]).result(30)  # idempotent through the workers too
         assert again == receipts[0]
-        later = [gw.build("registry", "register", {
-            "record_id": f"q{i}", "record_type": "Encounter", "source_system": "HIS",
-            "content_hash": f"{i:064x}", "schema_version": "1"}) for i in range(200)]
+        later = _registers(gw, "q", 200)
         chunks = [node.submit_many(later[i : i + 50], wait_admission=False)
                   for i in range(0, 200, 50)]
         indexes = [f.result(30).index for c in chunks for f in c]
@@ -74,9 +77,7 @@ def test_stream_pre_check_in_worker_processes_and_without_them(
     with ws.node(admit_processes=2) as node:
         assert node._procs is not None
         gw, key = _gateway(node, ring)
-        good = [gw.build("registry", "register", {
-            "record_id": f"s{i}", "record_type": "Encounter", "source_system": "HIS",
-            "content_hash": f"{i:064x}", "schema_version": "1"}) for i in range(400)]
+        good = _registers(gw, "s", 400)
         forged = good[7].replace(b'"s7"', b'"s7x"')
         raws = [*good[:200], forged, b"{not json", *good[200:], good[0]]
         want = [*good[:200], forged, *good[200:], good[0]]
@@ -105,9 +106,7 @@ def test_one_worker_leaves_the_stream_pre_check_on_the_threads(tmp_path: Path) -
     ws = Workspace.init(tmp_path / "ws", "procs", DEFAULT_ORGS[:3])
     with ws.node(admit_processes=1) as node:
         gw, key = _gateway(node, ws.keyring())
-        raws = [gw.build("registry", "register", {
-            "record_id": f"o{i}", "record_type": "Encounter", "source_system": "HIS",
-            "content_hash": f"{i:064x}", "schema_version": "1"}) for i in range(300)]
+        raws = _registers(gw, "o", 300)
         procs = node._procs
         assert procs is not None
         sent: list[object] = []
@@ -133,9 +132,7 @@ def test_a_dead_admission_worker_is_replaced_and_ingress_goes_on(tmp_path: Path)
     ring = ws.keyring()
     with ws.node(admit_processes=2) as node:
         gw, _ = _gateway(node, ring)
-        raws = [gw.build("registry", "register", {
-            "record_id": f"d{i}", "record_type": "Encounter", "source_system": "HIS",
-            "content_hash": f"{i:064x}", "schema_version": "1"}) for i in range(40)]
+        raws = _registers(gw, "d", 40)
         assert all(f.result(30).ok for f in node.submit_many(raws[:10]))
         first = node._procs
         assert first is not None

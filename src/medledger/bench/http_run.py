@@ -124,7 +124,7 @@ def run_http(
     cmd = [
         sys.executable,
         "-m",
-        "medledger.cli.main",
+        "medledger",
         "node",
         "start",
         "--dir",

@@ -191,7 +191,7 @@ class LocalCluster:
         pdir = self.root / "peers" / org
         log = open(pdir / "peer.log", "ab")  # noqa: SIM115 - the child owns it
         proc = subprocess.Popen(
-            [*info.get("wrap", []), sys.executable, "-m", "medledger.cli.main", "peer", "run",
+            [*info.get("wrap", []), sys.executable, "-m", "medledger", "peer", "run",
              str(pdir)],
             stdout=log, stderr=log, start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})

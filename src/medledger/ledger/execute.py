@@ -22,7 +22,7 @@ from medledger.contracts.context import Caller, Context
 from medledger.crypto import canonical
 from medledger.errors import Code, MedLedgerError
 from medledger.ledger.block import result_doc
-from medledger.ledger.state import BlockState, StateReader
+from medledger.ledger.state import BlockState, StateReader, nonce_key
 from medledger.ledger.tx import Signature, Transaction
 
 SigOracle = Callable[[Transaction, Signature, bytes], bool]
@@ -44,10 +44,6 @@ class Executed:
 class _Invalid(Exception):
     def __init__(self, code: Code, message: str) -> None:
         self.code, self.message = code, message
-
-
-def nonce_key(signer: str, nonce: int) -> str:
-    return f"_nonce/{signer}/{nonce}"
 
 
 class Executor:

@@ -21,6 +21,11 @@ from medledger.ledger import merkle
 ZERO = bytes(32)
 
 
+def nonce_key(signer: str, nonce: int) -> str:
+    """The state key that records ``signer``'s use of ``nonce``."""
+    return f"_nonce/{signer}/{nonce}"
+
+
 class StateReader(Protocol):
     def get_state(self, key: str) -> bytes | None: ...
 

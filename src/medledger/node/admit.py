@@ -21,7 +21,7 @@ import orjson
 from medledger.consortium.model import signing_key
 from medledger.crypto.keys import unb64, verify
 from medledger.errors import Code, MedLedgerError, RejectedError
-from medledger.ledger.execute import nonce_key
+from medledger.ledger.state import nonce_key
 from medledger.ledger.store.base import Store
 from medledger.ledger.tx import Signature, Transaction, decode, decode_trusted
 

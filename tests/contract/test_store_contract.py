@@ -514,6 +514,40 @@ def test_failed_commit_leaves_no_trace(store: Store, case: str) -> None:
     )
 
 
+def _big_commit(height: int, first: int, n: int, *, dup_last: bool = False) -> BlockCommit:
+    """A block larger than one multi-row INSERT (SQLite writes 500 rows per statement)."""
+    ids = [tid(height, i) for i in range(n)]
+    if dup_last:
+        ids[-1] = ids[3]  # the duplicate sits in the last statement's rows
+    writes: dict[str, bytes | None] = {f"k/{height}/{i:05d}": b"v%d" % i for i in range(n + 77)}
+    nodes = [(node_id(0, first + i), h32(f"leaf {first + i}")) for i in range(n)]
+    return make_commit(height, first, writes=writes, nodes=nodes, tx_ids=ids,
+                       compact=(first + n, [h32(f"c{first + n}")]))
+
+
+def test_a_block_of_many_rows_is_stored_whole(store: Store) -> None:
+    init(store)
+    store.commit(_big_commit(1, 0, 1234))
+    assert [t.tx_id for t in store.txs_range(0, 2000)] == [tid(1, i) for i in range(1234)]
+    assert store.get_states(["k/1/00000", "k/1/01310"]) == {"k/1/00000": b"v0",
+                                                            "k/1/01310": b"v1310"}
+    assert len(store.scan_state("k/1/", limit=5000)) == 1234 + 77
+    assert store.get_nodes([node_id(0, 0), node_id(0, 1233)]) == [h32("leaf 0"),
+                                                                  h32("leaf 1233")]
+
+
+def test_a_failing_row_late_in_a_big_block_leaves_no_trace(store: Store) -> None:
+    init(store)
+    store.commit(make_commit(1, 0, 1, {"a": b"1"}))
+    before = snapshot(store)
+    with pytest.raises(Exception):  # noqa: B017 - the backend's own integrity error
+        store.commit(_big_commit(2, 1, 1234, dup_last=True))
+    assert snapshot(store) == before
+    assert store.known_txs([tid(2, 0), tid(2, 600)]) == set()
+    store.commit(_big_commit(2, 1, 1234))  # the store is still usable
+    assert store.head() is not None and store.head().height == 2  # type: ignore[union-attr]
+
+
 # -- Merkle nodes, compact range, checkpoints ------------------------------------------------------
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,15 @@ def _gateway(node: Node, ring: Keyring) -> tuple[Client, SigningKey]:
     return Client(node, node.chain_id, "hosp-a/gw", key), key
 
 
+@contextmanager
+def _node(tmp_path: Path, procs: int) -> Iterator[tuple[Node, Client, SigningKey]]:
+    """A running embedded node with ``procs`` admission processes and ``_gateway``'s client."""
+    ws = Workspace.init(tmp_path / "ws", "procs", DEFAULT_ORGS[:3])
+    with ws.node(admit_processes=procs) as node:
+        gw, key = _gateway(node, ws.keyring())
+        yield node, gw, key
+
+
 def _registers(gw: Client, prefix: str, n: int) -> list[bytes]:
     """``n`` signed ``registry.register`` transactions of ``gw``, record ids ``prefix0``..."""
     return [gw.build("registry", "register", {
@@ -38,11 +49,8 @@ def _registers(gw: Client, prefix: str, n: int) -> list[bytes]:
 
 
 def test_worker_processes_admit_and_refuse(tmp_path: Path) -> None:
-    ws = Workspace.init(tmp_path / "ws", "procs", DEFAULT_ORGS[:3])
-    ring = ws.keyring()
-    with ws.node(admit_processes=2) as node:
+    with _node(tmp_path, 2) as (node, gw, _):
         assert node._procs is not None
-        gw, _ = _gateway(node, ring)
         good = _registers(gw, "p", 300)
         forged = good[5].replace(b'"p5"', b'"p5x"')
         stranger = Client(node, node.chain_id, "hosp-a/nobody", SigningKey.generate()).build(
@@ -72,11 +80,8 @@ def test_stream_pre_check_in_worker_processes_and_without_them(
     """A cluster peer's stream batch (ADR 0062): checked in the admission processes, it gives
     what the threads give (order kept, undecodable bytes dropped, only good signatures
     pre-verified); with the workers killed the node checks it itself, with a warning."""
-    ws = Workspace.init(tmp_path / "ws", "procs", DEFAULT_ORGS[:3])
-    ring = ws.keyring()
-    with ws.node(admit_processes=2) as node:
+    with _node(tmp_path, 2) as (node, gw, key):
         assert node._procs is not None
-        gw, key = _gateway(node, ring)
         good = _registers(gw, "s", 400)
         forged = good[7].replace(b'"s7"', b'"s7x"')
         raws = [*good[:200], forged, b"{not json", *good[200:], good[0]]
@@ -103,9 +108,7 @@ def test_stream_pre_check_in_worker_processes_and_without_them(
 def test_one_worker_leaves_the_stream_pre_check_on_the_threads(tmp_path: Path) -> None:
     """One admission process verifies less in parallel than the node's two admission threads
     (a slower replay, BENCHMARKS.md "Run T"): the stream pre-check stays on the threads."""
-    ws = Workspace.init(tmp_path / "ws", "procs", DEFAULT_ORGS[:3])
-    with ws.node(admit_processes=1) as node:
-        gw, key = _gateway(node, ws.keyring())
+    with _node(tmp_path, 1) as (node, gw, key):
         raws = _registers(gw, "o", 300)
         procs = node._procs
         assert procs is not None
@@ -128,10 +131,7 @@ def test_a_dead_admission_worker_is_replaced_and_ingress_goes_on(tmp_path: Path)
     workers, and every later submission is admitted as before. Regression: once the pool was
     broken, each submission failed to hand its checks over after taking its place in the
     admission order, so every later caller waited forever for its turn."""
-    ws = Workspace.init(tmp_path / "ws", "procs", DEFAULT_ORGS[:3])
-    ring = ws.keyring()
-    with ws.node(admit_processes=2) as node:
-        gw, _ = _gateway(node, ring)
+    with _node(tmp_path, 2) as (node, gw, _):
         raws = _registers(gw, "d", 40)
         assert all(f.result(30).ok for f in node.submit_many(raws[:10]))
         first = node._procs

@@ -50,6 +50,7 @@ CREATE TABLE IF NOT EXISTS cosignatures (
     PRIMARY KEY (size, signer)) WITHOUT ROWID;
 """
 CACHE_ENTRIES = 65_536
+_memory_ids = itertools.count()
 ROWS_PER_INSERT = 500  # a block's rows go in as multi-row INSERTs of at most this many
 
 
@@ -66,7 +67,6 @@ def _insert(db: sqlite3.Connection, table: str, ncols: int,
         part = rows[i : i + ROWS_PER_INSERT]
         db.execute(f"INSERT INTO {table} VALUES " + ",".join([one] * len(part)),
                    [v for row in part for v in row])
-_memory_ids = itertools.count()
 
 
 def _open_error(path: Path | None, exc: sqlite3.Error) -> StoreError:

@@ -97,6 +97,11 @@ def test_cli_snapshot_and_join(tmp_path: Path) -> None:
     store.close()
     runner = CliRunner()
     snap = tmp_path / "s.db"
+    # a peer that never ran has no store to export: refused, and none is created
+    out = runner.invoke(app, ["peer", "snapshot", str(tmp_path / "c" / "peers" / "hosp-c"),
+                              str(snap)])
+    assert out.exit_code == 2 and "not_found" in out.output, out.output
+    assert not (tmp_path / "c" / "peers" / "hosp-c" / "ledger.db").exists() and not snap.exists()
     out = runner.invoke(app, ["peer", "snapshot", str(tmp_path / "c" / "peers" / "hosp-a"),
                               str(snap)])
     assert out.exit_code == 0 and "height 0" in out.output, out.output

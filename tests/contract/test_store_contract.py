@@ -26,6 +26,7 @@ import pytest
 from psycopg import sql
 from tests.support.services import PG_DSN, require_port
 
+from medledger.errors import Code
 from medledger.ledger.merkle import node_id
 from medledger.ledger.store.base import BlockCommit, Store, StoredBlock, StoreError, TxRecord
 from medledger.ledger.store.postgres import PostgresStore
@@ -38,15 +39,18 @@ class Backend:
     open: Callable[[], Store]  # for a persistent backend, opens the same data every time
     persistent: bool
     cleanup: Callable[[], None] = lambda: None  # after the test and its stores are closed
+    open_existing: Callable[[], Store] | None = None  # the same location with create=False
 
 
 def _sqlite_file(tmp_path: Path) -> Backend:
     path = tmp_path / "store.db"
-    return Backend("sqlite-file", lambda: SQLiteStore(path), persistent=True)
+    return Backend("sqlite-file", lambda: SQLiteStore(path), persistent=True,
+                   open_existing=lambda: SQLiteStore(path, create=False))
 
 
 def _sqlite_memory(tmp_path: Path) -> Backend:
-    return Backend("sqlite-memory", lambda: SQLiteStore(":memory:"), persistent=False)
+    return Backend("sqlite-memory", lambda: SQLiteStore(":memory:"), persistent=False,
+                   open_existing=lambda: SQLiteStore(":memory:", create=False))
 
 
 def _postgres(tmp_path: Path) -> Backend:
@@ -59,7 +63,7 @@ def _postgres(tmp_path: Path) -> Backend:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
 
     return Backend("postgres", lambda: PostgresStore(PG_DSN, schema), persistent=True,
-                   cleanup=drop)
+                   cleanup=drop, open_existing=lambda: PostgresStore(PG_DSN, schema, create=False))
 
 
 BACKENDS: dict[str, Callable[[Path], Backend]] = {
@@ -743,6 +747,26 @@ def test_reopen_sees_everything(backend: Backend) -> None:
             assert other.get_state("c") == b"3"
         finally:
             other.close()
+    finally:
+        again.close()
+
+
+def test_opening_without_create_needs_a_store_there(backend: Backend) -> None:
+    assert backend.open_existing is not None
+    for _ in range(2):  # the refused open created nothing that would let a second one succeed
+        with pytest.raises(StoreError) as exc:
+            backend.open_existing()
+        assert exc.value.code == Code.NOT_FOUND
+    if not backend.persistent:
+        return
+    store = backend.open()
+    init(store, {"a": b"0"})
+    store.commit(make_commit(1, 0, 2, {"a": b"1"}))
+    before = snapshot(store)
+    store.close()
+    again = backend.open_existing()
+    try:
+        assert snapshot(again) == before
     finally:
         again.close()
 

@@ -108,7 +108,7 @@ def pg_node(tmp_path: Path) -> Iterator[tuple[Ledger, str]]:
         node.stop()
         node.store.close()
         with psycopg.connect(PG_DSN, autocommit=True) as conn:
-            for s in (schema, f"{schema}_copy"):
+            for s in (schema, f"{schema}_copy", f"{schema}_typo"):
                 conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(
                     sql.Identifier(s)))
 
@@ -146,3 +146,9 @@ def test_compare_postgres_stores(pg_node: tuple[Ledger, str], ws: Path) -> None:
     assert code == 1 and "DIVERGED at height 0: [genesis]" in out
     code, out = _run("ledger", "compare", "postgresql://root:secret@127.0.0.1:1/test", a)
     assert code == 2 and "store_error" in out and "secret" not in out
+    # a mistyped schema is named as missing, not compared as an empty store, and not created
+    code, out = _run("ledger", "compare", a, f"{PG_URI}?schema={schema}_typo")
+    assert code == 2 and "not_found" in out and f"{schema}_typo" in out, out
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        assert conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s",
+                            (f"{schema}_typo",)).fetchone() is None

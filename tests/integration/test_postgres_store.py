@@ -13,8 +13,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from medledger.errors import Code
 from medledger.ledger.stateproof import build_state_proof
-from medledger.ledger.store.base import BlockCommit, StoredBlock
+from medledger.ledger.store.base import BlockCommit, StoredBlock, StoreError
 from medledger.ledger.store.open import open_store
 from medledger.ledger.store.postgres import PostgresStore
 from tests.support.services import PG_DSN, require_port
@@ -131,3 +132,69 @@ def test_state_proofs_are_the_same_from_both_backends(schemas: list[str]) -> Non
     finally:
         pg.close()
         lite.close()
+
+
+def _schema_exists(name: str) -> bool:
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        row = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (name,)).fetchone()
+    return row is not None
+
+
+def test_opening_an_existing_store_only_never_creates_one(schemas: list[str]) -> None:
+    # a mistyped schema is an error naming it, not a new empty store
+    with pytest.raises(StoreError) as exc:
+        open_store(f"{URI}?schema={schemas[0]}", create=False)
+    assert exc.value.code == Code.NOT_FOUND and schemas[0] in exc.value.message
+    assert not _schema_exists(schemas[0])
+    # a schema that exists but holds no ledger store (some other application's) is refused too
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schemas[1])))
+    with pytest.raises(StoreError) as exc:
+        PostgresStore(PG_DSN, schemas[1], create=False)
+    assert exc.value.code == Code.NOT_FOUND
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        tables = conn.execute("SELECT count(*) FROM information_schema.tables "
+                              "WHERE table_schema = %s", (schemas[1],)).fetchone()
+    assert tables == (0,)
+    # once a store is there, opening it without creating reads the same chain
+    made = PostgresStore(PG_DSN, schemas[0])
+    try:
+        made.init(b"{}", _block0(b'"one"'))
+    finally:
+        made.close()
+    again = open_store(f"{URI}#{schemas[0]}", create=False)
+    try:
+        head = again.head()
+        assert isinstance(again, PostgresStore) and head is not None and head.height == 0
+        assert again.genesis() == b"{}"
+    finally:
+        again.close()
+
+
+def test_a_reader_without_create_rights_opens_an_existing_store(schemas: list[str]) -> None:
+    made = PostgresStore(PG_DSN, schemas[0])
+    try:
+        made.init(b"{}", _block0(b'"one"'))
+    finally:
+        made.close()
+    role = f"reader_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+        conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {} TO {}").format(
+            sql.Identifier(schemas[0]), sql.Identifier(role)))
+        conn.execute(sql.SQL("GRANT SELECT ON ALL TABLES IN SCHEMA {} TO {}").format(
+            sql.Identifier(schemas[0]), sql.Identifier(role)))
+    try:
+        uri = f"postgresql://{role}@127.0.0.1:5432/test?schema={schemas[0]}"
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):  # creating needs rights it lacks
+            open_store(uri)
+        store = open_store(uri, create=False)
+        try:
+            head = store.head()
+            assert head is not None and head.height == 0 and store.genesis() == b"{}"
+        finally:
+            store.close()
+    finally:
+        with psycopg.connect(PG_DSN, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))

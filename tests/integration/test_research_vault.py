@@ -182,3 +182,26 @@ def test_vault_sites_over_http(world: World, http_sites: list[HttpSite]) -> None
                    run_prefix="x").moments("age")
     with pytest.raises(ResearchError, match="differs from the query recorded"):  # q1 is a GLM
         Federation(http_sites, study=sid).moments("age")
+
+
+@pytest.mark.postgres
+def test_a_site_given_a_ledger_location_that_holds_none_is_told_so(tmp_path: Any) -> None:
+    import uuid
+
+    import psycopg
+
+    from medledger.errors import Code, MedLedgerError
+    from medledger.research.vault import open_ledger
+    from tests.support.services import PG_DSN, require_port
+
+    with pytest.raises(MedLedgerError) as exc:
+        open_ledger(tmp_path / "no-such-store.db")
+    assert exc.value.code == Code.NOT_FOUND
+    require_port("127.0.0.1", 5432, "PostgreSQL")
+    typo = f"peer_typo_{uuid.uuid4().hex[:8]}"
+    with pytest.raises(MedLedgerError) as exc:
+        open_ledger(f"postgresql://root@127.0.0.1:5432/test?schema={typo}")
+    assert exc.value.code == Code.NOT_FOUND and typo in exc.value.message
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        found = conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (typo,)).fetchone()
+    assert found is None  # before, the site created the schema and read an empty ledger

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sqlite3
 from contextlib import ExitStack
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
@@ -13,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from medledger.cli.common import console, err_console, error, fail
-from medledger.errors import Code, MedLedgerError
+from medledger.errors import MedLedgerError
 from medledger.ledger.compare import Divergence, compare, head_height
 from medledger.ledger.store.base import Store
 from medledger.ledger.store.open import open_store, postgres_location
@@ -76,17 +75,15 @@ def _print_outcome(found: Divergence | None, ha: int | None, hb: int | None,
 
 
 class _opened:
-    """Context manager opening a store location; a missing SQLite file is an error rather
-    than a new empty store."""
+    """Context manager opening a store location that must hold a store: a missing SQLite file
+    or PostgreSQL schema is an error rather than a new empty store."""
 
     def __init__(self, location: str) -> None:
         self.location = location
         self.store: Store | None = None
 
     def __enter__(self) -> Store:
-        if postgres_location(self.location) is None and not Path(self.location).is_file():
-            raise MedLedgerError(Code.NOT_FOUND, f"no store file at {self.location}")
-        self.store = open_store(self.location)
+        self.store = open_store(self.location, create=False)
         return self.store
 
     def __exit__(self, *exc: object) -> None:

@@ -88,7 +88,7 @@ def snapshot(
     from medledger.cluster.snapshot import export_snapshot
 
     try:
-        store = _open_store(directory)
+        store = _open_store(directory, create=False)
         try:
             height = export_snapshot(store, out)
         finally:
@@ -126,9 +126,10 @@ def join(
     console.print(f"joined from the snapshot at final height {height}; start with `peer run`")
 
 
-def _open_store(directory: Path) -> Store:
+def _open_store(directory: Path, *, create: bool = True) -> Store:
     from medledger.cluster.local import PeerConfig
     from medledger.ledger.store.open import open_store, postgres_location
 
     cfg = PeerConfig.load(directory / "peer.json")
-    return open_store(cfg.store if postgres_location(cfg.store) else str(directory / cfg.store))
+    return open_store(cfg.store if postgres_location(cfg.store) else str(directory / cfg.store),
+                      create=create)

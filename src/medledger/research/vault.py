@@ -263,4 +263,4 @@ def open_ledger(location: str | Path) -> Store:
         return Workspace(path).store()
     if not str(location).startswith(("postgresql:", "postgres:")) and not path.is_file():
         raise ResearchError(Code.NOT_FOUND, f"no workspace or ledger store at {location}")
-    return open_store(str(location))
+    return open_store(str(location), create=False)

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from medledger.ledger.store.base import BlockCommit, StoredBlock
+from medledger.errors import Code
+from medledger.ledger.store.base import BlockCommit, StoredBlock, StoreError
 from medledger.ledger.store.sqlite import SQLiteStore
 
 
@@ -80,3 +81,36 @@ def test_a_store_that_cannot_be_opened_names_its_file(
     assert err.value.code == code and str(path.resolve()) in err.value.message
     assert words in err.value.message
     assert not (tmp_path / "missing").exists()  # nothing created on the way
+
+
+def test_opening_without_create_leaves_a_foreign_database_alone(tmp_path: Path) -> None:
+    other = tmp_path / "vault.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE records (id INTEGER PRIMARY KEY)")
+    conn.close()
+    before = other.read_bytes()
+    with pytest.raises(StoreError) as exc:
+        SQLiteStore(other, create=False)
+    assert exc.value.code == Code.NOT_FOUND and "holds no ledger store" in exc.value.message
+    assert other.read_bytes() == before  # no tables, and not switched to WAL
+    assert not (tmp_path / "vault.db-wal").exists()
+    junk = tmp_path / "notes.txt"
+    junk.write_text("not a database " * 100)
+    with pytest.raises(StoreError) as exc:
+        SQLiteStore(junk, create=False)
+    assert exc.value.code == Code.STORE_CORRUPT
+
+
+def test_a_workers_opener_does_not_create_a_store_that_went_away(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    store = SQLiteStore(path)
+    opener = store.opener()
+    store.close()
+    assert opener is not None
+    opener().close()  # the store is there: it opens
+    for f in tmp_path.glob("ledger.db*"):
+        f.unlink()
+    with pytest.raises(StoreError) as exc:
+        opener()
+    assert exc.value.code == Code.NOT_FOUND
+    assert not path.exists()

@@ -40,8 +40,13 @@ def postgres_location(location: str) -> tuple[str, str | None] | None:
     return uri, schemas[0] if schemas else None
 
 
-def open_store(location: str) -> Store:
+def open_store(location: str, *, create: bool = True) -> Store:
     """A ``PostgresStore`` for a ``postgresql://…`` or ``postgres://…`` URI (schema as in
-    ``postgres_location``), otherwise a ``SQLiteStore`` on the file ``location``."""
+    ``postgres_location``), otherwise a ``SQLiteStore`` on the file ``location``.
+
+    ``create=False``: open a store that exists, for reading or comparing; a location holding
+    none (a mistyped path or schema) is refused with ``not_found`` and nothing is created."""
     pg = postgres_location(location)
-    return SQLiteStore(location) if pg is None else PostgresStore(*pg)
+    if pg is None:
+        return SQLiteStore(location, create=create)
+    return PostgresStore(*pg, create=create)

@@ -57,10 +57,12 @@ STREAM_ROWS = 2_000  # rows per round trip of the streaming iterators
 class PostgresStore(Store):
     """A ledger store in a PostgreSQL database, in ``schema`` (default: the search path's first).
 
-    ``dsn`` is any libpq connection string or ``postgresql://`` URI.
+    ``dsn`` is any libpq connection string or ``postgresql://`` URI. With ``create=False`` the
+    store must exist already: nothing is created (a reader needs no CREATE right), and a
+    location without one is refused with ``not_found`` instead of becoming a new empty store.
     """
 
-    def __init__(self, dsn: str, schema: str | None = None) -> None:
+    def __init__(self, dsn: str, schema: str | None = None, *, create: bool = True) -> None:
         self.dsn, self.schema = dsn, schema
         self._local = threading.local()
         self._readers: list[Conn] = []  # per-thread connections, for close()
@@ -70,7 +72,10 @@ class PostgresStore(Store):
         self._write_lock = threading.Lock()  # one writer transaction at a time
         self._writer = self._connect(autocommit=False)
         try:
-            self._create_schema()
+            if create:
+                self._create_schema()
+            else:
+                self._require_store()
         except BaseException:
             self._writer.close()
             raise
@@ -97,6 +102,18 @@ class PostgresStore(Store):
                     sql.Identifier(self.schema)))
             for ddl in SCHEMA:
                 db.execute(ddl)
+
+    def _require_store(self) -> None:
+        """Refuse a location that holds no ledger store (its tables, as ``SCHEMA`` makes them,
+        looked up through the search path ``_connect`` set), creating nothing."""
+        db = self._writer
+        row = db.execute("SELECT to_regclass('meta') IS NOT NULL AND "
+                         "to_regclass('blocks') IS NOT NULL").fetchone()
+        db.rollback()
+        if row is None or not row[0]:
+            where = ("the search path" if self.schema is None
+                     else f"schema {self.schema!r}")
+            raise StoreError(Code.NOT_FOUND, f"no ledger store in {where} of this database")
 
     @property
     def _db(self) -> Conn:
@@ -371,7 +388,7 @@ class PostgresStore(Store):
         return [(s, h, n) for s, h, n in rows]
 
     def opener(self) -> Callable[[], Store] | None:
-        return partial(PostgresStore, self.dsn, self.schema)
+        return partial(PostgresStore, self.dsn, self.schema, create=False)
 
     def close(self) -> None:
         """Close every connection this store opened, in any thread (call once, at the end)."""

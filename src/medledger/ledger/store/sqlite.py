@@ -84,9 +84,13 @@ def _open_error(path: Path | None, exc: sqlite3.Error) -> StoreError:
 
 
 class SQLiteStore(Store):
-    """A ledger store in one SQLite file (``":memory:"`` for a private in-memory database)."""
+    """A ledger store in one SQLite file (``":memory:"`` for a private in-memory database).
 
-    def __init__(self, path: str | Path) -> None:
+    With ``create=False`` the file must hold a store already: nothing is created or changed
+    before that is checked, and a missing file, or one without a ledger store, is refused with
+    ``not_found``."""
+
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
         self.path: Path | None = None if str(path) == ":memory:" else Path(path).resolve()
         if str(path) == ":memory:":
             # the memdb VFS shares one database between this store's connections with ordinary
@@ -97,8 +101,11 @@ class SQLiteStore(Store):
             self._uri = Path(path).resolve().as_uri()
         self._local = threading.local()
         try:
+            if not create:
+                self._require_store()
             self._writer = self._connect()  # also keeps a shared in-memory database alive
-            self._writer.executescript(SCHEMA)
+            if create:
+                self._writer.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise _open_error(self.path, exc) from None
         self._cache: OrderedDict[str, bytes | None] = OrderedDict()
@@ -106,6 +113,20 @@ class SQLiteStore(Store):
         self._write_lock = threading.Lock()  # one writer transaction at a time
         self._readers: list[sqlite3.Connection] = []  # per-thread read connections, for close()
         self._readers_lock = threading.Lock()
+
+    def _require_store(self) -> None:
+        """Refuse a location that holds no ledger store, looking through a read-only
+        connection (a new in-memory database never holds one)."""
+        if self.path is None or not self.path.is_file():
+            raise StoreError(Code.NOT_FOUND, f"no SQLite store file at {self.path or ':memory:'}")
+        conn = sqlite3.connect(f"{self._uri}?mode=ro", uri=True)
+        try:
+            names = {r[0] for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name IN ('meta','blocks')")}
+        finally:
+            conn.close()
+        if names != {"meta", "blocks"}:
+            raise StoreError(Code.NOT_FOUND, f"{self.path} holds no ledger store")
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self._uri, uri=True, isolation_level=None, check_same_thread=False)
@@ -323,7 +344,7 @@ class SQLiteStore(Store):
                 for t in ("blocks", "txs", "state", "log_nodes", "checkpoints")}
 
     def opener(self) -> Callable[[], Store] | None:
-        return None if self.path is None else partial(SQLiteStore, self.path)
+        return None if self.path is None else partial(SQLiteStore, self.path, create=False)
 
     def state_at(self, key: str, height: int) -> tuple[int, bytes | None] | None:
         row = self._db.execute(

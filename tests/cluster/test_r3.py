@@ -64,3 +64,45 @@ def test_checkpoints_become_final_with_a_quorum(start_peers) -> None:  # type: i
         lc.checkpoint(bare[2])  # signed by the peer alone
     bundle = views.tx_proof(p.node.store, p.node.store.tx(r.tx_id), cp.size)  # type: ignore[arg-type]
     assert lc.verify_bundle(bundle).size == cp.size
+
+
+def test_the_cli_proves_a_transaction_final_through_a_peer(start_peers, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """`medledger proof inclusion TX --url PEER` accepts the proof only against a checkpoint
+    that a quorum of the witnesses cosigned."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from medledger.api.app import create_app
+    from medledger.cli.main import app
+    from tests.support.serve import served_app
+
+    cons, peers = start_peers(witnesses=["hosp-a", "hosp-b", "cdc"])
+    led = Ledger(peers[0].node, cons.ring, WallClock())  # type: ignore[arg-type]
+    r = led.filler()
+    client_dir = tmp_path / "client"
+    client_dir.mkdir()
+    (client_dir / "genesis.json").write_bytes(cons.genesis.encoded)
+    cons.ring.save(client_dir / "keyring.json")
+    runner = CliRunner()
+
+    def prove(*extra: str) -> tuple[int, str]:
+        out = runner.invoke(app, ["proof", "inclusion", r.tx_id.hex(), "--url", url,
+                                  "--as", "hosp-b/root", "--dir", str(client_dir), *extra])
+        return out.exit_code, out.output
+
+    with served_app(create_app(peers[0].node)) as url:
+        code, out = prove("--witnesses", "hosp-a,hosp-b,cdc")
+        assert code == 0, out
+        doc = json.loads(out)
+        assert doc["index"] == r.index and doc["final"]["size"] > r.index
+        assert doc["final"]["witnesses"] == ["cdc", "hosp-a", "hosp-b"]
+        assert doc["final"]["needed"] == 2
+        # every organisation of the genesis as witness: the peer's final checkpoint carries the
+        # 3 running peers' cosignatures, not a quorum of them, so this client refuses it
+        orgs = sorted(cons.genesis.org_keys())
+        assert len(orgs) > 3
+        code, out = prove("--timeout", "1")
+        assert code == 1 and "verify_failed" in out and "not_final" in out, out
+        code, out = prove("--witnesses", "hosp-a,nobody")
+        assert code == 2 and "bad_args" in out and "nobody" in out, out

@@ -119,3 +119,49 @@ def test_keys_expiring(ws: Path) -> None:
     assert code == 1 and "hosp-a/temp" in out
     code, out = _run("keys", "expiring", "--days", "1", "--dir", str(ws))
     assert code == 0 and "nothing expires" in out
+
+
+def test_submit_over_http_needs_only_the_genesis_and_a_key(ws: Path, tmp_path: Path) -> None:
+    """A cluster organisation's peer directory (or the cluster's root) holds the genesis and
+    keys but is not a workspace: submitting with --url works from it."""
+    import shutil
+
+    from medledger.api.app import create_app
+    from medledger.workspace import Workspace
+    from tests.support.serve import served_app
+
+    peer = tmp_path / "peer-a"
+    peer.mkdir()
+    for name in ("genesis.json", "keyring.json"):
+        shutil.copy(ws / name, peer / name)
+    key = SigningKey.generate()
+    args = ["consortium", "enroll", json.dumps(
+        {"member": "hosp-a/gw", "role": "gateway", "public_key": b64(key.public)})]
+    with Workspace(ws).node() as node, served_app(create_app(node)) as url:
+        code, out = _run("tx", "submit", "--dir", str(peer), "--url", f"{url}/v1",
+                         "--as", "hosp-a/root", *args)
+        assert code == 0, out
+        receipt = json.loads(out)
+        assert receipt["code"] == "ok"
+        assert node.store.tx(bytes.fromhex(str(receipt["tx_id"]))) is not None
+        # an embedded node has no witnesses: no checkpoint of it is final, so a remote proof
+        # is refused once the wait runs out
+        code, out = _run("proof", "inclusion", str(receipt["tx_id"]), "--url", url,
+                         "--as", "hosp-a/root", "--dir", str(peer), "--timeout", "0.3")
+        assert code == 1 and "timeout" in out, out
+        code, out = _run("proof", "inclusion", str(receipt["tx_id"]), "--url", url,
+                         "--dir", str(peer))
+        assert code == 2 and "--as" in out, out
+        # without --url it still needs a workspace: the directory holds no store to run on
+        code, out = _run("tx", "submit", "--dir", str(peer), "--as", "hosp-a/root", *args)
+        assert code == 2 and "not a medledger workspace" in out
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        code, out = _run("tx", "submit", "--dir", str(empty), "--url", url,
+                         "--as", "hosp-a/root", *args)
+        assert code == 2 and "not_found" in out and "genesis.json" in out, out
+        shutil.copy(ws / "genesis.json", empty / "genesis.json")
+        (empty / "keyring.json").write_text('{"signing": {"hosp-a/root": "short"}}')
+        code, out = _run("tx", "submit", "--dir", str(empty), "--url", url,
+                         "--as", "hosp-a/root", *args)
+        assert code == 2 and "malformed_json" in out and "keyring.json" in out, out

@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from medledger.consortium.bootstrap import Keyring
+from medledger.consortium.genesis import Genesis
 from medledger.errors import MedLedgerError
 from medledger.workspace import Workspace
 
@@ -60,3 +62,19 @@ def serving_until_sigterm() -> Iterator[None]:
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
+
+
+def signing_material(directory: Path) -> tuple[Keyring, Genesis]:
+    """The keyring and genesis in ``directory``: all a client needs to sign for a remote node."""
+    missing = [n for n in ("genesis.json", "keyring.json") if not (directory / n).is_file()]
+    if missing:
+        error("not_found", f"{directory} holds no {' or '.join(missing)} (a workspace, a "
+                           "cluster's directory or a peer's directory has both)")
+    try:
+        genesis = Genesis.load((directory / "genesis.json").read_bytes())
+    except MedLedgerError as exc:
+        fail(exc)
+    try:
+        return Keyring.load(directory / "keyring.json"), genesis
+    except (MedLedgerError, ValueError, KeyError, TypeError) as exc:  # bad JSON, keys or shape
+        error("malformed_json", f"{directory / 'keyring.json'} is not a keyring: {exc}")

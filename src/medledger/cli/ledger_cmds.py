@@ -9,7 +9,15 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from medledger.cli.common import WorkspaceOpt, console, err_console, error, fail, workspace
+from medledger.cli.common import (
+    WorkspaceOpt,
+    console,
+    err_console,
+    error,
+    fail,
+    signing_material,
+    workspace,
+)
 from medledger.errors import MedLedgerError
 from medledger.installed import default_registry
 from medledger.ledger.stateproof import DEFAULT_MAX_BLOCKS, build_state_proof
@@ -78,9 +86,25 @@ def verify(
 def inclusion(
     tx_id: str = typer.Argument(..., help="Transaction id (hex)."),
     size: int = typer.Option(None, help="Log size to prove against (default: latest checkpoint)."),
+    url: str = typer.Option(None, "--url", help="Ask this cluster peer instead of the local "
+                            "store, and accept the proof only against a final (quorum-"
+                            "cosigned) checkpoint; DIR then need only hold genesis.json and "
+                            "keyring.json."),
+    member: str = typer.Option(None, "--as", help="With --url: the member whose key signs the "
+                               "read requests."),
+    witnesses: str = typer.Option(None, "--witnesses", help="With --url: the organisations whose "
+                                  "cosignatures count, comma-separated (default: DIR's peer.json, "
+                                  "else every organisation of the genesis)."),
+    ca: Path = typer.Option(None, "--ca", help="With --url: PEM of the CA that signed the peer's "
+                            "HTTPS certificate."),
+    timeout: float = typer.Option(30.0, "--timeout", min=0.0, help="With --url: seconds to wait "
+                                  "for a final checkpoint that covers the transaction."),
     directory: Path = WorkspaceOpt,
 ) -> None:
     """Inclusion proof of a transaction, with the leaf hash, root and signed checkpoint."""
+    if url:
+        _final_inclusion(tx_id, url, member, witnesses, ca, timeout, directory, size)
+        return
     store = workspace(directory).store()
     try:
         rec = store.tx(bytes.fromhex(tx_id))
@@ -93,6 +117,54 @@ def inclusion(
     except MedLedgerError as exc:
         fail(exc)
     print(json.dumps({"height": rec.height, **doc}, indent=1))
+
+
+def _final_inclusion(tx_id: str, url: str, member: str | None, witnesses: str | None,
+                     ca: Path | None, timeout: float, directory: Path, size: int | None) -> None:
+    """``proof inclusion --url``: the peer's proof, verified by a light client that accepts
+    only checkpoints cosigned by a quorum of ``witnesses`` (``HttpTransport.final_proof``)."""
+    from medledger.client.http import HttpTransport
+    from medledger.client.light import LightClient
+    from medledger.errors import Code
+    from medledger.ledger.finality import quorum
+
+    if size is not None:
+        error("bad_args", "with --url the proof is against the newest final checkpoint; "
+                          "--size is for the local store")
+    if member is None:
+        error("bad_args", "--url needs --as MEMBER: reads are signed with a member's key")
+    ring, genesis = signing_material(directory)
+    if member not in ring.signing:
+        error("unknown_signer", f"no key for {member} in the keyring")
+    keys = genesis.org_keys()
+    names = _witness_names(witnesses, directory) or sorted(keys)
+    unknown = [n for n in names if n not in keys]
+    if unknown:
+        error("bad_args", f"--witnesses: {', '.join(unknown)} not organisations of the genesis")
+    light = LightClient(genesis.chain_id, keys, witnesses={n: keys[n] for n in names})
+    try:
+        with HttpTransport(url, member, ring.signing[member], ca=None if ca is None else str(ca),
+                           wait_timeout=timeout) as peer:
+            bundle = peer.final_proof(tx_id, light, timeout=timeout)
+    except MedLedgerError as exc:
+        fail(exc, exit_code=1 if exc.code in (Code.TIMEOUT, Code.VERIFY_FAILED) else 2)
+    final = light.verify_bundle(bundle)
+    bundle["final"] = {"size": final.size, "witnesses": sorted(names),
+                       "needed": quorum(len(names))}
+    print(json.dumps(bundle, indent=1))
+
+
+def _witness_names(option: str | None, directory: Path) -> list[str] | None:
+    """The witnesses named by ``--witnesses``, else by a peer directory's ``peer.json``."""
+    if option is not None:
+        return sorted({n.strip() for n in option.split(",") if n.strip()})
+    cfg = directory / "peer.json"
+    if cfg.is_file():
+        from medledger.cluster.local import PeerConfig
+
+        configured = PeerConfig.load(cfg).witnesses
+        return None if configured is None else sorted(configured)
+    return None
 
 
 @proof_app.command("consistency")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from medledger.cli.common import WorkspaceOpt, console, error, workspace
+from medledger.cli.common import WorkspaceOpt, console, error, signing_material, workspace
 from medledger.client.client import Client
 from medledger.errors import RejectedError
 
@@ -20,26 +20,33 @@ def submit(
     method: str = typer.Argument(..., help="Method name, e.g. register."),
     args: str = typer.Argument("{}", help="Arguments as a JSON object."),
     member: str = typer.Option(..., "--as", help="Signing member id (org/name) in the keyring."),
-    url: str = typer.Option(None, help="Submit to a running node's API instead of in-process."),
+    url: str = typer.Option(None, help="Submit to a running node's or peer's API instead of "
+                            "in-process; then DIR need only hold genesis.json and keyring.json "
+                            "(a cluster's or a peer's directory will do)."),
+    ca: Path = typer.Option(None, "--ca", help="PEM of the CA that signed the node's HTTPS "
+                            "certificate (default: the system's trust store)."),
     directory: Path = WorkspaceOpt,
 ) -> None:
     """Sign ARGS as MEMBER, submit, and print the receipt."""
-    ws = workspace(directory)
-    ring = ws.keyring()
+    if url:
+        ring, genesis = signing_material(directory)
+    else:
+        ws = workspace(directory)
+        ring, genesis = ws.keyring(), ws.genesis()
     if member not in ring.signing:
         error("unknown_signer", f"no key for {member} in the keyring")
     try:
         parsed = json.loads(args)
     except json.JSONDecodeError as exc:
         error("malformed_json", f"ARGS: {exc}")
-    chain = ws.genesis().chain_id
+    chain = genesis.chain_id
     try:
         if url:
             from medledger.client.http import HttpTransport
 
-            transport = HttpTransport(url)
-            receipt = Client(transport, chain, member, ring.signing[member]).call(
-                contract, method, parsed)
+            with HttpTransport(url, ca=None if ca is None else str(ca)) as transport:
+                receipt = Client(transport, chain, member, ring.signing[member]).call(
+                    contract, method, parsed)
         else:
             with ws.node() as node:
                 receipt = Client(node, chain, member, ring.signing[member]).call(
@@ -50,3 +57,4 @@ def submit(
     console.print_json(json.dumps(doc))
     if doc["code"] != "ok":
         raise typer.Exit(1)
+

@@ -106,3 +106,23 @@ def test_the_cli_proves_a_transaction_final_through_a_peer(start_peers, tmp_path
         assert code == 1 and "verify_failed" in out and "not_final" in out, out
         code, out = prove("--witnesses", "hosp-a,nobody")
         assert code == 2 and "bad_args" in out and "nobody" in out, out
+
+        def prove_state(key: str, *extra: str) -> tuple[int, str]:
+            out = runner.invoke(app, ["proof", "state", key, "--url", url, "--as", "hosp-b/root",
+                                      "--dir", str(client_dir), "--witnesses",
+                                      "hosp-a,hosp-b,cdc", *extra])
+            return out.exit_code, out.output
+
+        # a value and an absence, each proven against a final checkpoint
+        code, out = prove_state("consortium/config")
+        assert code == 0, out
+        doc = json.loads(out)
+        assert doc["verified"]["present"] and doc["value"] is not None
+        assert doc["final"]["size"] >= r.index + 1 and doc["height"] >= r.height
+        code, out = prove_state("registry/no-such-key")
+        assert code == 0, out
+        doc = json.loads(out)
+        assert not doc["verified"]["present"] and doc["value"] is None
+        # a height no final checkpoint covers yet: refused once the wait runs out
+        code, out = prove_state("consortium/config", "--height", "100000", "--timeout", "0.3")
+        assert code == 1 and "timeout" in out, out

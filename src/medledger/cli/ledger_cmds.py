@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 from rich.markup import escape
@@ -18,12 +19,16 @@ from medledger.cli.common import (
     signing_material,
     workspace,
 )
-from medledger.errors import MedLedgerError
+from medledger.errors import Code, MedLedgerError
 from medledger.installed import default_registry
 from medledger.ledger.stateproof import DEFAULT_MAX_BLOCKS, build_state_proof
 from medledger.ledger.verify import verify_store
 from medledger.node import views
 from medledger.workspace import DEFAULT_ORGS, Workspace
+
+if TYPE_CHECKING:
+    from medledger.client.http import HttpTransport
+    from medledger.client.light import LightClient
 
 proof_app = typer.Typer(help="Print RFC 9162 proofs as JSON (hex hashes).", no_args_is_help=True)
 
@@ -82,23 +87,30 @@ def verify(
         raise typer.Exit(1)
 
 
+# ``proof inclusion|state --url``: ask a cluster peer, accept only final checkpoints
+UrlOpt = typer.Option(None, "--url", help="Ask this cluster peer instead of the local store, and "
+                      "accept the proof only against a final (quorum-cosigned) checkpoint; DIR "
+                      "then need only hold genesis.json and keyring.json.")
+AsOpt = typer.Option(None, "--as", help="With --url: the member whose key signs the read "
+                     "requests.")
+WitnessesOpt = typer.Option(None, "--witnesses", help="With --url: the organisations whose "
+                            "cosignatures count, comma-separated (default: DIR's peer.json, "
+                            "else every organisation of the genesis).")
+CaOpt = typer.Option(None, "--ca", help="With --url: PEM of the CA that signed the peer's HTTPS "
+                     "certificate.")
+TimeoutOpt = typer.Option(30.0, "--timeout", min=0.0, help="With --url: seconds to wait for a "
+                          "final checkpoint that covers what is to be proven.")
+
+
 @proof_app.command("inclusion")
 def inclusion(
     tx_id: str = typer.Argument(..., help="Transaction id (hex)."),
     size: int = typer.Option(None, help="Log size to prove against (default: latest checkpoint)."),
-    url: str = typer.Option(None, "--url", help="Ask this cluster peer instead of the local "
-                            "store, and accept the proof only against a final (quorum-"
-                            "cosigned) checkpoint; DIR then need only hold genesis.json and "
-                            "keyring.json."),
-    member: str = typer.Option(None, "--as", help="With --url: the member whose key signs the "
-                               "read requests."),
-    witnesses: str = typer.Option(None, "--witnesses", help="With --url: the organisations whose "
-                                  "cosignatures count, comma-separated (default: DIR's peer.json, "
-                                  "else every organisation of the genesis)."),
-    ca: Path = typer.Option(None, "--ca", help="With --url: PEM of the CA that signed the peer's "
-                            "HTTPS certificate."),
-    timeout: float = typer.Option(30.0, "--timeout", min=0.0, help="With --url: seconds to wait "
-                                  "for a final checkpoint that covers the transaction."),
+    url: str = UrlOpt,
+    member: str = AsOpt,
+    witnesses: str = WitnessesOpt,
+    ca: Path = CaOpt,
+    timeout: float = TimeoutOpt,
     directory: Path = WorkspaceOpt,
 ) -> None:
     """Inclusion proof of a transaction, with the leaf hash, root and signed checkpoint."""
@@ -119,18 +131,18 @@ def inclusion(
     print(json.dumps({"height": rec.height, **doc}, indent=1))
 
 
-def _final_inclusion(tx_id: str, url: str, member: str | None, witnesses: str | None,
-                     ca: Path | None, timeout: float, directory: Path, size: int | None) -> None:
-    """``proof inclusion --url``: the peer's proof, verified by a light client that accepts
-    only checkpoints cosigned by a quorum of ``witnesses`` (``HttpTransport.final_proof``)."""
+def _remote(url: str, member: str | None, witnesses: str | None, ca: Path | None,
+            timeout: float, directory: Path, size: int | None,
+            ) -> tuple[HttpTransport, LightClient, list[str]]:
+    """For ``proof … --url``: a transport signing reads as ``member`` and a light client that
+    accepts only checkpoints cosigned by a quorum of ``witnesses`` (names sorted)."""
     from medledger.client.http import HttpTransport
     from medledger.client.light import LightClient
-    from medledger.errors import Code
-    from medledger.ledger.finality import quorum
 
     if size is not None:
         error("bad_args", "with --url the proof is against the newest final checkpoint; "
                           "--size is for the local store")
+
     if member is None:
         error("bad_args", "--url needs --as MEMBER: reads are signed with a member's key")
     ring, genesis = signing_material(directory)
@@ -142,16 +154,53 @@ def _final_inclusion(tx_id: str, url: str, member: str | None, witnesses: str | 
     if unknown:
         error("bad_args", f"--witnesses: {', '.join(unknown)} not organisations of the genesis")
     light = LightClient(genesis.chain_id, keys, witnesses={n: keys[n] for n in names})
+    peer = HttpTransport(url, member, ring.signing[member], ca=None if ca is None else str(ca),
+                         wait_timeout=timeout)
+    return peer, light, names
+
+
+def _final(size: int, witnesses: list[str]) -> dict[str, Any]:
+    """What made the proof's checkpoint final for this client."""
+    from medledger.ledger.finality import quorum
+
+    return {"size": size, "witnesses": witnesses, "needed": quorum(len(witnesses))}
+
+
+def _refused(exc: MedLedgerError) -> NoReturn:
+    """Exit 1 when the proof was refused or no final checkpoint came in time, else 2."""
+    fail(exc, exit_code=1 if exc.code in (Code.TIMEOUT, Code.VERIFY_FAILED) else 2)
+
+
+def _final_inclusion(tx_id: str, url: str, member: str | None, witnesses: str | None,
+                     ca: Path | None, timeout: float, directory: Path, size: int | None) -> None:
+    """``proof inclusion --url``: the peer's proof against the newest final checkpoint that
+    covers the transaction (``HttpTransport.final_proof``)."""
+    peer, light, names = _remote(url, member, witnesses, ca, timeout, directory, size)
     try:
-        with HttpTransport(url, member, ring.signing[member], ca=None if ca is None else str(ca),
-                           wait_timeout=timeout) as peer:
+        with peer:
             bundle = peer.final_proof(tx_id, light, timeout=timeout)
     except MedLedgerError as exc:
-        fail(exc, exit_code=1 if exc.code in (Code.TIMEOUT, Code.VERIFY_FAILED) else 2)
-    final = light.verify_bundle(bundle)
-    bundle["final"] = {"size": final.size, "witnesses": sorted(names),
-                       "needed": quorum(len(names))}
+        _refused(exc)
+    bundle["final"] = _final(light.verify_bundle(bundle).size, names)
     print(json.dumps(bundle, indent=1))
+
+
+def _final_state(key: str, height: int | None, max_blocks: int, url: str, member: str | None,
+                 witnesses: str | None, ca: Path | None, timeout: float, directory: Path,
+                 size: int | None) -> None:
+    """``proof state --url``: the peer's state proof against the newest final checkpoint
+    that covers ``height`` (``HttpTransport.final_state_proof``)."""
+    peer, light, names = _remote(url, member, witnesses, ca, timeout, directory, size)
+    try:
+        with peer:
+            doc, fact = peer.final_state_proof(key, light, height, timeout=timeout,
+                                               max_blocks=max_blocks)
+    except MedLedgerError as exc:
+        _refused(exc)
+    doc["final"] = _final(fact.checkpoint.size, names)
+    doc["verified"] = {"height": fact.height, "written": fact.written,
+                       "present": fact.value is not None, "blocks": fact.blocks}
+    print(json.dumps(doc, indent=1))
 
 
 def _witness_names(option: str | None, directory: Path) -> list[str] | None:
@@ -194,11 +243,20 @@ def state(
                              "against (default: the one signed for that block)."),
     max_blocks: int = typer.Option(DEFAULT_MAX_BLOCKS, "--max-blocks", min=1,
                                    help="Refuse a proof of more block headers than this."),
+    url: str = UrlOpt,
+    member: str = AsOpt,
+    witnesses: str = WitnessesOpt,
+    ca: Path = CaOpt,
+    timeout: float = TimeoutOpt,
     directory: Path = WorkspaceOpt,
 ) -> None:
     """Key-history proof of a state key at a height: its value (base64) or absence, the headers
     since its last write up to a signed checkpoint, the write's inclusion proof and a
     non-membership proof for every later block (ADR 0035)."""
+    if url:
+        _final_state(key, height, max_blocks, url, member, witnesses, ca, timeout, directory,
+                     size)
+        return
     store = workspace(directory).store()
     try:
         doc = build_state_proof(store, key, height, size=size, max_blocks=max_blocks)

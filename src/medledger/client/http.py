@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -263,21 +263,42 @@ class HttpTransport:
         with the consortium's ``witnesses``, accepts only quorum-cosigned checkpoints. Raises
         ``timeout`` if none covers it in time, or ``LightClientError`` if the proof fails."""
         index = int(self.get(f"/v1/tx/{tx_id}")["receipt"]["index"])
+        final = self.final_checkpoint(lambda cp: int(cp["size"]) > index, timeout,
+                                      f"no final checkpoint covers {tx_id} yet")
+        bundle: dict[str, Any] = self.get(f"/v1/tx/{tx_id}/proof", {"size": final["size"]})
+        light.verify_bundle(bundle)
+        return bundle
+
+    def final_checkpoint(self, covers: Callable[[dict[str, Any]], bool], timeout: float,
+                         what: str = "no final checkpoint yet") -> dict[str, Any]:
+        """The newest final checkpoint (``{"size", "height", "note"}``) once ``covers`` holds
+        for it, polling for up to ``timeout`` s; raises ``timeout`` with ``what`` otherwise.
+        Not verified here: the caller checks the proof it fetches against it."""
         deadline = time.monotonic() + timeout
         while True:
             try:
-                final = self.get("/v1/checkpoints/final", {"format": "json"})
-                if int(final["size"]) > index:
-                    break
+                final: dict[str, Any] = self.get("/v1/checkpoints/final", {"format": "json"})
+                if covers(final):
+                    return final
             except ProblemError as exc:
                 if exc.code != Code.NOT_FOUND:
                     raise
             if time.monotonic() > deadline:
-                raise RejectedError(Code.TIMEOUT, f"no final checkpoint covers {tx_id} yet")
+                raise RejectedError(Code.TIMEOUT, what)
             time.sleep(0.1)
-        bundle: dict[str, Any] = self.get(f"/v1/tx/{tx_id}/proof", {"size": final["size"]})
-        light.verify_bundle(bundle)
-        return bundle
+
+    def final_state_proof(self, key: str, light: LightClient, height: int | None = None, *,
+                          timeout: float = 30.0, max_blocks: int | None = None,
+                          ) -> tuple[dict[str, Any], StateFact]:
+        """``state_proof`` against the newest *final* checkpoint, once one covers ``height``
+        (default: at that checkpoint's block); ``light`` should be built with the consortium's
+        ``witnesses`` so that it accepts only quorum-cosigned checkpoints."""
+        final = self.final_checkpoint(
+            lambda cp: height is None or int(cp["height"]) >= height, timeout,
+            "no final checkpoint yet" if height is None
+            else f"no final checkpoint covers height {height} yet")
+        return self.state_proof(key, light, height, size=int(final["size"]),
+                                max_blocks=max_blocks)
 
     def state_proof(
         self,

@@ -97,6 +97,11 @@ def test_cli_snapshot_and_join(tmp_path: Path) -> None:
     store.close()
     runner = CliRunner()
     snap = tmp_path / "s.db"
+    # the operator verifies a peer's store from its directory
+    out = runner.invoke(app, ["verify", "--dir", str(tmp_path / "c" / "peers" / "hosp-a")])
+    assert out.exit_code == 0 and "OK" in out.output, out.output
+    out = runner.invoke(app, ["verify", "--dir", str(tmp_path / "c" / "peers" / "hosp-c")])
+    assert out.exit_code == 2 and "not_found" in out.output, out.output
     # a peer that never ran has no store to export: refused, and none is created
     out = runner.invoke(app, ["peer", "snapshot", str(tmp_path / "c" / "peers" / "hosp-c"),
                               str(snap)])

@@ -59,3 +59,13 @@ def test_tampered_peer_is_detected_by_itself_and_the_others(start_peers, tmp_pat
     report = verify_store(c2.node.store, default_registry())
     assert report.first_bad_height == reg.height
     assert verify_store(a.node.store, default_registry()).first_bad_height is None
+    # the same from the command line an operator runs on the peer's store
+    from typer.testing import CliRunner
+
+    from medledger.cli.main import app
+
+    out = CliRunner().invoke(app, ["verify", "--store", str(tmp_path / "cdc.db"), "--json"])
+    assert out.exit_code == 1, out.output
+    assert orjson.loads(out.output)["first_bad_height"] == reg.height
+    out = CliRunner().invoke(app, ["verify", "--store", str(tmp_path / "hosp-a.db")])
+    assert out.exit_code == 0 and "OK" in out.output, out.output

@@ -104,7 +104,7 @@ def test_submit_errors_have_codes(ws: Path) -> None:
                      "register", "{not json")
     assert code == 2 and "malformed_json" in out
     code, out = _run("verify", "--dir", str(ws.parent / "nowhere"))
-    assert code == 2 and "not a medledger workspace" in out
+    assert code == 2 and "neither a workspace" in out
 
 
 def test_keys_expiring(ws: Path) -> None:
@@ -152,6 +152,8 @@ def test_submit_over_http_needs_only_the_genesis_and_a_key(ws: Path, tmp_path: P
         code, out = _run("proof", "inclusion", str(receipt["tx_id"]), "--url", url,
                          "--dir", str(peer))
         assert code == 2 and "--as" in out, out
+        code, out = _run("verify", "--dir", str(peer))
+        assert code == 2 and "neither a workspace" in out, out
         # without --url it still needs a workspace: the directory holds no store to run on
         code, out = _run("tx", "submit", "--dir", str(peer), "--as", "hosp-a/root", *args)
         assert code == 2 and "not a medledger workspace" in out

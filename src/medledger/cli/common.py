@@ -16,6 +16,7 @@ from rich.markup import escape
 from medledger.consortium.bootstrap import Keyring
 from medledger.consortium.genesis import Genesis
 from medledger.errors import MedLedgerError
+from medledger.ledger.store.base import Store
 from medledger.workspace import Workspace
 
 console = Console()
@@ -78,3 +79,23 @@ def signing_material(directory: Path) -> tuple[Keyring, Genesis]:
         return Keyring.load(directory / "keyring.json"), genesis
     except (MedLedgerError, ValueError, KeyError, TypeError) as exc:  # bad JSON, keys or shape
         error("malformed_json", f"{directory / 'keyring.json'} is not a keyring: {exc}")
+
+
+def store_of(directory: Path, location: str | None = None, *, create: bool = False) -> Store:
+    """The ledger store a command works on: ``location`` (a SQLite file or a
+    ``postgresql://`` URI) if given, else ``directory``'s: a cluster peer's (``peer.json``,
+    its store relative to the directory unless a URI) or a workspace's (``node.json``).
+    Only a peer that fills its store passes ``create=True``; readers never create one."""
+    from medledger.cluster.local import PeerConfig
+    from medledger.ledger.store.open import open_store, postgres_location
+
+    if location is None:
+        if (directory / "peer.json").is_file():
+            store = PeerConfig.load(directory / "peer.json").store
+        elif (directory / "node.json").is_file():
+            store = str(workspace(directory).config["store"])
+        else:
+            error("not_found", f"{directory} is neither a workspace (node.json) nor a peer "
+                               "directory (peer.json); or give a store location")
+        location = store if postgres_location(store) else str(directory / store)
+    return open_store(location, create=create)

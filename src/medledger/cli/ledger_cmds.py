@@ -17,6 +17,7 @@ from medledger.cli.common import (
     error,
     fail,
     signing_material,
+    store_of,
     workspace,
 )
 from medledger.errors import Code, MedLedgerError
@@ -53,13 +54,19 @@ def init(
 
 def verify(
     directory: Path = WorkspaceOpt,
+    location: str = typer.Option(None, "--store", help="Verify this store (a SQLite file or "
+                                 "postgresql://… with ?schema=NAME) instead of DIR's."),
     workers: int = typer.Option(
         0, min=0, help="Replay processes (0: one per core for large chains, else one)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Replay the whole chain from genesis and check every signature, hash and root."""
-    ws = workspace(directory)
-    store = ws.store()
+    """Replay the whole chain from genesis and check every signature, hash and root.
+
+    DIR is a workspace or a cluster peer's directory; the store is only read."""
+    try:
+        store = store_of(directory, location)
+    except MedLedgerError as exc:
+        fail(exc)
     head = store.head()
     total = head.height if head else 0
     with Progress(TextColumn("verifying"), BarColumn(), TextColumn("{task.completed}/{task.total}"),

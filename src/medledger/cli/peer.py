@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from medledger.cli.common import console, fail, serving_until_sigterm
+from medledger.cli.common import console, fail, serving_until_sigterm, store_of
 from medledger.cli.holder import (
     HolderMemberOpt,
     HolderVaultKeyOpt,
@@ -127,9 +127,4 @@ def join(
 
 
 def _open_store(directory: Path, *, create: bool = True) -> Store:
-    from medledger.cluster.local import PeerConfig
-    from medledger.ledger.store.open import open_store, postgres_location
-
-    cfg = PeerConfig.load(directory / "peer.json")
-    return open_store(cfg.store if postgres_location(cfg.store) else str(directory / cfg.store),
-                      create=create)
+    return store_of(directory, create=create)

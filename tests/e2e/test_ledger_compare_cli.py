@@ -62,6 +62,9 @@ def test_compare_sqlite_stores(ws: Path, tmp_path: Path) -> None:
     doc = json.loads(out)
     assert doc["diverged"] is False and doc["divergence"] is None
     assert (doc["a"]["height"], doc["b"]["height"], doc["compared_up_to"]) == (2, 2, 2)
+    # a workspace or peer directory stands for its store
+    code, out = _run("ledger", "compare", str(ws), str(copy))
+    assert code == 0 and "up to height 2" in out, out
 
     with sqlite3.connect(copy) as conn:  # forge the role recorded at height 1
         conn.execute("UPDATE state SET value = replace(value, 'gateway', 'org-admin') "

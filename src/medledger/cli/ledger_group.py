@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import sqlite3
 from contextlib import ExitStack
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import psycopg
 import typer
 from rich.markup import escape
 
-from medledger.cli.common import console, err_console, error, fail
+from medledger.cli.common import console, err_console, error, fail, store_of
 from medledger.errors import MedLedgerError
 from medledger.ledger.compare import Divergence, compare, head_height
 from medledger.ledger.store.base import Store
@@ -20,7 +21,8 @@ from medledger.ledger.store.open import open_store, postgres_location
 app = typer.Typer(help="Inspect ledger stores (SQLite files or PostgreSQL URIs).",
                   no_args_is_help=True)
 
-LOCATION_HELP = "a SQLite file, or postgresql://… (?schema=NAME or #NAME for a schema)"
+LOCATION_HELP = ("a SQLite file, postgresql://… (?schema=NAME or #NAME for a schema), "
+                 "or a workspace or peer directory")
 
 
 @app.command("compare")
@@ -83,7 +85,9 @@ class _opened:
         self.store: Store | None = None
 
     def __enter__(self) -> Store:
-        self.store = open_store(self.location, create=False)
+        where = Path(self.location)
+        self.store = store_of(where) if where.is_dir() else open_store(self.location,
+                                                                         create=False)
         return self.store
 
     def __exit__(self, *exc: object) -> None:

@@ -121,14 +121,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterWorld]:
     root = tmp_path_factory.mktemp("rc")
     tag = uuid.uuid4().hex[:10]
     base = _pg_uri()
-    c = LocalCluster.create(root / "cluster", ORGS, chain=f"research-{tag}", postgres=base,
-                            members=members(HOSPITALS))
+    # a fresh schema per peer (rc_<tag>_<org>, from the prefix in the URI), dropped afterwards
+    c = LocalCluster.create(root / "cluster", ORGS, chain=f"research-{tag}",
+                            postgres=f"{base}?schema=rc_{tag}", members=members(HOSPITALS))
     schemas = {org: f"rc_{tag}_{org.replace('-', '_')}" for org in c.peers}
-    for org, schema in schemas.items():  # a fresh schema per peer, dropped afterwards
-        path = root / "cluster" / "peers" / org / "peer.json"
-        cfg = PeerConfig.load(path)
-        cfg.store = f"{base}?schema={schema}"
-        cfg.save(path)
+    for org, schema in schemas.items():
+        cfg = PeerConfig.load(root / "cluster" / "peers" / org / "peer.json")
+        assert cfg.store == f"{base}?schema={schema}"
     http: dict[str, HttpTransport] = {}
     vaults: dict[str, Vault] = {}
     try:

@@ -24,7 +24,8 @@ def up(
     directory: Path = DirOpt,
     orgs: int = typer.Option(0, min=0, help="Use the first N default organisations (0: all)."),
     postgres: str = typer.Option("", help="Keep each peer's ledger in PostgreSQL (a "
-                                 "postgresql:// URI; one schema per organisation)."),
+                                 "postgresql:// URI): schema <prefix>_<org>, the prefix "
+                                 "?schema=PREFIX or ml_<genesis hash>."),
 ) -> None:
     """Create the cluster (first time) and start whatever of it is not running."""
     from medledger.cluster.local import LocalCluster

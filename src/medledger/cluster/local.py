@@ -79,6 +79,18 @@ class PeerConfig:
         return cls(**json.loads(path.read_text()))
 
 
+def _peer_schema(pg: tuple[str, str | None], genesis_hash: bytes, org: str) -> str:
+    """The store location of ``org``'s peer: a schema ``<prefix>_<org>`` in the database of
+    ``pg`` (``postgres_location``'s (URI, schema)). The prefix is the schema named in the URI,
+    else ``ml_`` and the genesis hash's first 8 hex digits, so that two clusters laid out on
+    one database never share a schema."""
+    from urllib.parse import quote
+
+    uri, prefix = pg
+    schema = f"{prefix or 'ml_' + genesis_hash.hex()[:8]}_{org.replace('-', '_')}"
+    return f"{uri}{'&' if '?' in uri else '?'}schema={quote(schema, safe='')}"
+
+
 @dataclass
 class LocalCluster:
     root: Path
@@ -102,6 +114,12 @@ class LocalCluster:
         organisation's root, default the ``DEMO_MEMBERS`` of those organisations."""
         if (root / "cluster.json").exists():
             raise MedLedgerError(Code.ALREADY_EXISTS, f"{root} already holds a cluster")
+        from medledger.ledger.store.open import postgres_location
+
+        pg = None if postgres is None else postgres_location(postgres)
+        if postgres is not None and pg is None:
+            raise MedLedgerError(Code.BAD_ARGS, f"--postgres wants a postgresql:// URI, got "
+                                 f"{postgres!r}")
         root.mkdir(parents=True, exist_ok=True)
         ids = {o[0] for o in orgs}
         if members is None:
@@ -119,8 +137,7 @@ class LocalCluster:
             own = Keyring({k: v for k, v in ring.signing.items() if k.split("/")[0] == org},
                           {org: ring.agreement[org]})
             own.save(pdir / "keyring.json")
-            store = "ledger.db" if postgres is None else \
-                f"{postgres}{'&' if '?' in postgres else '?'}schema=ml_{org.replace('-', '_')}"
+            store = "ledger.db" if pg is None else _peer_schema(pg, genesis.hash, org)
             cfg = PeerConfig(org, store, nats.urls, free_port(), witnesses=witnesses,
                              replicas=min(3, nats_servers))
             cfg.save(pdir / "peer.json")

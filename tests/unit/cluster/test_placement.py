@@ -57,3 +57,31 @@ def test_place_spreads_a_laid_out_cluster(tmp_path: Path) -> None:
         assert (cfg.http_host, cfg.servers) == (host, c.nats.urls)
         assert c.url(org) == f"http://{host}:{cfg.http_port}"
         assert c.peers[org]["wrap"] == wrap
+
+
+def test_postgres_peers_get_schemas_of_their_own_cluster(tmp_path: Path) -> None:
+    from medledger.ledger.store.open import postgres_location
+
+    base = "postgresql://root@127.0.0.1:5432/test?sslmode=disable"
+    orgs = DEFAULT_ORGS[:2]
+
+    def stores(root: Path) -> dict[str, tuple[str, str | None] | None]:
+        return {o[0]: postgres_location(PeerConfig.load(root / "peers" / o[0] /
+                                                       "peer.json").store) for o in orgs}
+
+    one = stores(LocalCluster.create(tmp_path / "one", orgs, postgres=base).root)
+    two = stores(LocalCluster.create(tmp_path / "two", orgs, postgres=base).root)
+    for laid in (one, two):
+        assert {v[0] for v in laid.values() if v} == {base}  # the URI as given, schema apart
+        assert laid["hosp-a"] and str(laid["hosp-a"][1]).startswith("ml_")
+        assert str(laid["hosp-a"][1]).endswith("_hosp_a")
+    # two clusters on one database never share a schema (each has its own genesis)
+    assert not {v[1] for v in one.values() if v} & {v[1] for v in two.values() if v}
+    # a schema in the URI is the prefix, whatever characters it holds
+    named = stores(LocalCluster.create(tmp_path / "three", orgs,
+                                       postgres=base + "&schema=dev%20one%26x").root)
+    assert named["hosp-b"] == (base, "dev one&x_hosp_b")
+    with pytest.raises(MedLedgerError) as exc:
+        LocalCluster.create(tmp_path / "four", orgs, postgres="/var/lib/ledger.db")
+    assert exc.value.code.value == "bad_args"
+    assert not (tmp_path / "four").exists()  # nothing laid out

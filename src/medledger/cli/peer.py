@@ -16,7 +16,6 @@ from medledger.cli.holder import (
     serve_holder,
 )
 from medledger.errors import MedLedgerError
-from medledger.ledger.store.base import Store
 
 app = typer.Typer(help="Run a cluster peer (one per organisation).", no_args_is_help=True)
 
@@ -48,7 +47,7 @@ def run(
         cfg = PeerConfig.load(directory / "peer.json")
         genesis = Genesis.load((directory / "genesis.json").read_bytes())
         ring = Keyring.load(directory / "keyring.json")
-        store = _open_store(directory)
+        store = store_of(directory, create=True)
         def path(p: str | None) -> str | None:
             return None if p is None else str(directory / p)
 
@@ -88,7 +87,7 @@ def snapshot(
     from medledger.cluster.snapshot import export_snapshot
 
     try:
-        store = _open_store(directory, create=False)
+        store = store_of(directory)
         try:
             height = export_snapshot(store, out)
         finally:
@@ -115,7 +114,7 @@ def join(
         genesis = Genesis.load((directory / "genesis.json").read_bytes())
         keys = genesis.org_keys()
         witnesses = {o: keys[o] for o in cfg.witnesses} if cfg.witnesses else None
-        store = _open_store(directory)
+        store = store_of(directory, create=True)
         try:
             height = join_from_snapshot(snapshot, store, genesis, default_registry(),
                                         witnesses=witnesses)
@@ -125,6 +124,3 @@ def join(
         fail(exc)
     console.print(f"joined from the snapshot at final height {height}; start with `peer run`")
 
-
-def _open_store(directory: Path, *, create: bool = True) -> Store:
-    return store_of(directory, create=create)

@@ -69,3 +69,27 @@ def test_tampered_peer_is_detected_by_itself_and_the_others(start_peers, tmp_pat
     assert orjson.loads(out.output)["first_bad_height"] == reg.height
     out = CliRunner().invoke(app, ["verify", "--store", str(tmp_path / "hosp-a.db")])
     assert out.exit_code == 0 and "OK" in out.output, out.output
+    # the honest peer's evidence leaves it as a file that anyone holding the genesis can check
+    evidence, genesis = tmp_path / "evidence.jsonl", tmp_path / "genesis.json"
+    genesis.write_bytes(cons.genesis.encoded)
+    out = CliRunner().invoke(app, ["ledger", "evidence", "export", str(tmp_path / "hosp-a.db"),
+                                   "--out", str(evidence)])
+    assert out.exit_code == 0 and "against cdc" in out.output, out.output
+    assert len(evidence.read_bytes().splitlines()) == 1
+    out = CliRunner().invoke(app, ["ledger", "evidence", "verify", str(evidence),
+                                   "--genesis", str(genesis)])
+    assert out.exit_code == 0, out.output
+    (doc,) = orjson.loads(out.output)
+    assert doc["proven"] and doc["height"] == amend.height
+    signers = {tuple(doc[side]["log_signers"]) for side in ("a", "b")}
+    assert ("cdc",) in signers and ("hosp-a",) in signers, doc
+    # under another consortium's genesis none of the signatures counts: it proves nothing
+    from medledger.consortium.bootstrap import new_consortium
+    from tests.cluster.conftest import MEMBERS, ORGS, T0
+
+    other, _ = new_consortium("another-chain", ORGS, T0, MEMBERS)
+    genesis.write_bytes(other.encoded)
+    out = CliRunner().invoke(app, ["ledger", "evidence", "verify", str(evidence),
+                                   "--genesis", str(genesis)])
+    assert out.exit_code == 1, out.output
+    assert orjson.loads(out.output)[0]["code"] == "unsigned_side"

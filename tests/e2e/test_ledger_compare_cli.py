@@ -155,3 +155,22 @@ def test_compare_postgres_stores(pg_node: tuple[Ledger, str], ws: Path) -> None:
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
         assert conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s",
                             (f"{schema}_typo",)).fetchone() is None
+
+
+def test_evidence_export_and_verify_without_an_equivocation(ws: Path, tmp_path: Path) -> None:
+    """The real case (a peer that raised an alarm) is in tests/cluster/test_tamper.py."""
+    out_file = tmp_path / "ev.jsonl"
+    code, out = _run("ledger", "evidence", "export", str(ws), "--out", str(out_file))
+    assert code == 0 and "0 piece(s) of evidence" in out, out
+    assert out_file.read_bytes() == b""
+    code, out = _run("ledger", "evidence", "verify", str(out_file), "--genesis",
+                     str(ws / "genesis.json"))
+    assert code == 2 and "bad_evidence" in out, out
+    out_file.write_text('{"a":"x","b":"y"}\n')
+    code, out = _run("ledger", "evidence", "verify", str(out_file), "--genesis",
+                     str(ws / "genesis.json"))
+    assert code == 1, out
+    assert json.loads(out) == [{"line": 1, "proven": False, "code": "bad_evidence",
+                                "reason": json.loads(out)[0]["reason"]}]
+    code, out = _run("ledger", "evidence", "export", str(tmp_path / "nowhere.db"))
+    assert code == 2 and "not_found" in out, out

@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from medledger.cli.common import console, err_console, error, fail, store_of
-from medledger.errors import MedLedgerError
+from medledger.errors import Code, MedLedgerError
 from medledger.ledger.compare import Divergence, compare, head_height
 from medledger.ledger.store.base import Store
 from medledger.ledger.store.open import open_store, postgres_location
@@ -101,3 +101,76 @@ def _shown(location: str) -> str:
     if postgres_location(location) is None or parts.password is None:
         return location
     return location.replace(f":{parts.password}@", ":***@", 1)
+
+
+evidence_app = typer.Typer(help="Equivocation evidence: export what a peer kept, check it "
+                                "anywhere with the genesis alone.", no_args_is_help=True)
+app.add_typer(evidence_app, name="evidence")
+
+
+@evidence_app.command("export")
+def evidence_export(
+    location: str = typer.Argument(..., help=f"The peer's store: {LOCATION_HELP}."),
+    out: Path = typer.Option(None, "--out", help="Write here instead of standard output."),
+) -> None:
+    """The equivocation evidence this peer kept (one canonical JSON document per line: the two
+    conflicting signed checkpoints), for a regulator or another organisation to check."""
+    from medledger.consortium.genesis import Genesis
+    from medledger.ledger.equivocation import kept_evidence
+
+    try:
+        with _opened(location) as store:
+            raw = store.genesis()
+            if raw is None:
+                raise MedLedgerError(Code.NOT_FOUND, "the store holds no chain")
+            kept = kept_evidence(store, Genesis.load(raw).org_keys())
+    except MedLedgerError as exc:
+        fail(exc)
+    except (psycopg.Error, sqlite3.Error) as exc:
+        error("store_error", str(exc).strip())
+    lines = b"".join(ev + b"\n" for ev in kept.values())
+    if out is None:
+        print(lines.decode(), end="")
+    else:
+        out.write_bytes(lines)
+    err_console.print(f"{len(kept)} piece(s) of evidence"
+                      + (f" (against {', '.join(kept)})" if kept else ""))
+
+
+@evidence_app.command("verify")
+def evidence_verify(
+    file: Path = typer.Argument(..., help="Evidence from `evidence export` (one per line)."),
+    genesis: Path = typer.Option(..., "--genesis", help="The consortium's genesis.json: its "
+                                 "organisation keys are the only keys trusted."),
+) -> None:
+    """Check each piece independently: the two notes really conflict and each carries a valid
+    signature or cosignature by a consortium key. Prints who signed each side; exit 1 if any
+    piece proves nothing."""
+    from medledger.consortium.genesis import Genesis
+    from medledger.ledger.checkpoint import CheckpointError
+    from medledger.ledger.equivocation import Equivocation, report_doc, verify_equivocation
+    from medledger.ledger.finality import ConsortiumKeys
+
+    try:
+        keys = Genesis.load(genesis.read_bytes()).org_keys()
+        lines = [ln for ln in file.read_bytes().splitlines() if ln.strip()]
+    except OSError as exc:
+        error("not_found", str(exc))
+    except MedLedgerError as exc:
+        fail(exc)
+    if not lines:
+        error("bad_evidence", f"{file} holds no evidence")
+    trusted = ConsortiumKeys(log=keys, witnesses=keys)
+    docs, bad = [], 0
+    for n, line in enumerate(lines, 1):
+        try:
+            ev = Equivocation.from_json(line)
+            docs.append({"line": n, "proven": True, **report_doc(
+                verify_equivocation(ev, trusted), ev)})
+        except CheckpointError as exc:
+            bad += 1
+            docs.append({"line": n, "proven": False, "code": str(exc.code),
+                         "reason": exc.message})
+    print(json.dumps(docs, indent=1))
+    if bad:
+        raise typer.Exit(1)

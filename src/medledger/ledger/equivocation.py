@@ -25,9 +25,9 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medledger.crypto import canonical
 from medledger.crypto.canonical import CanonicalError
@@ -40,6 +40,9 @@ from medledger.ledger.checkpoint import (
 )
 from medledger.ledger.cosignature import check_cosignatures
 from medledger.ledger.finality import ConsortiumKeys
+
+if TYPE_CHECKING:
+    from medledger.ledger.store.base import Store
 
 EVIDENCE_TYPE = "medledger/equivocation/v1"
 KINDS = ("same_size", "same_height", "height_order")
@@ -202,6 +205,32 @@ def verify_equivocation(
             )
         sides.append(Side(parse_body(text), tuple(log_signers), cosigners))
     return EquivocationReport(ev.origin, ev.kind, sides[0], sides[1])
+
+
+def evidence_key(org: str) -> str:
+    """Where a peer keeps the evidence against ``org`` in its store's local table (written
+    before the alarm is shown; one piece per organisation, the first found)."""
+    return f"equivocation/{org}"
+
+
+def kept_evidence(store: Store, orgs: Iterable[str]) -> dict[str, bytes]:
+    """The evidence a peer's store holds, by the organisation it names (canonical JSON)."""
+    found = {org: store.get_local(evidence_key(org)) for org in orgs}
+    return {org: ev for org, ev in sorted(found.items()) if ev is not None}
+
+
+def report_doc(report: EquivocationReport, evidence: Equivocation) -> dict[str, Any]:
+    """A verified report as JSON: the conflict, where the chains part, and who signed or
+    cosigned each side (``signed_both``: organisations whose keys are on both sides)."""
+    def side(s: Side) -> dict[str, Any]:
+        ref = block_ref(s.checkpoint)
+        return {"size": s.checkpoint.size, "root": s.checkpoint.root.hex(),
+                "block": None if ref is None else {"height": ref[0], "hash": ref[1].hex()},
+                "log_signers": list(s.log_signers), "cosigners": list(s.cosigners)}
+
+    return {"origin": report.origin, "kind": report.kind, "height": evidence.height,
+            "digest": evidence.digest, "a": side(report.a), "b": side(report.b),
+            "signed_both": list(report.signed_both)}
 
 
 def first_divergent_height(

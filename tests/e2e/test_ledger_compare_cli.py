@@ -174,3 +174,36 @@ def test_evidence_export_and_verify_without_an_equivocation(ws: Path, tmp_path: 
                                 "reason": json.loads(out)[0]["reason"]}]
     code, out = _run("ledger", "evidence", "export", str(tmp_path / "nowhere.db"))
     assert code == 2 and "not_found" in out, out
+
+
+def test_a_witness_keeps_evidence_of_a_log_that_signed_two_histories(ws: Path,
+                                                                     tmp_path: Path) -> None:
+    import base64
+
+    import nacl.signing
+
+    from medledger.ledger.equivocation import Equivocation
+    from medledger.ledger.store.sqlite import SQLiteStore
+    from medledger.ledger.witness import evidence_key
+    from tests.support.tlog import SimLog
+
+    seed = json.loads((ws / "keyring.json").read_text())["signing"]["hosp-a/root"]
+    honest = SimLog(signer="hosp-a", key=nacl.signing.SigningKey(base64.b64decode(seed)),
+                    origin="medledger/cmp-test")
+    honest.grow(3)
+    fork = honest.fork()
+    honest.seal(b"honest")
+    fork.seal(b"fork")
+    store = SQLiteStore(ws / "ledger.db")
+    store.set_local(evidence_key("medledger/cmp-test"),
+                    Equivocation.from_notes(honest.note(), fork.note()).to_json())
+    store.close()
+    out_file = tmp_path / "ev.jsonl"
+    code, out = _run("ledger", "evidence", "export", str(ws), "--out", str(out_file))
+    assert code == 0 and "against witness:medledger/cmp-test" in out, out
+    code, out = _run("ledger", "evidence", "verify", str(out_file), "--genesis",
+                     str(ws / "genesis.json"))
+    assert code == 0, out
+    (doc,) = json.loads(out)
+    assert doc["proven"] and doc["kind"] == "same_size" and doc["height"] == 4
+    assert doc["signed_both"] == ["hosp-a"]  # the log signed both histories

@@ -117,13 +117,15 @@ def evidence_export(
     conflicting signed checkpoints), for a regulator or another organisation to check."""
     from medledger.consortium.genesis import Genesis
     from medledger.ledger.equivocation import kept_evidence
+    from medledger.node.node import checkpoint_origin
 
     try:
         with _opened(location) as store:
             raw = store.genesis()
             if raw is None:
                 raise MedLedgerError(Code.NOT_FOUND, "the store holds no chain")
-            kept = kept_evidence(store, Genesis.load(raw).org_keys())
+            genesis = Genesis.load(raw)
+            kept = kept_evidence(store, genesis.org_keys(), checkpoint_origin(genesis.chain_id))
     except MedLedgerError as exc:
         fail(exc)
     except (psycopg.Error, sqlite3.Error) as exc:

@@ -32,7 +32,7 @@ from medledger.ledger import merkle
 from medledger.ledger.block import BlockHeader
 from medledger.ledger.checkpoint import CheckpointError, check_note, key_id, parse_body, split_note
 from medledger.ledger.cosignature import attach, check_cosignatures
-from medledger.ledger.equivocation import Equivocation, evidence_key
+from medledger.ledger.equivocation import Equivocation, peer_evidence_key
 from medledger.ledger.finality import quorum
 from medledger.ledger.store.base import Store
 from medledger.ledger.witness import Witness, WitnessError
@@ -249,7 +249,7 @@ class Exchange:
         height = _height(parse_body(split_note(theirs)[0]))
         self._alarmed.add(org)
         alarm = Alarm(org, height, ev)
-        self.store.set_local(evidence_key(org), ev.to_json())  # kept before it is shown
+        self.store.set_local(peer_evidence_key(org), ev.to_json())  # kept before it is shown
         self.state.alarms.append(alarm)
         log.error("ALARM: %s's checkpoint differs from ours at height %d (evidence kept)", org,
                   height)

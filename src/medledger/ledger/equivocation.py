@@ -207,16 +207,21 @@ def verify_equivocation(
     return EquivocationReport(ev.origin, ev.kind, sides[0], sides[1])
 
 
-def evidence_key(org: str) -> str:
-    """Where a peer keeps the evidence against ``org`` in its store's local table (written
-    before the alarm is shown; one piece per organisation, the first found)."""
+def peer_evidence_key(org: str) -> str:
+    """Where a cluster peer keeps the evidence against ``org`` in its store's local table
+    (written before the alarm is shown; one piece per organisation, the first found)."""
     return f"equivocation/{org}"
 
 
-def kept_evidence(store: Store, orgs: Iterable[str]) -> dict[str, bytes]:
-    """The evidence a peer's store holds, by the organisation it names (canonical JSON)."""
-    found = {org: store.get_local(evidence_key(org)) for org in orgs}
-    return {org: ev for org, ev in sorted(found.items()) if ev is not None}
+def kept_evidence(store: Store, orgs: Iterable[str], origin: str) -> dict[str, bytes]:
+    """The evidence a peer's store holds (canonical JSON), labelled: by the organisation whose
+    checkpoint disagreed with this peer's, and ``witness:<origin>`` for what its witness kept
+    when a log presented a checkpoint conflicting with one it had cosigned."""
+    from medledger.ledger.witness import evidence_key as witness_evidence_key
+
+    found = {org: store.get_local(peer_evidence_key(org)) for org in sorted(orgs)}
+    found[f"witness:{origin}"] = store.get_local(witness_evidence_key(origin))
+    return {label: ev for label, ev in found.items() if ev is not None}
 
 
 def report_doc(report: EquivocationReport, evidence: Equivocation) -> dict[str, Any]:

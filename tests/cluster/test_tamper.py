@@ -76,6 +76,21 @@ def test_tampered_peer_is_detected_by_itself_and_the_others(start_peers, tmp_pat
                                    "--out", str(evidence)])
     assert out.exit_code == 0 and "against cdc" in out.output, out.output
     assert len(evidence.read_bytes().splitlines()) == 1
+    # the same evidence, fetched by another organisation from the peer's API
+    from medledger.api.app import create_app
+    from tests.support.serve import served_app
+
+    client = tmp_path / "client"
+    client.mkdir()
+    genesis.write_bytes(cons.genesis.encoded)
+    cons.ring.save(client / "keyring.json")
+    (client / "genesis.json").write_bytes(cons.genesis.encoded)
+    with served_app(create_app(a.node)) as url:
+        out = CliRunner().invoke(app, ["ledger", "evidence", "export", "--url", url, "--as",
+                                       "hosp-b/root", "--dir", str(client), "--out",
+                                       str(tmp_path / "fetched.jsonl")])
+    assert out.exit_code == 0, out.output
+    assert (tmp_path / "fetched.jsonl").read_bytes() == evidence.read_bytes()
     out = CliRunner().invoke(app, ["ledger", "evidence", "verify", str(evidence),
                                    "--genesis", str(genesis)])
     assert out.exit_code == 0, out.output

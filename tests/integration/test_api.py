@@ -247,6 +247,7 @@ def test_openapi_lists_every_route_with_summary(env: Env) -> None:
         ("GET", "/v1/blocks/{height}"),
         ("GET", "/v1/checkpoints/latest"),
         ("GET", "/v1/checkpoints/final"),
+        ("GET", "/v1/checkpoints/evidence"),
         ("GET", "/v1/checkpoints/{size}"),
         ("GET", "/v1/state/{contract}/{key}"),
         ("GET", "/v1/events"),
@@ -717,6 +718,8 @@ def test_checkpoints(env: Env) -> None:
     assert latest.content == note
     cp, _ = verify_checkpoint(latest.content, env.verifiers(), checkpoint_origin("api-test"))
     assert cp.size == size == env.node.head.log_size
+    # an embedded node has kept no equivocation evidence (a cluster peer's: test_tamper.py)
+    assert env.get("/v1/checkpoints/evidence").json() == []
     as_json = env.get("/v1/checkpoints/latest", {"format": "json"}).json()
     assert as_json == {"size": size, "height": height, "note": note.decode()}
     assert env.get(f"/v1/checkpoints/{size - 1}").content == env.store.checkpoint(size - 1)[2]  # type: ignore[index]
@@ -888,6 +891,7 @@ READ_PATHS = [
     "/v1/blocks/head",
     "/v1/blocks/0",
     "/v1/checkpoints/latest",
+    "/v1/checkpoints/evidence",
     "/v1/checkpoints/1",
     "/v1/state/consortium/config",
     "/v1/events?until_height=0",

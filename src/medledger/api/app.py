@@ -13,6 +13,7 @@ GET      /v1/blocks/head                   head block: header, hash, tx ids
 GET      /v1/blocks/{height}               block by height
 GET      /v1/checkpoints/latest            newest signed checkpoint (text; ``?format=json``)
 GET      /v1/checkpoints/final             newest quorum-cosigned checkpoint (cluster peers)
+GET      /v1/checkpoints/evidence          equivocation evidence this node kept
 GET      /v1/checkpoints/{size}            checkpoint for a log size
 GET      /v1/state/{contract}/{key}        state value (``?height=``)
 GET      /v1/events                        Server-Sent Events (``?from_height=&until_height=``)

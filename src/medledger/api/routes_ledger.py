@@ -163,6 +163,26 @@ def get_final_checkpoint(node: NodeDep, member: Member, format: Format = "note")
 
 
 @router.get(
+    "/checkpoints/evidence",
+    tags=["checkpoints"],
+    summary="Equivocation evidence this node kept",
+    responses=problem_responses(401),
+)
+def get_evidence(node: NodeDep, member: Member) -> Response:
+    """``[{"against", "evidence"}]``: each piece of equivocation evidence this node kept, the
+    two conflicting signed checkpoints as canonical JSON text (``medledger/equivocation/v1``).
+    ``against`` is the organisation whose checkpoint disagreed with this peer's, or
+    ``witness:<origin>`` for a log that presented its witness a conflicting checkpoint. Anyone
+    can check a piece with the genesis keys alone (``medledger ledger evidence verify``).
+    Empty when there is none."""
+    from medledger.ledger.equivocation import kept_evidence
+    from medledger.node.node import checkpoint_origin
+
+    kept = kept_evidence(node.store, node.genesis.org_keys(), checkpoint_origin(node.chain_id))
+    return json_response([{"against": k, "evidence": v.decode()} for k, v in kept.items()])
+
+
+@router.get(
     "/checkpoints/{size}",
     tags=["checkpoints"],
     summary="The signed checkpoint for a log size",

@@ -12,7 +12,15 @@ import psycopg
 import typer
 from rich.markup import escape
 
-from medledger.cli.common import console, err_console, error, fail, store_of
+from medledger.cli.common import (
+    WorkspaceOpt,
+    console,
+    err_console,
+    error,
+    fail,
+    signing_material,
+    store_of,
+)
 from medledger.errors import Code, MedLedgerError
 from medledger.ledger.compare import Divergence, compare, head_height
 from medledger.ledger.store.base import Store
@@ -110,11 +118,32 @@ app.add_typer(evidence_app, name="evidence")
 
 @evidence_app.command("export")
 def evidence_export(
-    location: str = typer.Argument(..., help=f"The peer's store: {LOCATION_HELP}."),
+    location: str = typer.Argument(None, help=f"The peer's store: {LOCATION_HELP}."),
     out: Path = typer.Option(None, "--out", help="Write here instead of standard output."),
+    url: str = typer.Option(None, "--url", help="Ask this peer's API instead "
+                            "(GET /v1/checkpoints/evidence); then --as and --dir."),
+    member: str = typer.Option(None, "--as", help="With --url: the member whose key signs the "
+                               "read request."),
+    ca: Path = typer.Option(None, "--ca", help="With --url: PEM of the CA that signed the peer's "
+                            "HTTPS certificate."),
+    directory: Path = WorkspaceOpt,
 ) -> None:
-    """The equivocation evidence this peer kept (one canonical JSON document per line: the two
+    """The equivocation evidence a peer kept (one canonical JSON document per line: the two
     conflicting signed checkpoints), for a regulator or another organisation to check."""
+    if (location is None) == (url is None):
+        error("bad_args", "give the peer's store (LOCATION) or its API (--url), one of them")
+    kept = _evidence_from_store(location) if url is None else \
+        _evidence_from_peer(url, member, ca, directory)
+    lines = "".join(ev + "\n" for ev in kept.values())
+    if out is None:
+        print(lines, end="")
+    else:
+        out.write_text(lines, encoding="utf-8")
+    err_console.print(f"{len(kept)} piece(s) of evidence"
+                      + (f" (against {', '.join(kept)})" if kept else ""))
+
+
+def _evidence_from_store(location: str) -> dict[str, str]:
     from medledger.consortium.genesis import Genesis
     from medledger.ledger.equivocation import kept_evidence
     from medledger.node.node import checkpoint_origin
@@ -130,13 +159,25 @@ def evidence_export(
         fail(exc)
     except (psycopg.Error, sqlite3.Error) as exc:
         error("store_error", str(exc).strip())
-    lines = b"".join(ev + b"\n" for ev in kept.values())
-    if out is None:
-        print(lines.decode(), end="")
-    else:
-        out.write_bytes(lines)
-    err_console.print(f"{len(kept)} piece(s) of evidence"
-                      + (f" (against {', '.join(kept)})" if kept else ""))
+    return {k: v.decode() for k, v in kept.items()}
+
+
+def _evidence_from_peer(url: str, member: str | None, ca: Path | None,
+                        directory: Path) -> dict[str, str]:
+    from medledger.client.http import HttpTransport
+
+    if member is None:
+        error("bad_args", "--url needs --as MEMBER: reads are signed with a member's key")
+    ring, _ = signing_material(directory)
+    if member not in ring.signing:
+        error("unknown_signer", f"no key for {member} in the keyring")
+    try:
+        with HttpTransport(url, member, ring.signing[member],
+                           ca=None if ca is None else str(ca)) as peer:
+            docs = peer.get("/v1/checkpoints/evidence")
+    except MedLedgerError as exc:
+        fail(exc)
+    return {str(d["against"]): str(d["evidence"]) for d in docs}
 
 
 @evidence_app.command("verify")

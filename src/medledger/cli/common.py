@@ -15,6 +15,7 @@ from rich.markup import escape
 
 from medledger.consortium.bootstrap import Keyring
 from medledger.consortium.genesis import Genesis
+from medledger.crypto.keys import SigningKey
 from medledger.errors import MedLedgerError
 from medledger.ledger.store.base import Store
 from medledger.workspace import Workspace
@@ -79,6 +80,17 @@ def signing_material(directory: Path) -> tuple[Keyring, Genesis]:
         return Keyring.load(directory / "keyring.json"), genesis
     except (MedLedgerError, ValueError, KeyError, TypeError) as exc:  # bad JSON, keys or shape
         error("malformed_json", f"{directory / 'keyring.json'} is not a keyring: {exc}")
+
+
+def reader_key(directory: Path, member: str | None) -> tuple[SigningKey, Genesis]:
+    """For a command that reads from a remote node (``--url``): ``member``'s signing key from
+    ``directory``'s keyring (reads are signed) and the genesis beside it."""
+    if member is None:
+        error("bad_args", "--url needs --as MEMBER: reads are signed with a member's key")
+    ring, genesis = signing_material(directory)
+    if member not in ring.signing:
+        error("unknown_signer", f"no key for {member} in the keyring")
+    return ring.signing[member], genesis
 
 
 def store_of(directory: Path, location: str | None = None, *, create: bool = False) -> Store:

@@ -16,7 +16,7 @@ from medledger.cli.common import (
     err_console,
     error,
     fail,
-    signing_material,
+    reader_key,
     store_of,
     workspace,
 )
@@ -150,18 +150,14 @@ def _remote(url: str, member: str | None, witnesses: str | None, ca: Path | None
         error("bad_args", "with --url the proof is against the newest final checkpoint; "
                           "--size is for the local store")
 
-    if member is None:
-        error("bad_args", "--url needs --as MEMBER: reads are signed with a member's key")
-    ring, genesis = signing_material(directory)
-    if member not in ring.signing:
-        error("unknown_signer", f"no key for {member} in the keyring")
+    key, genesis = reader_key(directory, member)
     keys = genesis.org_keys()
     names = _witness_names(witnesses, directory) or sorted(keys)
     unknown = [n for n in names if n not in keys]
     if unknown:
         error("bad_args", f"--witnesses: {', '.join(unknown)} not organisations of the genesis")
     light = LightClient(genesis.chain_id, keys, witnesses={n: keys[n] for n in names})
-    peer = HttpTransport(url, member, ring.signing[member], ca=None if ca is None else str(ca),
+    peer = HttpTransport(url, member, key, ca=None if ca is None else str(ca),
                          wait_timeout=timeout)
     return peer, light, names
 

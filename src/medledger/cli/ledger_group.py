@@ -18,7 +18,7 @@ from medledger.cli.common import (
     err_console,
     error,
     fail,
-    signing_material,
+    reader_key,
     store_of,
 )
 from medledger.errors import Code, MedLedgerError
@@ -166,14 +166,9 @@ def _evidence_from_peer(url: str, member: str | None, ca: Path | None,
                         directory: Path) -> dict[str, str]:
     from medledger.client.http import HttpTransport
 
-    if member is None:
-        error("bad_args", "--url needs --as MEMBER: reads are signed with a member's key")
-    ring, _ = signing_material(directory)
-    if member not in ring.signing:
-        error("unknown_signer", f"no key for {member} in the keyring")
+    key, _ = reader_key(directory, member)
     try:
-        with HttpTransport(url, member, ring.signing[member],
-                           ca=None if ca is None else str(ca)) as peer:
+        with HttpTransport(url, member, key, ca=None if ca is None else str(ca)) as peer:
             docs = peer.get("/v1/checkpoints/evidence")
     except MedLedgerError as exc:
         fail(exc)

@@ -2,16 +2,23 @@
 
 Hospitals submit records to their own peers over HTTP; every peer executes every block; the
 checkpoints become final once a quorum of organisations cosigned them; a light client checks a
-proof against a final checkpoint only; one peer is killed with SIGKILL and catches up; finally
-two peers' stores are compared and one is verified in full. Every figure is read back.
+proof against a final checkpoint only; one peer is killed with SIGKILL and catches up; an
+insider edits the CDC's database behind the ledger's back, and the other peers catch it at the
+next change to that record, with evidence anyone can check against the genesis; finally peers'
+stores are compared and verified in full. Every figure is read back.
 """
 
 from __future__ import annotations
 
 import hashlib
+import signal
+import sqlite3
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 from medledger.client.client import Client
 from medledger.client.http import HttpTransport
@@ -21,6 +28,7 @@ from medledger.consortium.genesis import Genesis
 from medledger.demo.ledger import DemoResult
 from medledger.installed import default_registry
 from medledger.ledger.compare import compare
+from medledger.ledger.equivocation import verify_equivocation
 from medledger.ledger.finality import ConsortiumKeys, FinalCheckpoint
 from medledger.ledger.store.sqlite import SQLiteStore
 from medledger.ledger.verify import verify_store
@@ -115,6 +123,7 @@ def run(records_per_hospital: int = 200, workdir: Path | None = None) -> DemoRes
                     f"restart it caught up to height {status['hosp-c']['height']}: "
                     f"{'identical roots' if same else 'ROOTS DIFFER'}")
             out.ok &= same
+            edited = _tamper_and_catch(c, ring, genesis, root, out)
         finally:
             c.stop()
         a = SQLiteStore(root / "peers" / "hosp-a" / "ledger.db")
@@ -130,7 +139,79 @@ def run(records_per_hospital: int = 200, workdir: Path | None = None) -> DemoRes
         out.add("full verify (hosp-c)", f"{'OK' if report.ok else 'FAILED'}: {report.blocks} "
                 f"blocks, {report.txs} txs in {report.seconds:.2f} s")
         out.ok &= div is None and report.ok
+        cdc = SQLiteStore(root / "peers" / "cdc" / "ledger.db")
+        a = SQLiteStore(root / "peers" / "hosp-a" / "ledger.db")
+        try:
+            bad = verify_store(cdc, default_registry()).first_bad_height
+            div = compare(a, cdc)
+        finally:
+            a.close()
+            cdc.close()
+        out.add("cdc's own verify", f"first inconsistent height {bad} (the edited row was "
+                f"written at {edited}); compare with hosp-a: diverges at height "
+                f"{None if div is None else div.height}")
+        out.ok &= bad == edited and div is not None and div.height == edited
     return out
+
+
+RECORD = "enc-hosp-a-00000"
+
+
+def _tamper_and_catch(c: LocalCluster, ring: Any, genesis: Genesis, root: Path,
+                      out: DemoResult) -> int:
+    """Stop cdc, mark one of hosp-a's records retracted in cdc's database, restart it, and let
+    hosp-a amend that record: cdc executes the amendment differently, its checkpoint differs,
+    and the other peers raise an alarm naming it and keep evidence. Returns the height of the
+    edited row."""
+    c.kill_peer("cdc", signal.SIGTERM)
+    db = sqlite3.connect(root / "peers" / "cdc" / "ledger.db")
+    try:
+        key, height, value = db.execute(
+            "SELECT key, height, value FROM state WHERE key LIKE ? ORDER BY height DESC LIMIT 1",
+            (f"%record/hosp-a/{RECORD}",)).fetchone()
+        doc = orjson.loads(value)
+        doc["status"] = "retracted"
+        db.execute("UPDATE state SET value=? WHERE key=? AND height=?",
+                   (orjson.dumps(doc), key, height))
+        db.commit()
+    finally:
+        db.close()
+    c.start_peer("cdc")
+    c.wait_healthy(orgs=["cdc"])
+    with HttpTransport(c.url("hosp-a")) as http:
+        client = Client(http, c.chain, "hosp-a/gw", ring.signing["hosp-a/gw"])
+        amended = http.submit_one(client.build("registry", "amend", {
+            "record_id": RECORD, "content_hash": hashlib.sha256(b"corrected").hexdigest(),
+            "schema_version": "fhir-r4/1", "reason": "corrected"}))
+    honest = [o for o in c.peers if o != "cdc"]
+    deadline = time.monotonic() + 60
+    while True:
+        status = c.status()["peers"]
+        alarmed = [o for o in honest if any(a.get("org") == "cdc"
+                                            for a in status[o].get("alarms", []))]
+        final = all(status[o].get("final_height", -1) >= amended.height for o in honest)
+        if len(alarmed) == len(honest) and final:
+            break
+        if time.monotonic() > deadline:
+            out.add("tampering caught", f"NO: alarms on {alarmed}, final {final}")
+            out.ok = False
+            return int(height)
+        time.sleep(0.2)
+    at = {a["height"] for o in honest for a in status[o]["alarms"] if a.get("org") == "cdc"}
+    out.add("tampering caught", f"cdc's database edited behind the ledger's back ({RECORD} "
+            f"marked retracted); at hosp-a's amendment of it (height {amended.height}) cdc "
+            f"executed differently: alarm naming cdc at height {min(at)} on all {len(honest)} "
+            f"other peers, which stay final without it")
+    keys = genesis.org_keys()
+    with HttpTransport(c.url("hosp-b"), "hosp-b/gw", ring.signing["hosp-b/gw"]) as h:
+        kept = {d["against"]: d["evidence"] for d in h.get("/v1/checkpoints/evidence")}
+    report = verify_equivocation(kept["cdc"].encode(),
+                                 ConsortiumKeys(log=keys, witnesses=keys))
+    sides = sorted(", ".join(s.log_signers) for s in (report.a, report.b))
+    out.add("evidence", f"fetched from hosp-b's peer and checked with the genesis keys alone: "
+            f"{report.kind} checkpoints signed by {sides[0]} and by {sides[1]}")
+    out.ok &= "cdc" in sides and amended.ok
+    return int(height)
 
 
 def _register_some(c: LocalCluster, ring: object, orgs: tuple[str, ...]) -> int:

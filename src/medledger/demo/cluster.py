@@ -11,24 +11,24 @@ stores are compared and verified in full. Every figure is read back.
 from __future__ import annotations
 
 import hashlib
-import signal
-import sqlite3
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
-
-import orjson
 
 from medledger.client.client import Client
 from medledger.client.http import HttpTransport
 from medledger.client.light import LightClient
+from medledger.cluster.drills import (
+    edit_behind_the_ledger,
+    fetched_evidence,
+    record_tx,
+    wait_alarms,
+)
 from medledger.cluster.local import LocalCluster
 from medledger.consortium.genesis import Genesis
 from medledger.demo.ledger import DemoResult
 from medledger.installed import default_registry
 from medledger.ledger.compare import compare
-from medledger.ledger.equivocation import verify_equivocation
 from medledger.ledger.finality import ConsortiumKeys, FinalCheckpoint
 from medledger.ledger.store.sqlite import SQLiteStore
 from medledger.ledger.verify import verify_store
@@ -123,7 +123,7 @@ def run(records_per_hospital: int = 200, workdir: Path | None = None) -> DemoRes
                     f"restart it caught up to height {status['hosp-c']['height']}: "
                     f"{'identical roots' if same else 'ROOTS DIFFER'}")
             out.ok &= same
-            edited = _tamper_and_catch(c, ring, genesis, root, out)
+            edited = _tamper_and_catch(c, genesis, out)
         finally:
             c.stop()
         a = SQLiteStore(root / "peers" / "hosp-a" / "ledger.db")
@@ -157,61 +157,28 @@ def run(records_per_hospital: int = 200, workdir: Path | None = None) -> DemoRes
 RECORD = "enc-hosp-a-00000"
 
 
-def _tamper_and_catch(c: LocalCluster, ring: Any, genesis: Genesis, root: Path,
-                      out: DemoResult) -> int:
-    """Stop cdc, mark one of hosp-a's records retracted in cdc's database, restart it, and let
-    hosp-a amend that record: cdc executes the amendment differently, its checkpoint differs,
-    and the other peers raise an alarm naming it and keep evidence. Returns the height of the
+def _tamper_and_catch(c: LocalCluster, genesis: Genesis, out: DemoResult) -> int:
+    """An insider marks one of hosp-a's records retracted in cdc's database; hosp-a then
+    amends that record, cdc executes the amendment differently, its checkpoint differs, and
+    the other peers raise an alarm naming it and keep evidence. Returns the height of the
     edited row."""
-    c.kill_peer("cdc", signal.SIGTERM)
-    db = sqlite3.connect(root / "peers" / "cdc" / "ledger.db")
-    try:
-        key, height, value = db.execute(
-            "SELECT key, height, value FROM state WHERE key LIKE ? ORDER BY height DESC LIMIT 1",
-            (f"%record/hosp-a/{RECORD}",)).fetchone()
-        doc = orjson.loads(value)
-        doc["status"] = "retracted"
-        db.execute("UPDATE state SET value=? WHERE key=? AND height=?",
-                   (orjson.dumps(doc), key, height))
-        db.commit()
-    finally:
-        db.close()
-    c.start_peer("cdc")
-    c.wait_healthy(orgs=["cdc"])
-    with HttpTransport(c.url("hosp-a")) as http:
-        client = Client(http, c.chain, "hosp-a/gw", ring.signing["hosp-a/gw"])
-        amended = http.submit_one(client.build("registry", "amend", {
-            "record_id": RECORD, "content_hash": hashlib.sha256(b"corrected").hexdigest(),
-            "schema_version": "fhir-r4/1", "reason": "corrected"}))
-    honest = [o for o in c.peers if o != "cdc"]
-    deadline = time.monotonic() + 60
-    while True:
-        status = c.status()["peers"]
-        alarmed = [o for o in honest if any(a.get("org") == "cdc"
-                                            for a in status[o].get("alarms", []))]
-        final = all(status[o].get("final_height", -1) >= amended.height for o in honest)
-        if len(alarmed) == len(honest) and final:
-            break
-        if time.monotonic() > deadline:
-            out.add("tampering caught", f"NO: alarms on {alarmed}, final {final}")
-            out.ok = False
-            return int(height)
-        time.sleep(0.2)
-    at = {a["height"] for o in honest for a in status[o]["alarms"] if a.get("org") == "cdc"}
+    edited = edit_behind_the_ledger(c, "cdc", "hosp-a", RECORD)
+    amended = record_tx(c, "hosp-a", "amend", RECORD, "corrected")
+    alarms = wait_alarms(c, "cdc", amended.height)
+    if alarms is None:
+        out.add("tampering caught", "NO: not every other peer raised an alarm naming cdc")
+        out.ok = False
+        return edited
     out.add("tampering caught", f"cdc's database edited behind the ledger's back ({RECORD} "
             f"marked retracted); at hosp-a's amendment of it (height {amended.height}) cdc "
-            f"executed differently: alarm naming cdc at height {min(at)} on all {len(honest)} "
-            f"other peers, which stay final without it")
-    keys = genesis.org_keys()
-    with HttpTransport(c.url("hosp-b"), "hosp-b/gw", ring.signing["hosp-b/gw"]) as h:
-        kept = {d["against"]: d["evidence"] for d in h.get("/v1/checkpoints/evidence")}
-    report = verify_equivocation(kept["cdc"].encode(),
-                                 ConsortiumKeys(log=keys, witnesses=keys))
+            f"executed differently: alarm naming cdc at height {min(alarms.values())} on all "
+            f"{len(alarms)} other peers, which stay final without it")
+    report = fetched_evidence(c, "hosp-b", "cdc", genesis)
     sides = sorted(", ".join(s.log_signers) for s in (report.a, report.b))
     out.add("evidence", f"fetched from hosp-b's peer and checked with the genesis keys alone: "
             f"{report.kind} checkpoints signed by {sides[0]} and by {sides[1]}")
     out.ok &= "cdc" in sides and amended.ok
-    return int(height)
+    return edited
 
 
 def _register_some(c: LocalCluster, ring: object, orgs: tuple[str, ...]) -> int:

@@ -45,3 +45,25 @@ def test_cluster_bench_runs_small(tmp_path: Path) -> None:
     assert {row[0] for row in cbench.summary(r)} >= {
         "committed tx/s, slowest peer", "catch-up replay",
         "machine: Ed25519 verifications/s, one thread"}
+
+
+@pytest.mark.nats
+def test_cluster_bench_faults_small(tmp_path: Path) -> None:
+    """`bench cluster --faults` at a tiny size: every fault the issue names, with its outcome."""
+    from medledger.bench import cluster as cbench
+    from tests.support.services import require_binary
+
+    require_binary("nats-server")
+    r = cbench.run(tmp_path, peers=4, txs=300, batch=100, rate=0, faults=True, fault_txs=900)
+    f = r.faults
+    assert f["lost"] == 0 and f["duplicated"] == 0 and f["acked"] == 900, f
+    assert f["killed_peer_caught_up_identical"] and f["stale_sequencer_refused"], f
+    cut = f["cut_off"]
+    assert cut["peer"] == "cdc" and cut["held"] and cut["identical"], cut
+    assert cut["committed_meanwhile"] >= 300 and cut["cut_s"] >= cbench.CUT_SECONDS, cut
+    t = f["tamper"]
+    assert t["alarmed_by"] == t["others"] == 3 and t["alarm_s"] is not None, t
+    assert t["evidence_names_it"] and t["own_verify_first_bad"] == t["edited_height"], t
+    rows = {row[0]: row[1] for row in cbench.summary(r)}
+    assert "held still" in rows["peer cut off from NATS"]
+    assert "3 of 3 peers" in rows["tampered peer store"]

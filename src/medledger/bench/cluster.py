@@ -227,7 +227,7 @@ def _wait_all(c: LocalCluster, size: int, orgs: Sequence[str] | None = None,
 def run(root: Path, *, peers: int = 4, txs: int = 30_000, batch: int = 500,
         threads_per_peer: int = 2, max_block_txs: int = 2000, faults: bool = False,
         rate: float = 200.0, paced_seconds: float = 15.0, paced_batch: int = 10,
-        progress: Progress = _quiet) -> ClusterBench:
+        fault_txs: int = 18_000, progress: Progress = _quiet) -> ClusterBench:
     """Three phases on one cluster: throughput with every peer running, catch-up of one peer
     stopped during a second load of the same size, then the paced run (and ``faults``)."""
     orgs = DEFAULT_ORGS[:peers]
@@ -276,7 +276,7 @@ def run(root: Path, *, peers: int = 4, txs: int = 30_000, batch: int = 500,
             progress(f"paced load: {rate:,.0f} tx/s for {paced_seconds:.0f} s")
             _paced(c, out, rate, paced_seconds, paced_batch)
         if faults:
-            out.faults = _faults(c, progress)
+            out.faults = _faults(c, progress, fault_txs)
     finally:
         c.stop()
     return out
@@ -392,10 +392,10 @@ def _paced(c: LocalCluster, out: ClusterBench, rate: float, seconds: float,
     out.paced_rate, out.paced_txs, out.paced_batch = rate, len(lat), per_batch
 
 
-def _faults(c: LocalCluster, progress: Progress) -> dict[str, Any]:
+def _faults(c: LocalCluster, progress: Progress, txs: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     start_size = min(p.get("log_size", 0) for p in c.status()["peers"].values())
-    raws = _build(c, 6_000, "fault")
+    raws = _build(c, txs // len(HOSPITALS), "fault")
     total = start_size + sum(len(v) for v in raws.values())
     load = _Load()
     mon = _Monitor(c).start()
@@ -439,7 +439,100 @@ def _faults(c: LocalCluster, progress: Progress) -> dict[str, Any]:
         "client_retries": load.errors,
         "killed_peer_caught_up_identical": len(roots) == 1,
     })
+    victim = list(c.peers)[-1]  # a peer no load is submitted to
+    out["cut_off"] = _cut_off(c, victim, progress)
+    out["tamper"] = _tamper(c, victim, progress)  # last: the victim stays diverged
     return out
+
+
+CUT_SECONDS = 5.0
+
+
+def _log_size(c: LocalCluster, org: str) -> int:
+    h = c.health(org)
+    return int(((h or {}).get("cluster") or {}).get("log_size", -1))
+
+
+def _cut_off(c: LocalCluster, victim: str, progress: Progress) -> dict[str, Any]:
+    """``victim`` on one NATS server only, that server killed while the others commit a
+    load, then restarted: did the victim hold still, and how fast did it catch up?"""
+    from medledger.cluster.local import PeerConfig
+
+    lonely = c.nats.specs[-1]
+    path = c.root / "peers" / victim / "peer.json"
+    cfg = PeerConfig.load(path)
+    servers = list(cfg.servers)
+    c.kill_peer(victim, 15)
+    cfg.servers = [lonely.url]
+    cfg.save(path)
+    try:
+        c.start_peer(victim)
+        c.wait_healthy(orgs=[victim])
+        _wait_all(c, max(_log_size(c, o) for o in c.peers), [victim])
+        held = _log_size(c, victim)
+        progress(f"faults: cutting {victim} off from NATS (its only server, {lonely.name}, "
+                 f"killed for {CUT_SECONDS:.0f} s)")
+        c.nats.kill(lonely.name)
+        t0 = time.monotonic()
+        raws = _build(c, 100, "cut")
+        load = _Load()
+        _drive(c, raws, 100, 1, load, True)
+        time.sleep(max(0.0, CUT_SECONDS - (time.monotonic() - t0)))
+        during = _log_size(c, victim)
+        top = max(_log_size(c, o) for o in c.peers if o != victim)
+        cut = time.monotonic() - t0
+        c.nats.start(lonely.name, detach=True)
+        back = time.monotonic()
+        _wait_all(c, top, [victim], timeout=120)
+        caught = time.monotonic() - back
+    finally:
+        cfg.servers = servers  # for its next start
+        cfg.save(path)
+    st = c.status()["peers"]
+    roots = {(p["log_size"], p["log_root"], p["state_root"]) for p in st.values()}
+    return {"peer": victim, "server": lonely.name, "cut_s": round(cut, 2),
+            "held": during == held, "committed_meanwhile": top - held,
+            "caught_up_s": round(caught, 2), "identical": len(roots) == 1}
+
+
+def _tamper(c: LocalCluster, victim: str, progress: Progress) -> dict[str, Any]:
+    """An insider edits ``victim``'s database (one of hosp-a's records marked retracted);
+    hosp-a then amends the record. How long until every other peer alarms, does the evidence
+    verify with the genesis alone, and does the victim's own verify name the edit?"""
+    from medledger.cluster.drills import (
+        edit_behind_the_ledger,
+        fetched_evidence,
+        record_tx,
+        wait_alarms,
+    )
+    from medledger.consortium.genesis import Genesis
+    from medledger.installed import default_registry
+    from medledger.ledger.store.sqlite import SQLiteStore
+    from medledger.ledger.verify import verify_store
+
+    record = "bench-tampered"
+    registered = record_tx(c, "hosp-a", "register", record, "v1")
+    _wait_all(c, registered.index + 1)
+    progress(f"faults: editing {victim}'s database behind the ledger's back")
+    edited = edit_behind_the_ledger(c, victim, "hosp-a", record)
+    amended = record_tx(c, "hosp-a", "amend", record, "fix")
+    t0 = time.monotonic()
+    alarms = wait_alarms(c, victim, amended.height)
+    alarm_s = time.monotonic() - t0
+    genesis = Genesis.load((c.root / "genesis.json").read_bytes())
+    signers: set[str] = set()
+    if alarms is not None:
+        report = fetched_evidence(c, HOSPITALS[1], victim, genesis)
+        signers = {n for side in (report.a, report.b) for n in side.log_signers}
+    store = SQLiteStore(c.root / "peers" / victim / "ledger.db", create=False)
+    try:
+        first_bad = verify_store(store, default_registry()).first_bad_height
+    finally:
+        store.close()
+    return {"peer": victim, "edited_height": edited, "amended_height": amended.height,
+            "alarmed_by": len(alarms or {}), "others": len(c.peers) - 1,
+            "alarm_s": None if alarms is None else round(alarm_s, 2),
+            "evidence_names_it": victim in signers, "own_verify_first_bad": first_bad}
 
 
 def _fence_probe(c: LocalCluster) -> bool:
@@ -504,6 +597,25 @@ def summary(b: ClusterBench) -> list[tuple[str, str, str]]:
             ("stale sequencer appends", "refused (fenced), stream unchanged"
              if f.get("stale_sequencer_refused") else "ACCEPTED", "refused"),
         ]
+        if "cut_off" in f:
+            k = f["cut_off"]
+            rows.append(("peer cut off from NATS", f"{k['peer']} ({k['server']} killed "
+                         f"{k['cut_s']} s): {'held still' if k['held'] else 'MOVED'} while "
+                         f"{k['committed_meanwhile']:,} txs committed elsewhere; caught up "
+                         f"{k['caught_up_s']} s after the server returned; "
+                         + ("identical roots" if k["identical"] else "ROOTS DIFFER"),
+                         "catches up"))
+        if "tamper" in f:
+            t = f["tamper"]
+            rows.append(("tampered peer store", f"{t['peer']}: alarm naming it on "
+                         f"{t['alarmed_by']} of {t['others']} peers "
+                         + (f"{t['alarm_s']} s after the amendment" if t["alarm_s"] is not None
+                            else "(TIMED OUT)")
+                         + "; evidence verified with the genesis keys"
+                         + ("" if t["evidence_names_it"] else " NOT naming it")
+                         + f"; its own verify: first bad height {t['own_verify_first_bad']} "
+                         f"(edited at {t['edited_height']})",
+                         "detected by itself and the others"))
     return rows
 
 

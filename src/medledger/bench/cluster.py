@@ -440,7 +440,7 @@ def _faults(c: LocalCluster, progress: Progress, txs: int) -> dict[str, Any]:
         "killed_peer_caught_up_identical": len(roots) == 1,
     })
     victim = list(c.peers)[-1]  # a peer no load is submitted to
-    out["cut_off"] = _cut_off(c, victim, progress)
+    out["cut_off"] = _cut_off(c, victim, progress, max(30, txs // 6))
     out["tamper"] = _tamper(c, victim, progress)  # last: the victim stays diverged
     return out
 
@@ -453,9 +453,9 @@ def _log_size(c: LocalCluster, org: str) -> int:
     return int(((h or {}).get("cluster") or {}).get("log_size", -1))
 
 
-def _cut_off(c: LocalCluster, victim: str, progress: Progress) -> dict[str, Any]:
-    """``victim`` on one NATS server only, that server killed while the others commit a
-    load, then restarted: did the victim hold still, and how fast did it catch up?"""
+def _cut_off(c: LocalCluster, victim: str, progress: Progress, txs: int) -> dict[str, Any]:
+    """``victim`` on one NATS server only, that server killed while the others commit ``txs``
+    transactions, then restarted: did the victim hold still, and how fast did it catch up?"""
     from medledger.cluster.local import PeerConfig
 
     lonely = c.nats.specs[-1]
@@ -474,7 +474,7 @@ def _cut_off(c: LocalCluster, victim: str, progress: Progress) -> dict[str, Any]
                  f"killed for {CUT_SECONDS:.0f} s)")
         c.nats.kill(lonely.name)
         t0 = time.monotonic()
-        raws = _build(c, 100, "cut")
+        raws = _build(c, txs // len(HOSPITALS), "cut")
         load = _Load()
         _drive(c, raws, 100, 1, load, True)
         time.sleep(max(0.0, CUT_SECONDS - (time.monotonic() - t0)))

@@ -91,7 +91,18 @@ def test_the_cli_proves_a_transaction_final_through_a_peer(start_peers, tmp_path
                                   "--as", "hosp-b/root", "--dir", str(client_dir), *extra])
         return out.exit_code, out.output
 
-    with served_app(create_app(peers[0].node)) as url:
+    with served_app(create_app(peers[0].node)) as url, \
+            served_app(create_app(peers[1].node)) as url_b:
+        # the operators' view of peers on other machines: their health endpoints
+        out_ = runner.invoke(app, ["peer", "status", url, url_b, "--json"])
+        assert out_.exit_code == 0, out_.output
+        seen = json.loads(out_.output)
+        assert seen["chains"] == [cons.genesis.chain_id]
+        assert set(seen["peers"]) == {"hosp-a", "hosp-b"}
+        assert all(p["running"] and p["height"] >= r.height for p in seen["peers"].values())
+        out_ = runner.invoke(app, ["peer", "status", url, "http://127.0.0.1:9/v1"])
+        assert out_.exit_code == 1 and "hosp-a" in out_.output, out_.output
+        assert "127.0.0.1:9" in out_.output  # the one that does not answer, named
         code, out = prove("--witnesses", "hosp-a,hosp-b,cdc")
         assert code == 0, out
         doc = json.loads(out)

@@ -86,6 +86,8 @@ def test_tampered_peer_is_detected_by_itself_and_the_others(start_peers, tmp_pat
     cons.ring.save(client / "keyring.json")
     (client / "genesis.json").write_bytes(cons.genesis.encoded)
     with served_app(create_app(a.node)) as url:
+        status = CliRunner().invoke(app, ["peer", "status", url])
+        assert status.exit_code == 1 and f"cdc@{amend.height}" in status.output, status.output
         out = CliRunner().invoke(app, ["ledger", "evidence", "export", "--url", url, "--as",
                                        "hosp-b/root", "--dir", str(client), "--out",
                                        str(tmp_path / "fetched.jsonl")])

@@ -58,16 +58,7 @@ def status(directory: Path = DirOpt, as_json: bool = typer.Option(False, "--json
     if as_json:
         console.print_json(json.dumps(doc))
         return
-    t = Table(title=f"cluster {doc['chain']}")
-    for col in ("peer", "up", "height", "final", "lag", "log root", "state root", "seq", "alarms"):
-        t.add_column(col)
-    for org, p in doc["peers"].items():
-        t.add_row(org, "yes" if p.get("running") else "no", str(p.get("height", "-")),
-                  str(p.get("final_height", "-")), str(p.get("lag", "-")),
-                  str(p.get("log_root", "-"))[:12], str(p.get("state_root", "-"))[:12],
-                  "*" if p.get("sequencer") else "",
-                  ", ".join(_alarm(a) for a in p.get("alarms", [])))
-    console.print(t)
+    console.print(peer_table(f"cluster {doc['chain']}", doc["peers"]))
     console.print("nats: " + ", ".join(f"{n} {'up' if up else 'DOWN'}"
                                        for n, up in doc["nats"].items()))
 
@@ -87,6 +78,21 @@ def down(
     if purge:
         shutil.rmtree(directory)
     console.print(f"cluster in {directory} stopped" + (" and deleted" if purge else ""))
+
+
+def peer_table(title: str, peers: dict[str, dict[str, Any]]) -> Table:
+    """One row per peer from its health's ``cluster`` section (``running``: its process or
+    HTTP endpoint answers)."""
+    t = Table(title=title)
+    for col in ("peer", "up", "height", "final", "lag", "log root", "state root", "seq", "alarms"):
+        t.add_column(col)
+    for name, p in peers.items():
+        t.add_row(name, "yes" if p.get("running") else "no", str(p.get("height", "-")),
+                  str(p.get("final_height", "-")), str(p.get("lag", "-")),
+                  str(p.get("log_root", "-"))[:12], str(p.get("state_root", "-"))[:12],
+                  "*" if p.get("sequencer") else "",
+                  ", ".join(_alarm(a) for a in p.get("alarms", [])))
+    return t
 
 
 def _alarm(a: dict[str, Any]) -> str:

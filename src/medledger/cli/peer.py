@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -124,3 +126,38 @@ def join(
         fail(exc)
     console.print(f"joined from the snapshot at final height {height}; start with `peer run`")
 
+
+@app.command("status")
+def status(
+    urls: list[str] = typer.Argument(..., help="Peers' API URLs (as `cluster up` prints them)."),
+    ca: Path = typer.Option(None, "--ca", help="PEM of the CA that signed the peers' HTTPS "
+                            "certificates."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Each peer's height, finality, lag, roots, sequencer role and alarms, from its
+    /v1/health (no key needed): for peers on other machines. Exit 1 if a peer does not answer
+    or raises an alarm."""
+    from medledger.cli.cluster import peer_table
+    from medledger.client.http import HttpTransport
+
+    peers: dict[str, dict[str, Any]] = {}
+    chains: set[str] = set()
+    for url in urls:
+        try:
+            with HttpTransport(url, ca=None if ca is None else str(ca), wait_timeout=5) as h:
+                health = h.health()
+        except (MedLedgerError, OSError) as exc:
+            peers[url] = {"running": False, "error": str(exc)}
+            continue
+        chains.add(str(health.get("chain_id")))
+        cluster = health.get("cluster") or {}
+        peers[str(cluster.get("org", url))] = {"running": True, "url": url, **cluster}
+    if as_json:
+        print(json.dumps({"chains": sorted(chains), "peers": peers}, indent=1))
+    else:
+        console.print(peer_table(f"chain {', '.join(sorted(chains)) or '?'}", peers))
+        for name, p in peers.items():
+            if "error" in p:
+                console.print(f"{name}: {p['error']}")
+    if any(not p["running"] or p.get("alarms") for p in peers.values()) or len(chains) > 1:
+        raise typer.Exit(1)

@@ -573,7 +573,7 @@ def summary(b: ClusterBench) -> list[tuple[str, str, str]]:
          f"{b.final_p99_ms:,.0f} ms", "—"),
         (f"submit-to-final p50 / p99 at {b.paced_rate:,.0f} tx/s",
          f"{b.paced_p50_ms:,.0f} / {b.paced_p99_ms:,.0f} ms ({b.paced_txs:,} txs, "
-         f"{b.paced_batch} per request)",
+         f"{b.paced_batch} per request)" if b.paced_txs else "not run (--rate 0)",
          "p99 <= 1,000 ms"),
         ("catch-up replay", f"{b.catchup_tps:,.0f} tx/s over {b.catchup_txs:,} txs "
          f"(a peer stopped during a second load of {b.txs:,}; {b.catchup_seconds:.1f} s "

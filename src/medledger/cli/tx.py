@@ -57,4 +57,3 @@ def submit(
     console.print_json(json.dumps(doc))
     if doc["code"] != "ok":
         raise typer.Exit(1)
-
